@@ -1,0 +1,1 @@
+"""GFocal: Generalized Focal Loss detectors for Detectron2."""

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Creates (or completes) the project venv .venv/ idempotently.
+# - torch 2.14.1 + torchvision 0.29.1 (exact pins)
+# - detectron2: an existing one in the venv is kept; otherwise the pure-Python files of the
+#   sal-detectron2==0.7.2 wheel are installed with `pip --target` and put on the path with a .pth
+# - runtime deps, pytest, and this project (editable).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+VENV=.venv
+STAMP=$VENV/.gfocal-setup-done
+if [ -f "$STAMP" ] && [ "$STAMP" -nt setup.py ] && [ "$STAMP" -nt tools/setup_env.sh ] && [ "$STAMP" -nt requirements.txt ]; then
+  exit 0
+fi
+[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+VPY=$VENV/bin/python
+"$VPY" -m pip install -q --upgrade "pip>=23" >/dev/null
+"$VPY" -m pip install -q torch==2.14.1 torchvision==0.29.1
+"$VPY" -m pip install -q -r requirements.txt
+if ! "$VPY" -c "import detectron2" >/dev/null 2>&1; then
+  SITE=$("$VPY" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+  D2DIR=$VENV/detectron2-pure
+  rm -rf "$D2DIR"
+  "$VPY" -m pip install -q --no-deps --target "$D2DIR" --python-version 3.10 \
+    --only-binary=:all: sal-detectron2==0.7.2
+  # The wheel's compiled _C is for CPython 3.10 and is never loaded; drop it so nothing tries.
+  find "$D2DIR/detectron2" -maxdepth 1 -name '_C*.so' -delete
+  echo "$(cd "$D2DIR" && pwd)" > "$SITE/detectron2-pure.pth"
+  "$VPY" -c "import detectron2; print('detectron2', detectron2.__version__, 'from', detectron2.__file__)"
+fi
+"$VPY" -m pip install -q --no-deps --no-build-isolation -e .
+"$VPY" -c "import gfocal" 
+touch "$STAMP"
