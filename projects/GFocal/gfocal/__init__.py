@@ -1,1 +1,9 @@
-"""GFocal: Generalized Focal Loss detectors for Detectron2."""
+"""GFocal: Generalized Focal Loss detectors (GFL v1 and v2) for Detectron2.
+
+Importing the package registers the ``GFL`` meta-architecture in Detectron2's
+``META_ARCH_REGISTRY``.
+"""
+from . import modeling  # noqa: F401  (registers GFL)
+from .modeling import GFL, GFLHead, ATSSMatcher  # noqa: F401
+
+__version__ = "0.1.0"

@@ -1,0 +1,31 @@
+"""COCO 2017 data, optimiser and training loop of the GFL reference 1x recipe.
+
+Single-scale training at (800, max 1333) with horizontal flip, RGB input; SGD lr 0.01 at batch
+16, momentum 0.9, weight decay 1e-4 on every parameter (norms included, as mmdetection).
+"""
+import detectron2.data.transforms as T
+from detectron2 import model_zoo
+from detectron2.config import LazyCall as L
+from detectron2.evaluation import COCOEvaluator
+
+dataloader = model_zoo.get_config("common/data/coco.py").dataloader
+dataloader.train.mapper.use_instance_mask = False
+dataloader.train.mapper.image_format = "RGB"
+dataloader.train.mapper.augmentations = [
+    L(T.ResizeShortestEdge)(short_edge_length=800, max_size=1333, sample_style="choice"),
+    L(T.RandomFlip)(horizontal=True),
+]
+dataloader.train.total_batch_size = 16
+# Pure-Python COCO evaluation: Detectron2's fast C++ evaluator is not needed.
+dataloader.evaluator = L(COCOEvaluator)(
+    dataset_name="${..test.dataset.names}", use_fast_impl=False
+)
+
+optimizer = model_zoo.get_config("common/optim.py").SGD
+optimizer.lr = 0.01
+optimizer.params.weight_decay_norm = None
+
+train = model_zoo.get_config("common/train.py").train
+train.max_iter = 90000
+train.checkpointer = dict(period=5000, max_to_keep=3)
+train.eval_period = 0  # evaluate once, at the end of training

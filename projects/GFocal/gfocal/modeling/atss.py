@@ -1,0 +1,106 @@
+"""Adaptive Training Sample Selection (Zhang et al., CVPR 2020), as GFL uses it."""
+from typing import List, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from detectron2.structures import Boxes, pairwise_iou
+
+__all__ = ["ATSSMatcher"]
+
+
+class ATSSMatcher:
+    """Assign each anchor to at most one ground-truth box with the ATSS rule.
+
+    For every gt and every feature level, the ``topk`` anchors whose centres are closest to the
+    gt centre become candidates. A candidate is positive when its IoU with the gt is at least
+    mean + std (unbiased) of that gt's candidate IoUs and its centre lies inside the gt by more
+    than ``center_eps``. An anchor claimed by several gts goes to the one with the highest IoU.
+
+    This matches mmdetection's ``ATSSAssigner`` (the reference GFL implementation), including
+    ``valid`` anchors: anchors outside an image's own padded extent never become candidates.
+    """
+
+    def __init__(self, topk: int = 9, center_eps: float = 0.01):
+        """
+        Args:
+            topk: candidates per gt per level.
+            center_eps: an anchor centre must be inside the gt by more than this (pixels).
+        """
+        if topk < 1:
+            raise ValueError(f"ATSSMatcher topk must be >= 1, got {topk}")
+        self.topk = int(topk)
+        self.center_eps = float(center_eps)
+
+    def __repr__(self):
+        return f"ATSSMatcher(topk={self.topk}, center_eps={self.center_eps})"
+
+    @torch.no_grad()
+    def __call__(
+        self, anchors: List[Boxes], gt_boxes: Boxes, valid: Optional[Tensor] = None
+    ) -> Tuple[Tensor, Tensor]:
+        """
+        Args:
+            anchors: per-level anchors of one image, level l holding R_l boxes.
+            gt_boxes: the image's M gt boxes (XYXY, absolute pixels).
+            valid: (R,) bool, anchors allowed to match; None means all of them.
+
+        Returns:
+            matched_idxs: (R,) int64, the matched gt index per anchor, -1 for background.
+            matched_ious: (R,) float, IoU of each anchor with its matched gt (0 for background).
+        """
+        # Naming: M = gt boxes, R = anchors over all levels, C = candidates per gt.
+        num_per_level = [len(a) for a in anchors]
+        all_anchors = Boxes.cat(anchors)
+        num_anchors = len(all_anchors)
+        device = all_anchors.device
+        if len(gt_boxes) == 0:
+            return (
+                torch.full((num_anchors,), -1, dtype=torch.int64, device=device),
+                torch.zeros(num_anchors, device=device),
+            )
+        if valid is None:
+            valid = torch.ones(num_anchors, dtype=torch.bool, device=device)
+
+        gt = gt_boxes.tensor  # (M, 4)
+        ious = pairwise_iou(all_anchors, gt_boxes)  # (R, M)
+        anchor_centers = all_anchors.get_centers()  # (R, 2)
+        distances = torch.cdist(anchor_centers, gt_boxes.get_centers())  # (R, M)
+        distances = distances.masked_fill(~valid[:, None], float("inf"))
+
+        # Candidates: the topk closest anchors per gt on every level (a loop over levels only).
+        candidates = []
+        start = 0
+        for n in num_per_level:
+            k = min(self.topk, n)
+            _, idx = distances[start : start + n].topk(k, dim=0, largest=False)  # (k, M)
+            candidates.append(idx + start)
+            start += n
+        candidates = torch.cat(candidates, dim=0)  # (C, M)
+        cand_valid = valid[candidates]  # (C, M), False only when a level has < topk valid
+        cand_ious = ious.gather(0, candidates)  # (C, M)
+
+        # Adaptive threshold: mean + unbiased std of the valid candidates' IoUs, per gt.
+        count = cand_valid.sum(dim=0)  # (M,)
+        masked = torch.where(cand_valid, cand_ious, torch.zeros_like(cand_ious))
+        mean = masked.sum(dim=0) / count
+        var = torch.where(cand_valid, (cand_ious - mean) ** 2, torch.zeros_like(cand_ious))
+        std = (var.sum(dim=0) / (count - 1)).sqrt()  # nan for a single candidate, as torch.std
+        is_pos = cand_valid & (cand_ious >= (mean + std)[None, :])
+
+        # Candidate centres must lie inside the gt.
+        cx = anchor_centers[candidates, 0]  # (C, M)
+        cy = anchor_centers[candidates, 1]
+        inside = torch.stack(
+            [cx - gt[:, 0], cy - gt[:, 1], gt[:, 2] - cx, gt[:, 3] - cy], dim=-1
+        ).amin(dim=-1)  # (C, M)
+        is_pos &= inside > self.center_eps
+
+        # An anchor claimed by several gts goes to the highest IoU.
+        claim = torch.full_like(ious, -1.0)  # IoUs are >= 0, so -1 marks "not claimed"
+        claim.scatter_(0, candidates, torch.where(is_pos, cand_ious, torch.full_like(cand_ious, -1.0)))
+        matched_ious, matched_idxs = claim.max(dim=1)  # (R,)
+        background = matched_ious < 0
+        matched_idxs[background] = -1
+        matched_ious = matched_ious.clamp(min=0)
+        return matched_idxs, matched_ious
