@@ -376,7 +376,9 @@ class GFL(DenseDetector):
                 )
             ]
         )
-        pred.pred_boxes.clip(image_size)
+        # Non-finite boxes (a diverged model) are dropped rather than crash the clip below.
+        pred = pred[torch.isfinite(pred.pred_boxes.tensor).all(dim=1)]
+        pred.pred_boxes.clip(image_size)  # as the reference, before NMS
         keep = batched_nms(pred.pred_boxes.tensor, pred.scores, pred.pred_classes, self.test_nms_thresh)
         return pred[keep[: self.max_detections_per_image]]
 

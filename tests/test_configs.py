@@ -1,0 +1,57 @@
+"""Every config under configs/ loads, instantiates its model and runs one CPU forward."""
+import glob
+import os
+
+import pytest
+import torch
+
+from detectron2.config import LazyConfig, instantiate
+
+from gfl_testing import REPO
+
+CONFIGS = sorted(
+    os.path.relpath(p, REPO)
+    for p in glob.glob(os.path.join(REPO, "configs", "**", "*.py"), recursive=True)
+    if "/common/" not in p
+)
+
+
+def test_there_are_configs():
+    assert "configs/COCO-Detection/gfl_R_50_FPN_1x.py" in CONFIGS
+    assert "configs/COCO-Detection/gflv2_R_50_FPN_1x.py" in CONFIGS
+
+
+@pytest.mark.parametrize("path", CONFIGS)
+def test_config_instantiates_and_runs(path):
+    cfg = LazyConfig.load(os.path.join(REPO, path))
+    for key in ("model", "dataloader", "optimizer", "lr_multiplier", "train"):
+        assert key in cfg, f"{path} lacks {key}"
+    # Serialisable: the trainer writes config.yaml into the output dir and it must reload.
+    assert LazyConfig.to_py(cfg)
+    model = instantiate(cfg.model).eval()
+    with torch.no_grad():
+        out = model([{"image": torch.rand(3, 200, 249) * 255}])
+    assert out[0]["instances"].image_size == (200, 249)
+    scheduler = instantiate(cfg.lr_multiplier)
+    assert scheduler(0.0) < 0.01 and scheduler(0.5) == 1.0
+
+
+def test_reference_recipe_in_1x_configs():
+    for name in ("gfl_R_50_FPN_1x", "gflv2_R_50_FPN_1x"):
+        cfg = LazyConfig.load(os.path.join(REPO, f"configs/COCO-Detection/{name}.py"))
+        assert cfg.optimizer.lr == 0.01 and cfg.optimizer.momentum == 0.9
+        assert cfg.optimizer.weight_decay == 1e-4
+        assert cfg.dataloader.train.total_batch_size == 16
+        assert cfg.train.max_iter == 90000
+        sched = instantiate(cfg.lr_multiplier)
+        it = lambda i: sched(i / 90000)  # noqa: E731
+        assert it(0) == pytest.approx(0.001) and it(500) == 1.0
+        assert it(59999) == 1.0 and it(60000) == pytest.approx(0.1) and it(80000) == pytest.approx(0.01)
+        assert cfg.model.input_format == "RGB" and cfg.dataloader.train.mapper.image_format == "RGB"
+        assert list(cfg.model.pixel_mean) == [123.675, 116.28, 103.53]
+        assert cfg.model.backbone.bottom_up.stages.stride_in_1x1 is False
+        assert cfg.model.head.use_dgqp == name.startswith("gflv2")
+        aug = cfg.dataloader.train.mapper.augmentations[0]
+        assert aug.short_edge_length == 800 and aug.max_size == 1333
+        assert cfg.dataloader.train.dataset.names == "coco_2017_train"
+        assert cfg.dataloader.test.dataset.names == "coco_2017_val"
