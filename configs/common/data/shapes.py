@@ -1,0 +1,32 @@
+"""Data of the built-in quick-start dataset (gfocal_shapes, 128x128 images, 4 classes)."""
+import detectron2.data.transforms as T
+from detectron2.config import LazyCall as L
+from detectron2.data import (
+    DatasetMapper,
+    build_detection_test_loader,
+    build_detection_train_loader,
+    get_detection_dataset_dicts,
+)
+from detectron2.evaluation import COCOEvaluator
+from omegaconf import OmegaConf
+
+dataloader = OmegaConf.create()
+dataloader.train = L(build_detection_train_loader)(
+    dataset=L(get_detection_dataset_dicts)(names="gfocal_shapes_train", filter_empty=False),
+    mapper=L(DatasetMapper)(
+        is_train=True,
+        augmentations=[L(T.RandomFlip)(horizontal=True)],
+        image_format="RGB",
+        use_instance_mask=False,
+    ),
+    total_batch_size=16,
+    num_workers=1,
+)
+dataloader.test = L(build_detection_test_loader)(
+    dataset=L(get_detection_dataset_dicts)(names="gfocal_shapes_val", filter_empty=False),
+    mapper=L(DatasetMapper)(is_train=False, augmentations=[], image_format="RGB"),
+    num_workers=1,
+)
+dataloader.evaluator = L(COCOEvaluator)(
+    dataset_name="${..test.dataset.names}", use_fast_impl=False
+)
