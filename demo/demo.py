@@ -36,8 +36,23 @@ def get_parser():
     parser.add_argument("--webcam", action="store_true", help="read frames from the first camera")
     parser.add_argument("--confidence-threshold", type=float, default=0.3, help="minimum score to draw")
     parser.add_argument("--show-distributions", action="store_true", help="draw each box's L/T/R/B distributions")
+    parser.add_argument("--opts", dest="more_opts", nargs=argparse.REMAINDER, default=[],
+                        help="config overrides, as in Detectron2's demo")
     parser.add_argument("opts", nargs=argparse.REMAINDER, default=[], help="config overrides key=value, last")
     return parser
+
+
+def split_overrides(args):
+    """``--input a.jpg key=value`` puts the override into --input's list: move items that look
+    like ``key=value`` and are not existing paths to the overrides."""
+    opts = list(args.opts) + list(args.more_opts)
+    if args.input:
+        kept = []
+        for item in args.input:
+            (opts if "=" in item and not os.path.exists(item) else kept).append(item)
+        args.input = kept
+    args.opts = opts
+    return args
 
 
 def expand_inputs(patterns):
@@ -144,7 +159,7 @@ def show(picture) -> bool:
 
 
 def main(argv=None) -> int:
-    args = get_parser().parse_args(argv)
+    args = split_overrides(get_parser().parse_args(argv))
     setup_logger(name="gfocal")
     setup_logger(name="fvcore")
     if sum(bool(x) for x in (args.input, args.video_input, args.webcam)) != 1:

@@ -5,16 +5,21 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling.anchor_generator import DefaultAnchorGenerator
 from detectron2.modeling.backbone import FPN, BasicStem, ResNet
 
-from gfocal.modeling import GFL, ATSSMatcher, GFLHead, LastLevelP6P7NoReLU
+from gfocal.modeling import GFL, ATSSMatcher, GFLHead, LastLevelP6P7NoReLU, make_resnet_stages
 
 model = L(GFL)(
     backbone=L(FPN)(
         bottom_up=L(ResNet)(
             stem=L(BasicStem)(in_channels=3, out_channels=64, norm="FrozenBN"),
-            stages=L(ResNet.make_default_stages)(
+            # ResNeXt: num_groups / width_per_group; DCN: deform_on_stages / deform_modulated.
+            stages=L(make_resnet_stages)(
                 depth=50,
                 stride_in_1x1=False,
                 norm="FrozenBN",
+                num_groups=1,
+                width_per_group=64,
+                deform_on_stages=[],
+                deform_modulated=False,
             ),
             out_features=["res3", "res4", "res5"],
             freeze_at=2,

@@ -14,11 +14,14 @@ import numpy as np
 import torch
 
 from detectron2.structures import Instances
-from detectron2.utils.visualizer import Visualizer
+from detectron2.utils.visualizer import Visualizer, _create_text_labels
 
 __all__ = ["draw_predictions", "side_spread", "SIDE_NAMES"]
 
 SIDE_NAMES = ("L", "T", "R", "B")
+# One colour per class for boxes and their panels (RGB).
+_PALETTE = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (255, 127, 14), (23, 190, 207),
+            (227, 119, 194), (188, 189, 34), (140, 86, 75), (127, 127, 127)]
 
 
 def side_spread(instances: Instances) -> torch.Tensor:
@@ -33,7 +36,7 @@ def side_spread(instances: Instances) -> torch.Tensor:
 def _panel(probs: np.ndarray, spread: np.ndarray, color: Tuple[int, int, int], bar_w: int) -> np.ndarray:
     """A (h, w, 3) uint8 RGB panel: 2x2 bar charts of the four (n+1)-bin distributions."""
     nbins = probs.shape[1]
-    cell_w, chart_h, label_h, pad = nbins * bar_w, 28, 11, 3
+    cell_w, chart_h, label_h, pad = max(nbins * bar_w, 48), 24, 11, 2
     cell_h = chart_h + label_h
     panel = np.full((2 * cell_h + 3 * pad, 2 * cell_w + 3 * pad, 3), 255, np.uint8)
     bins = np.arange(nbins)
@@ -70,7 +73,7 @@ def _place(canvas: np.ndarray, panel: np.ndarray, box: np.ndarray, taken: list) 
             for tx, ty, tw, th in taken
         )
 
-    x, y = min(clipped, key=overlap)
+    x, y = min(clipped, key=lambda xy: overlap(*xy))
     region = canvas[y : y + ph, x : x + pw]
     region[:] = panel[: region.shape[0], : region.shape[1]]
     taken.append((x, y, pw, ph))
@@ -83,7 +86,7 @@ def draw_predictions(
     confidence_threshold: float = 0.3,
     show_distributions: bool = True,
     max_panels: int = 12,
-    min_size: int = 512,
+    min_size: int = 768,
 ) -> np.ndarray:
     """Draw boxes, class names and scores with Detectron2's Visualizer, and optionally the
     side distributions of each box.
@@ -104,18 +107,23 @@ def draw_predictions(
     instances = instances.to("cpu")
     instances = instances[instances.scores >= confidence_threshold]
     scale = max(1.0, min_size / min(image_rgb.shape[:2]))
+    classes = instances.pred_classes.tolist()
+    colors = [_PALETTE[c % len(_PALETTE)] for c in classes]
     vis = Visualizer(image_rgb, metadata, scale=scale)
-    canvas = vis.draw_instance_predictions(instances).get_image().copy()
+    labels = _create_text_labels(
+        classes, instances.scores, metadata.get("thing_classes", None) if metadata is not None else None
+    )
+    canvas = vis.overlay_instances(
+        boxes=instances.pred_boxes, labels=labels, assigned_colors=[tuple(c / 255 for c in rgb) for rgb in colors]
+    ).get_image().copy()
     if not show_distributions or len(instances) == 0 or not instances.has("pred_dists"):
         return canvas
     order = instances.scores.argsort(descending=True)[:max_panels]
     spread = side_spread(instances).numpy()
     probs = instances.pred_dists.float().numpy()
     boxes = instances.pred_boxes.tensor.numpy() * scale
-    palette = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (255, 127, 14), (23, 190, 207)]
     bar_w = 3 if probs.shape[-1] <= 24 else 2
     taken = []
     for idx in order.tolist():
-        color = palette[int(instances.pred_classes[idx]) % len(palette)]
-        _place(canvas, _panel(probs[idx], spread[idx], color, bar_w), boxes[idx], taken)
+        _place(canvas, _panel(probs[idx], spread[idx], colors[idx], bar_w), boxes[idx], taken)
     return canvas

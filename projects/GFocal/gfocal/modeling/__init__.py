@@ -11,3 +11,6 @@ from .losses import (
 )
 
 __all__ = [k for k in globals().keys() if not k.startswith("_")]
+from .backbone import DeformBottleneckBlock, DeformConv, make_resnet_stages  # noqa: E402
+
+__all__ += ["DeformBottleneckBlock", "DeformConv", "make_resnet_stages"]

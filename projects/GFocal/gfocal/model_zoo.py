@@ -1,0 +1,167 @@
+"""GFocal's model zoo, in the spirit of ``detectron2.model_zoo``.
+
+    from gfocal import model_zoo
+    cfg = model_zoo.get_config("COCO-Detection/gfl_R_50_FPN_1x.py")
+    model = model_zoo.get("COCO-Detection/gfl_R_50_FPN_1x.py", trained=True)  # official weights
+
+``trained=True`` downloads the official checkpoint from its published URL (once), converts it
+to GFocal names (once) and caches both under ``$GFOCAL_CACHE`` (default ``~/.cache/gfocal``).
+Offline, or for checkpoints without a direct URL (GFocalV2's are on Google Drive), download the
+file elsewhere and pass ``checkpoint=PATH`` or run ``tools/convert_checkpoint.py``.
+"""
+import logging
+import os
+import urllib.error
+from dataclasses import dataclass
+from typing import Dict, Optional
+
+import torch
+
+from detectron2.config import LazyConfig, instantiate
+
+from .checkpoint import GFLCheckpointer, convert_state_dict, load_checkpoint_file
+
+__all__ = ["ZooEntry", "MODELS", "get_config_file", "get_config", "get_checkpoint", "get"]
+
+logger = logging.getLogger(__name__)
+
+_MMDET = "https://download.openmmlab.com/mmdetection/v2.0/gfl"
+_GFOCALV2 = "https://github.com/implus/GFocalV2#models"
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    """A published GFL model: its reference COCO val2017 box AP and where the weights are."""
+
+    reference_ap: float
+    source: str
+    checkpoint: str  # file name of the official checkpoint
+    url: Optional[str]  # direct download, or None when only a web page (see `page`) has it
+    page: str
+
+
+MODELS: Dict[str, ZooEntry] = {
+    "COCO-Detection/gfl_R_50_FPN_1x.py": ZooEntry(
+        40.2, "mmdetection", "gfl_r50_fpn_1x_coco_20200629_121244-25944287.pth",
+        f"{_MMDET}/gfl_r50_fpn_1x_coco/gfl_r50_fpn_1x_coco_20200629_121244-25944287.pth",
+        "https://github.com/open-mmlab/mmdetection/tree/main/configs/gfl"),
+    "COCO-Detection/gfl_R_50_FPN_ms2x.py": ZooEntry(
+        42.9, "mmdetection", "gfl_r50_fpn_mstrain_2x_coco_20200629_213802-37bb1edc.pth",
+        f"{_MMDET}/gfl_r50_fpn_mstrain_2x_coco/gfl_r50_fpn_mstrain_2x_coco_20200629_213802-37bb1edc.pth",
+        "https://github.com/open-mmlab/mmdetection/tree/main/configs/gfl"),
+    "COCO-Detection/gfl_R_101_FPN_ms2x.py": ZooEntry(
+        44.7, "mmdetection", "gfl_r101_fpn_mstrain_2x_coco_20200629_200126-dd12f847.pth",
+        f"{_MMDET}/gfl_r101_fpn_mstrain_2x_coco/gfl_r101_fpn_mstrain_2x_coco_20200629_200126-dd12f847.pth",
+        "https://github.com/open-mmlab/mmdetection/tree/main/configs/gfl"),
+    "COCO-Detection/gfl_R_101_DCN_FPN_ms2x.py": ZooEntry(
+        47.1, "mmdetection", "gfl_r101_fpn_dconv_c3-c5_mstrain_2x_coco_20200630_102002-134b07df.pth",
+        f"{_MMDET}/gfl_r101_fpn_dconv_c3-c5_mstrain_2x_coco/"
+        "gfl_r101_fpn_dconv_c3-c5_mstrain_2x_coco_20200630_102002-134b07df.pth",
+        "https://github.com/open-mmlab/mmdetection/tree/main/configs/gfl"),
+    "COCO-Detection/gfl_X_101_32x4d_FPN_ms2x.py": ZooEntry(
+        45.9, "mmdetection", "gfl_x101_32x4d_fpn_mstrain_2x_coco_20200630_102002-50c1ffdb.pth",
+        f"{_MMDET}/gfl_x101_32x4d_fpn_mstrain_2x_coco/gfl_x101_32x4d_fpn_mstrain_2x_coco_20200630_102002-50c1ffdb.pth",
+        "https://github.com/open-mmlab/mmdetection/tree/main/configs/gfl"),
+    "COCO-Detection/gfl_X_101_32x4d_DCN_FPN_ms2x.py": ZooEntry(
+        48.1, "mmdetection", "gfl_x101_32x4d_fpn_dconv_c4-c5_mstrain_2x_coco_20200630_102002-14a2bf25.pth",
+        f"{_MMDET}/gfl_x101_32x4d_fpn_dconv_c4-c5_mstrain_2x_coco/"
+        "gfl_x101_32x4d_fpn_dconv_c4-c5_mstrain_2x_coco_20200630_102002-14a2bf25.pth",
+        "https://github.com/open-mmlab/mmdetection/tree/main/configs/gfl"),
+    "COCO-Detection/gflv2_R_50_FPN_1x.py": ZooEntry(
+        41.0, "GFocalV2 (official)", "GFocal_R_50_FPN_1x (Google Drive)", None, _GFOCALV2),
+    "COCO-Detection/gflv2_R_50_FPN_ms2x.py": ZooEntry(
+        43.9, "GFocalV2 (official)", "GFocal_R_50_FPN_2x (Google Drive)", None, _GFOCALV2),
+    "COCO-Detection/gflv2_R_101_FPN_ms2x.py": ZooEntry(
+        45.8, "GFocalV2 (official)", "GFocal_R_101_FPN_2x (Google Drive)", None, _GFOCALV2),
+    "COCO-Detection/gflv2_R_101_DCN_FPN_ms2x.py": ZooEntry(
+        48.0, "GFocalV2 (official)", "GFocal_R_101_dcnv2_FPN_2x (Google Drive)", None, _GFOCALV2),
+    "COCO-Detection/gflv2_X_101_32x4d_DCN_FPN_ms2x.py": ZooEntry(
+        48.8, "GFocalV2 (official)", "GFocal_X_101_dcnv2_FPN_2x (Google Drive)", None, _GFOCALV2),
+}
+
+
+def _configs_root() -> str:
+    here = os.path.dirname(os.path.abspath(__file__))
+    return os.path.normpath(os.path.join(here, "..", "..", "..", "configs"))
+
+
+def get_config_file(name: str) -> str:
+    """Path of a config under the repository's configs/ (e.g. "COCO-Detection/gfl_R_50_FPN_1x.py")."""
+    path = os.path.join(_configs_root(), name)
+    if not os.path.isfile(path):
+        raise ValueError(f"{name!r} is not a GFocal config; known models: {', '.join(MODELS)}")
+    return path
+
+
+def _cache_dir(cache_dir: Optional[str]) -> str:
+    root = cache_dir or os.getenv("GFOCAL_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "gfocal"))
+    os.makedirs(root, exist_ok=True)
+    return root
+
+
+def get_checkpoint(name: str, *, url: Optional[str] = None, checkpoint: Optional[str] = None,
+                   cache_dir: Optional[str] = None) -> str:
+    """A converted checkpoint for ``name``, made once and cached.
+
+    Args:
+        name: a key of :data:`MODELS`.
+        url: download from here instead of the published URL (e.g. a mirror, or file://).
+        checkpoint: convert this local official checkpoint instead of downloading.
+        cache_dir: where downloads and converted files go.
+
+    Returns:
+        path of a file that ``DetectionCheckpointer`` loads into ``get_config(name).model``.
+    """
+    if name not in MODELS:
+        raise ValueError(f"{name!r} has no published checkpoint; known models: {', '.join(MODELS)}")
+    entry = MODELS[name]
+    root = _cache_dir(cache_dir)
+    stem = os.path.splitext(os.path.basename(name))[0]
+    converted = os.path.join(root, f"{stem}.gfocal.pth")
+    if checkpoint is None and os.path.isfile(converted):
+        return converted
+    if checkpoint is None:
+        url = url or entry.url
+        if url is None:
+            raise RuntimeError(
+                f"{name}: the official checkpoint ({entry.checkpoint}) has no direct URL; download it "
+                f"from {entry.page} and pass checkpoint=PATH (or use tools/convert_checkpoint.py)"
+            )
+        checkpoint = os.path.join(root, os.path.basename(url))
+        if not os.path.isfile(checkpoint):
+            logger.info(f"Downloading {url} ...")
+            try:
+                torch.hub.download_url_to_file(url, checkpoint + ".part", progress=True)
+            except (urllib.error.URLError, OSError) as e:
+                raise RuntimeError(
+                    f"cannot download {url} ({e}); this machine may be offline. Download the file "
+                    f"elsewhere and pass checkpoint=PATH, or run tools/convert_checkpoint.py on it."
+                ) from e
+            os.replace(checkpoint + ".part", checkpoint)
+    cfg = LazyConfig.load(get_config_file(name))
+    state, info = convert_state_dict(load_checkpoint_file(checkpoint), num_classes=cfg.model.num_classes)
+    logger.info(f"{os.path.basename(checkpoint)}: {info.summary()}")
+    torch.save({"model": state, "__author__": f"gfocal conversion of {entry.checkpoint}"}, converted + ".part")
+    os.replace(converted + ".part", converted)
+    return converted
+
+
+def get_config(name: str, trained: bool = False, **kwargs):
+    """The lazy config of ``name``; with ``trained``, ``train.init_checkpoint`` points at the
+    converted official weights (see :func:`get_checkpoint` for ``kwargs``)."""
+    cfg = LazyConfig.load(get_config_file(name))
+    if trained:
+        cfg.train.init_checkpoint = get_checkpoint(name, **kwargs)
+    return cfg
+
+
+def get(name: str, trained: bool = True, device: Optional[str] = None, **kwargs):
+    """The model of ``name`` in eval mode, with the official weights when ``trained``."""
+    cfg = get_config(name, trained=trained, **kwargs)
+    model = instantiate(cfg.model)
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    model.to(device).eval()
+    if trained:
+        GFLCheckpointer(model).load(cfg.train.init_checkpoint)
+    return model

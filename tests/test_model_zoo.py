@@ -1,0 +1,68 @@
+"""gfocal.model_zoo and tools/convert_checkpoint.py."""
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from gfocal import model_zoo
+
+from gfl_testing import REPO
+from mmdet_reference import MMGFL
+
+NAME = "COCO-Detection/gfl_R_50_FPN_1x.py"
+
+
+def test_every_published_model_has_a_config():
+    assert len(MODELS_V1 := [n for n in model_zoo.MODELS if "/gfl_" in n]) == 6
+    assert len([n for n in model_zoo.MODELS if "/gflv2_" in n]) == 5
+    for name in model_zoo.MODELS:
+        assert os.path.isfile(model_zoo.get_config_file(name))
+    assert all(model_zoo.MODELS[n].url.startswith("https://download.openmmlab.com/") for n in MODELS_V1)
+    with pytest.raises(ValueError, match="not a GFocal config"):
+        model_zoo.get_config_file("COCO-Detection/nope.py")
+
+
+def test_get_trained_from_a_local_url_converts_once_and_caches(tmp_path):
+    ref = MMGFL().eval()
+    src = tmp_path / "official.pth"
+    torch.save(ref.mmdet_state_dict(), src)
+    cache = tmp_path / "cache"
+    model = model_zoo.get(NAME, trained=True, device="cpu", url=src.as_uri(), cache_dir=str(cache))
+    torch.testing.assert_close(model.head.gfl_reg.weight, ref.bbox_head.gfl_reg.weight)
+    torch.testing.assert_close(model.backbone.top_block.p7.bias, ref.neck.fpn_convs[4].conv.bias)
+    converted = cache / "gfl_R_50_FPN_1x.gfocal.pth"
+    assert converted.exists() and (cache / "official.pth").exists()
+    mtime = converted.stat().st_mtime
+    cfg = model_zoo.get_config(NAME, trained=True, url="file:///nonexistent.pth", cache_dir=str(cache))
+    assert cfg.train.init_checkpoint == str(converted) and converted.stat().st_mtime == mtime  # cached
+
+
+def test_offline_download_is_a_clear_error(tmp_path):
+    with pytest.raises(RuntimeError, match="may be offline"):
+        model_zoo.get_checkpoint(NAME, url=(tmp_path / "missing.pth").as_uri(), cache_dir=str(tmp_path))
+    with pytest.raises(RuntimeError, match="no direct URL"):
+        model_zoo.get_checkpoint("COCO-Detection/gflv2_R_50_FPN_1x.py", cache_dir=str(tmp_path))
+
+
+def run_convert(*args):
+    return subprocess.run([sys.executable, os.path.join(REPO, "tools/convert_checkpoint.py"), *args],
+                          capture_output=True, text=True)
+
+
+def test_convert_checkpoint_cli(tmp_path):
+    src = tmp_path / "official.pth"
+    torch.save(MMGFL(dgqp=True).mmdet_state_dict(), src)
+    v2 = os.path.join(REPO, "configs/COCO-Detection/gflv2_R_50_FPN_1x.py")
+    v1 = os.path.join(REPO, "configs/COCO-Detection/gfl_R_50_FPN_1x.py")
+    res = run_convert(str(src), "-o", str(tmp_path / "out.pth"), "--config-file", v2)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "GFL v2 (DGQP)" in res.stdout and "no missing or unexpected keys" in res.stdout
+    assert set(torch.load(tmp_path / "out.pth", weights_only=True)) >= {"model"}
+    # A v2 checkpoint does not silently load into a v1 model.
+    res = run_convert(str(src), "-o", str(tmp_path / "bad.pth"), "--config-file", v1)
+    assert res.returncode == 1 and "not in the model:      head.reg_conf.0.weight" in res.stderr
+    assert not (tmp_path / "bad.pth").exists()
+    res = run_convert(str(tmp_path / "none.pth"), "-o", str(tmp_path / "x.pth"))
+    assert res.returncode == 2 and "no such file" in res.stderr

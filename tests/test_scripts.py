@@ -1,0 +1,170 @@
+"""train_net.py, the demo and the metrics plot, end to end on a tiny generated dataset (CPU)."""
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from detectron2.engine import default_argument_parser
+
+from gfocal.data import ShapesSpec, register_shapes
+
+from gfl_testing import REPO
+
+CONFIG = os.path.join(REPO, "configs/Quickstart/gfl_shapes.py")
+
+
+def load_script(relpath, name):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, relpath))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Train the quick-start config for 4 iterations on a tiny copy of the shapes data."""
+    tmp = tmp_path_factory.mktemp("run")
+    register_shapes("tiny_shapes", ShapesSpec(num_train=24, num_val=6, seed=2), str(tmp / "data"))
+    overrides = [
+        "dataloader.train.dataset.names=tiny_shapes_train",
+        "dataloader.test.dataset.names=tiny_shapes_val",
+        "dataloader.train.total_batch_size=4",
+        "dataloader.train.num_workers=0",
+        "dataloader.test.num_workers=0",
+        "train.max_iter=4",
+        "train.checkpointer.period=2",
+        "train.log_period=1",
+        f"train.output_dir={tmp / 'out'}",
+        "model.backbone.out_channels=64",
+        "model.head.conv_dims=[64]",
+    ]
+    # The head's input_shape follows the FPN width.
+    overrides.append("model.head.input_shape=[{channels:64},{channels:64},{channels:64},{channels:64},{channels:64}]")
+    train_net = load_script("train_net.py", "train_net")
+    args = default_argument_parser().parse_args(["--config-file", CONFIG, *overrides])
+    train_net.main(args)
+    return tmp, overrides, train_net
+
+
+def test_train_net_trains_checkpoints_logs_and_evaluates(trained):
+    tmp, _, _ = trained
+    out = tmp / "out"
+    assert (out / "model_final.pth").exists() and (out / "model_0000001.pth").exists()
+    assert (out / "config.yaml").exists()
+    records = [json.loads(line) for line in open(out / "metrics.json")]
+    keys = set().union(*records)
+    for key in ("loss_qfl", "loss_box", "loss_dfl", "lr", "gfl/norm_pos", "gfl/dfl_clamped_frac", "bbox/AP"):
+        assert key in keys, key
+    assert max(r["iteration"] for r in records if "loss_qfl" in r) == 3
+
+
+def test_train_net_resumes_from_the_last_checkpoint(trained):
+    tmp, overrides, train_net = trained
+    os.remove(tmp / "out" / "model_final.pth")
+    with open(tmp / "out" / "last_checkpoint", "w") as f:
+        f.write("model_0000001.pth")  # as if killed after iteration 2
+    args = default_argument_parser().parse_args(
+        ["--config-file", CONFIG, "--resume", *overrides, "train.max_iter=5"]
+    )
+    train_net.main(args)
+    records = [json.loads(line) for line in open(tmp / "out" / "metrics.json")]
+    resumed = [r["iteration"] for r in records if "loss_qfl" in r][-3:]
+    assert resumed == [2, 3, 4]  # continued at iteration 2, did not start over
+    assert (tmp / "out" / "model_final.pth").exists()
+
+
+def test_train_net_eval_only(trained):
+    tmp, overrides, train_net = trained
+    weights = tmp / "out" / "model_final.pth"
+    args = default_argument_parser().parse_args(
+        ["--config-file", CONFIG, "--eval-only", *overrides, f"train.init_checkpoint={weights}",
+         "model.test_score_thresh=0.001"]  # a 4-iteration model scores about the prior, 0.01
+    )
+    results = train_net.main(args)
+    assert 0 <= results["bbox"]["AP"] <= 100  # nan (no predictions) would fail
+    missing = default_argument_parser().parse_args(
+        ["--config-file", CONFIG, "--eval-only", *overrides, "train.init_checkpoint=/nonexistent.pth"]
+    )
+    with pytest.raises(SystemExit, match="no such file"):
+        train_net.main(missing)
+
+
+def run_demo(args):
+    return subprocess.run(
+        [sys.executable, os.path.join(REPO, "demo/demo.py"), *args], capture_output=True, text=True, cwd=REPO
+    )
+
+
+def test_demo_folder_with_a_corrupt_file_video_and_distributions(trained, tmp_path):
+    tmp, overrides, _ = trained
+    data_overrides = [o for o in overrides if o.startswith(("model.", "dataloader.test"))]
+    data_overrides.append("model.test_score_thresh=0.001")  # an untrained model's scores ~ 0.01
+    weights = f"train.init_checkpoint={tmp / 'out' / 'model_final.pth'}"
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(2):
+        src = tmp / "data" / "val" / f"{i:06d}.jpg"
+        (folder / f"img{i}.jpg").write_bytes(src.read_bytes())
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8 this is not a jpeg")
+    (folder / "notes.txt").write_text("not an image")
+    res = run_demo(["--config-file", CONFIG, "--input", str(folder), "--output", str(tmp_path / "out"),
+                    "--show-distributions", "--confidence-threshold", "0.0", *data_overrides, weights])
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "skipped" in res.stderr + res.stdout and "broken.jpg" in res.stderr + res.stdout
+    written = sorted(os.listdir(tmp_path / "out"))
+    assert written == ["img0.png", "img1.png"]
+    plain = run_demo(["--config-file", CONFIG, "--input", str(folder / "img0.jpg"), "--output",
+                      str(tmp_path / "plain.png"), "--confidence-threshold", "0.0", *data_overrides, weights])
+    assert plain.returncode == 0, plain.stderr[-3000:]
+    with_dists = cv2.imread(str(tmp_path / "out" / "img0.png"))
+    without = cv2.imread(str(tmp_path / "plain.png"))
+    assert with_dists.shape == without.shape and with_dists.shape[0] >= 512  # upscaled small image
+    assert (with_dists != without).any()  # the distribution panels were drawn
+
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (128, 128))
+    frame = cv2.imread(str(folder / "img0.jpg"))
+    for k in range(3):
+        writer.write(np.roll(frame, 4 * k, axis=1))
+    writer.release()
+    res = run_demo(["--config-file", CONFIG, "--video-input", str(video), "--output", str(tmp_path / "clip.mp4"),
+                    *data_overrides, weights])
+    assert res.returncode == 0, res.stderr[-3000:]
+    capture = cv2.VideoCapture(str(tmp_path / "clip.mp4"))
+    frames = 0
+    while capture.read()[0]:
+        frames += 1
+    assert frames == 3
+
+
+def test_demo_clear_errors(trained, tmp_path):
+    tmp, overrides, _ = trained
+    data_overrides = [o for o in overrides if o.startswith(("model.", "dataloader.test"))]
+    res = run_demo(["--config-file", CONFIG, "--input", str(tmp_path / "nope"), *data_overrides,
+                    f"train.init_checkpoint={tmp / 'out' / 'model_final.pth'}"])
+    assert res.returncode == 2 and "no such file" in res.stderr and "Traceback" not in res.stderr
+    res = run_demo(["--config-file", CONFIG, "--input", str(tmp_path), *data_overrides,
+                    "train.init_checkpoint=/missing/model.pth"])
+    assert res.returncode == 2 and "weights file not found" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_plot_metrics_renders_a_png(tmp_path):
+    plot_metrics = load_script("tools/plot_metrics.py", "plot_metrics")
+    metrics = tmp_path / "metrics.json"
+    with open(metrics, "w") as f:
+        for it in range(0, 100, 10):
+            f.write(json.dumps({"iteration": it, "total_loss": 2 - it / 100, "loss_qfl": 0.5, "lr": 0.01}) + "\n")
+        f.write("not json\n")
+        f.write(json.dumps({"iteration": 99, "bbox/AP": 12.5, "bbox/AP50": 30.0}) + "\n")
+    out = tmp_path / "curves.png"
+    assert plot_metrics.main([str(metrics), "-o", str(out)]) == 0
+    image = cv2.imread(str(out))
+    assert image is not None and image.shape[1] > image.shape[0] > 200
+    series = plot_metrics.read_metrics(str(metrics))
+    assert series["bbox/AP"] == [(99, 12.5)] and len(series["total_loss"]) == 10

@@ -1,0 +1,80 @@
+#!/usr/bin/env python
+"""Train GFL v1, GFL v2 and Detectron2's FCOS and RetinaNet on the quick-start data with the
+same backbone (ResNet-18-FPN from scratch), head width, schedule, batch and seed, and print
+their val box AP side by side.
+
+    python tools/benchmark_quickstart.py                        # all four, the quick-start schedule
+    python tools/benchmark_quickstart.py --models gfl fcos train.max_iter=400
+
+Each run is `train_net.py --config-file configs/Quickstart/<model>_shapes.py` into
+output/quickstart_benchmark/<model>/ (a finished run is reused: delete it to retrain).
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODELS = {
+    "gfl": "GFL v1",
+    "gflv2": "GFL v2",
+    "fcos": "D2 FCOS",
+    "retinanet": "D2 RetinaNet",
+}
+METRICS = ["AP", "AP50", "AP75", "APs", "APm", "APl"]
+
+
+def final_metrics(metrics_path):
+    """The last evaluation in a metrics.json (bbox/* keys), or None."""
+    result = None
+    if not os.path.isfile(metrics_path):
+        return None
+    with open(metrics_path) as f:
+        for line in f:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if "bbox/AP" in record:
+                result = {k: record.get(f"bbox/{k}", float("nan")) for k in METRICS}
+                result["iteration"] = record["iteration"]
+    return result
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--output-root", default=os.path.join(REPO, "output/quickstart_benchmark"))
+    parser.add_argument("opts", nargs=argparse.REMAINDER, default=[], help="overrides for every run")
+    args = parser.parse_args(argv)
+
+    rows = {}
+    for key in args.models:
+        out = os.path.join(args.output_root, key)
+        config = os.path.join(REPO, f"configs/Quickstart/{key}_shapes.py")
+        start = time.perf_counter()
+        if not os.path.isfile(os.path.join(out, "model_final.pth")):
+            cmd = [sys.executable, os.path.join(REPO, "train_net.py"), "--config-file", config,
+                   f"train.output_dir={out}", *args.opts]
+            print(f"== {MODELS[key]}: {' '.join(cmd)}", flush=True)
+            subprocess.run(cmd, check=True)
+        metrics = final_metrics(os.path.join(out, "metrics.json"))
+        if metrics is None:
+            print(f"error: no evaluation found in {out}/metrics.json", file=sys.stderr)
+            return 1
+        metrics["minutes"] = (time.perf_counter() - start) / 60
+        rows[key] = metrics
+
+    print("\n| model | " + " | ".join(METRICS) + " | train+eval (min) |")
+    print("|---|" + "---|" * (len(METRICS) + 1))
+    for key, m in rows.items():
+        print(f"| {MODELS[key]} | " + " | ".join(f"{m[k]:.1f}" for k in METRICS) + f" | {m['minutes']:.1f} |")
+    with open(os.path.join(args.output_root, "results.json"), "w") as f:
+        json.dump(rows, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+#!/usr/bin/env python
+"""Convert an official GFL checkpoint (mmdetection 1.x/2.x/3.x GFL, implus/GFocal v1,
+implus/GFocalV2) or a torchvision ImageNet ResNet into a file Detectron2 loads into GFocal.
+
+    python tools/convert_checkpoint.py gfl_r50_fpn_1x_coco_20200629_121244-25944287.pth \
+        -o gfl_R_50_FPN_1x.pth --config-file configs/COCO-Detection/gfl_R_50_FPN_1x.py
+    python train_net.py --config-file configs/COCO-Detection/gfl_R_50_FPN_1x.py --eval-only \
+        train.init_checkpoint=gfl_R_50_FPN_1x.pth
+
+With --config-file the result is loaded into that config's model and every missing or unexpected
+key is reported (non-zero exit if any). Files are read with torch.load(weights_only=True).
+"""
+import argparse
+import logging
+import sys
+
+import torch
+
+from detectron2.config import LazyConfig, instantiate
+
+from gfocal.checkpoint import ConversionError, convert_state_dict, load_checkpoint_file
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("input", help="official checkpoint (.pth)")
+    parser.add_argument("-o", "--output", required=True, help="converted checkpoint to write (.pth)")
+    parser.add_argument("--config-file", help="check the result against this config's model")
+    parser.add_argument("opts", nargs="*", default=[], help="config overrides key=value")
+    args = parser.parse_intermixed_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+    cfg = None
+    if args.config_file:
+        cfg = LazyConfig.apply_overrides(LazyConfig.load(args.config_file), args.opts)
+    try:
+        checkpoint = load_checkpoint_file(args.input)
+        state, info = convert_state_dict(checkpoint, num_classes=cfg.model.num_classes if cfg else None)
+    except FileNotFoundError:
+        print(f"error: no such file {args.input}", file=sys.stderr)
+        return 2
+    except ConversionError as e:
+        print(f"error: {args.input}: {e}", file=sys.stderr)
+        return 2
+    print(f"source:  {info.summary()}")
+    print(f"mapped:  {len(state)} tensors; dropped {len(info.dropped)} ({', '.join(info.dropped[:4])}"
+          f"{' ...' if len(info.dropped) > 4 else ''})")
+
+    if cfg is not None:
+        model = instantiate(cfg.model)
+        result = model.load_state_dict(state, strict=False)
+        shapes = {k: (tuple(v.shape), tuple(model.state_dict()[k].shape)) for k, v in state.items()
+                  if k in model.state_dict() and v.shape != model.state_dict()[k].shape}
+        if result.missing_keys or result.unexpected_keys or shapes:
+            print(f"error: does not match {args.config_file}:", file=sys.stderr)
+            for k in result.missing_keys[:20]:
+                print(f"  missing in checkpoint: {k}", file=sys.stderr)
+            for k in result.unexpected_keys[:20]:
+                print(f"  not in the model:      {k}", file=sys.stderr)
+            for k, (a, b) in list(shapes.items())[:20]:
+                print(f"  shape {a} vs model {b}: {k}", file=sys.stderr)
+            if info.deform_stages:
+                print(f"  (the checkpoint has {'modulated ' if info.deform_modulated else ''}DCN on "
+                      f"{info.deform_stages}: set model.backbone.bottom_up.stages.deform_on_stages / "
+                      "deform_modulated accordingly)", file=sys.stderr)
+            return 1
+        print(f"checked: loads into {args.config_file} with no missing or unexpected keys")
+    torch.save({"model": state, "__author__": f"gfocal conversion of {args.input}"}, args.output)
+    print(f"wrote:   {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
