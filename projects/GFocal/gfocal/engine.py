@@ -5,12 +5,13 @@
 import logging
 import os
 
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import instantiate
 from detectron2.engine import AMPTrainer, SimpleTrainer, default_writers, hooks
 from detectron2.engine.defaults import create_ddp_model
 from detectron2.evaluation import inference_on_dataset, print_csv_format
 from detectron2.utils import comm
+
+from .checkpoint import GFLCheckpointer
 
 __all__ = ["do_test", "do_train", "evaluate_checkpoint"]
 
@@ -47,7 +48,7 @@ def do_train(cfg, resume: bool = False):
 
     model = create_ddp_model(model, **cfg.train.ddp)
     trainer = (AMPTrainer if cfg.train.amp.enabled else SimpleTrainer)(model, train_loader, optim)
-    checkpointer = DetectionCheckpointer(model, cfg.train.output_dir, trainer=trainer)
+    checkpointer = GFLCheckpointer(model, cfg.train.output_dir, trainer=trainer)
     trainer.register_hooks(
         [
             hooks.IterationTimer(),
@@ -84,5 +85,5 @@ def evaluate_checkpoint(cfg, weights: str):
     model = instantiate(cfg.model)
     model.to(cfg.train.device)
     model = create_ddp_model(model)
-    DetectionCheckpointer(model).load(weights)
+    GFLCheckpointer(model).load(weights)
     return do_test(cfg, model)

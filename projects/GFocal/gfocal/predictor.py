@@ -6,10 +6,11 @@ from typing import Dict, Optional
 import numpy as np
 import torch
 
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import instantiate
 from detectron2.data import MetadataCatalog
 from detectron2.data import transforms as T
+
+from .checkpoint import GFLCheckpointer
 
 __all__ = ["LazyPredictor", "test_metadata"]
 
@@ -45,7 +46,7 @@ class LazyPredictor:
             logger.warning("CUDA is not available; running on the CPU")
             self.device = "cpu"
         self.model = instantiate(cfg.model).to(self.device).eval()
-        DetectionCheckpointer(self.model).load(weights)
+        GFLCheckpointer(self.model).load(weights)
         mapper = cfg.dataloader.test.mapper
         self.augmentations = T.AugmentationList([instantiate(a) for a in mapper.get("augmentations", [])])
         self.input_format = mapper.get("image_format", "BGR")
