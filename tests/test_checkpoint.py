@@ -124,6 +124,19 @@ def test_mmdet1_background_output_is_dropped():
         convert_state_dict(ref.mmdet_state_dict(), num_classes=20)
 
 
+def test_mmdet1_dcn_names_convert_like_2x():
+    """mmdetection 1.x stores a DCN block's offset conv as conv2_offset, 2.x/3.x as conv2.conv_offset."""
+    ref = MMGFL(dcn_stages=("res5",)).mmdet_state_dict()
+    old = {"state_dict": {k.replace("conv2.conv_offset", "conv2_offset"): v for k, v in ref["state_dict"].items()},
+           "meta": {"mmdet_version": "1.1.0"}}
+    assert any("conv2_offset" in k for k in old["state_dict"])
+    new_2x, _ = convert_state_dict(ref)
+    new_1x, info = convert_state_dict(old)
+    assert new_1x.keys() == new_2x.keys() and info.deform_stages == ["res5"]
+    mmdet3 = {"state_dict": ref["state_dict"], "meta": {"mmdet_version": "3.3.0"}}
+    assert convert_state_dict(mmdet3)[0].keys() == new_2x.keys()
+
+
 def test_detects_what_it_converted():
     _, info = convert_state_dict(MMGFL(depth=101, groups=32, width_per_group=4, dcn_stages=("res4", "res5"),
                                        dgqp=True).mmdet_state_dict())

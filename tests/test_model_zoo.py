@@ -66,3 +66,15 @@ def test_convert_checkpoint_cli(tmp_path):
     assert not (tmp_path / "bad.pth").exists()
     res = run_convert(str(tmp_path / "none.pth"), "-o", str(tmp_path / "x.pth"))
     assert res.returncode == 2 and "no such file" in res.stderr
+
+
+def test_readme_model_zoo_table_is_generated_from_the_configs():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("model_zoo_table", os.path.join(REPO, "tools/model_zoo_table.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    text = module.table()
+    assert text.count("\n| `COCO-Detection/") == len(model_zoo.MODELS)
+    assert "| `COCO-Detection/gflv2_X_101_32x4d_DCN_FPN_ms2x.py` | v2 | X-101-32x4d DCN c4-c5 | 2x, 480-960 | 48.8" in text
+    assert module.main(["--check"]) == 0, "run tools/model_zoo_table.py --write"

@@ -168,3 +168,11 @@ def test_plot_metrics_renders_a_png(tmp_path):
     assert image is not None and image.shape[1] > image.shape[0] > 200
     series = plot_metrics.read_metrics(str(metrics))
     assert series["bbox/AP"] == [(99, 12.5)] and len(series["total_loss"]) == 10
+
+
+def test_demo_webcam_without_a_camera_is_a_clear_message(trained):
+    tmp, overrides, _ = trained
+    data_overrides = [o for o in overrides if o.startswith(("model.", "dataloader.test"))]
+    res = run_demo(["--config-file", CONFIG, "--webcam", *data_overrides,
+                    f"train.init_checkpoint={tmp / 'out' / 'model_final.pth'}"])
+    assert res.returncode == 2 and "no camera found" in res.stderr and "Traceback" not in res.stderr

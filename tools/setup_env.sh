@@ -14,20 +14,26 @@ if [ -f "$STAMP" ] && [ "$STAMP" -nt setup.py ] && [ "$STAMP" -nt tools/setup_en
 fi
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 VPY=$VENV/bin/python
-"$VPY" -m pip install -q --upgrade "pip>=23" >/dev/null
-"$VPY" -m pip install -q torch==2.14.1 torchvision==0.29.1
-"$VPY" -m pip install -q -r requirements.txt
+# pip, minus this machine's noise about index folders it does not have; keeps pip's exit status.
+pip_q() {
+  "$VPY" -m pip "$@" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+  return "${PIPESTATUS[0]}"
+}
+echo "Setting up $VENV (torch, detectron2, dependencies) ..."
+pip_q install -q --upgrade "pip>=23"
+pip_q install -q torch==2.14.1 torchvision==0.29.1
+pip_q install -q -r requirements.txt
 if ! "$VPY" -c "import detectron2" >/dev/null 2>&1; then
   SITE=$("$VPY" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
   D2DIR=$VENV/detectron2-pure
   rm -rf "$D2DIR"
-  "$VPY" -m pip install -q --no-deps --target "$D2DIR" --python-version 3.10 \
+  pip_q install -q --no-deps --target "$D2DIR" --python-version 3.10 \
     --only-binary=:all: sal-detectron2==0.7.2
   # The wheel's compiled _C is for CPython 3.10 and is never loaded; drop it so nothing tries.
   find "$D2DIR/detectron2" -maxdepth 1 -name '_C*.so' -delete
   echo "$(cd "$D2DIR" && pwd)" > "$SITE/detectron2-pure.pth"
   "$VPY" -c "import detectron2; print('detectron2', detectron2.__version__, 'from', detectron2.__file__)"
 fi
-"$VPY" -m pip install -q --no-deps --no-build-isolation -e .
+pip_q install -q --no-deps --no-build-isolation -e .
 "$VPY" -c "import gfocal" 
 touch "$STAMP"

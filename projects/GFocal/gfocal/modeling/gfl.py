@@ -259,7 +259,8 @@ class GFL(DenseDetector):
         logits = torch.cat(pred_logits, dim=1)  # (N, R, K)
         dists = torch.cat(pred_dists, dim=1)  # (N, R, 4*(n+1))
         if self.use_dgqp:
-            scores = logits.sigmoid() * torch.cat(pred_quality, dim=1)  # (N, R, K)
+            # float32: under AMP a half-precision product of two sigmoids underflows.
+            scores = logits.float().sigmoid() * torch.cat(pred_quality, dim=1).float()  # (N, R, K)
         else:
             scores = logits
 
@@ -344,9 +345,9 @@ class GFL(DenseDetector):
         anchors = self.anchor_generator(features)
         results: List[Instances] = []
         for img_idx, image_size in enumerate(images.image_sizes):
-            scores = [x[img_idx].sigmoid() for x in pred_logits]  # per level (Ri, K)
+            scores = [x[img_idx].float().sigmoid() for x in pred_logits]  # per level (Ri, K)
             if pred_quality:
-                scores = [s * q[img_idx] for s, q in zip(scores, pred_quality[0])]
+                scores = [s * q[img_idx].float() for s, q in zip(scores, pred_quality[0])]
             dists = [x[img_idx] for x in pred_dists]
             results.append(self.inference_single_image(anchors, scores, dists, image_size))
         return results
