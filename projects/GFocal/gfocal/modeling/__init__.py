@@ -1,5 +1,6 @@
 """GFL modeling: importing this registers the ``GFL`` meta-architecture."""
 from .atss import ATSSMatcher
+from .backbone import DeformBottleneckBlock, DeformConv, make_resnet_stages
 from .fpn import LastLevelP6P7NoReLU
 from .gfl import GFL, aligned_iou, bbox2distance, distance2bbox
 from .head import GFLHead, Scale, distribution_statistics
@@ -10,7 +11,21 @@ from .losses import (
     quality_focal_loss_with_prob,
 )
 
-__all__ = [k for k in globals().keys() if not k.startswith("_")]
-from .backbone import DeformBottleneckBlock, DeformConv, make_resnet_stages  # noqa: E402
-
-__all__ += ["DeformBottleneckBlock", "DeformConv", "make_resnet_stages"]
+__all__ = [
+    "ATSSMatcher",
+    "DeformBottleneckBlock",
+    "DeformConv",
+    "GFL",
+    "GFLHead",
+    "LastLevelP6P7NoReLU",
+    "Scale",
+    "aligned_iou",
+    "bbox2distance",
+    "distance2bbox",
+    "distribution_focal_loss",
+    "distribution_statistics",
+    "generalized_focal_loss",
+    "make_resnet_stages",
+    "quality_focal_loss",
+    "quality_focal_loss_with_prob",
+]
