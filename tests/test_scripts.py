@@ -176,3 +176,33 @@ def test_demo_webcam_without_a_camera_is_a_clear_message(trained):
     res = run_demo(["--config-file", CONFIG, "--webcam", *data_overrides,
                     f"train.init_checkpoint={tmp / 'out' / 'model_final.pth'}"])
     assert res.returncode == 2 and "no camera found" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_quickstart_main_job_end_to_end(trained, tmp_path, capsys):
+    """tools/quickstart.py on the tiny data: trains, evaluates, draws pictures and curves."""
+    _, overrides, _ = trained
+    quickstart = load_script("tools/quickstart.py", "quickstart")
+    out = tmp_path / "qs"
+    run_overrides = [o for o in overrides if not o.startswith("train.output_dir")]
+    assert quickstart.main(["--pictures", "3", *run_overrides, f"train.output_dir={out}",
+                            "model.test_score_thresh=0.001"]) == 0
+    printed = capsys.readouterr().out
+    assert "val box AP:" in printed and "pictures:" in printed
+    assert sorted(os.listdir(out / "pictures")) == ["000000.png", "000001.png", "000002.png", "overview.png"]
+    assert (out / "curves.png").exists() and (out / "model_final.pth").exists()
+    summary = json.load(open(out / "quickstart_summary.json"))
+    assert 0 <= summary["box_AP"]["bbox/AP"] <= 100
+
+
+def test_benchmark_script_smoke(tmp_path):
+    """tools/benchmark.py runs and reports ratios to FCOS (tiny sizes: a smoke test, not a timing)."""
+    res = subprocess.run(
+        [sys.executable, os.path.join(REPO, "tools/benchmark.py"), "--models", "gfl", "fcos", "--height", "64",
+         "--width", "96", "--infer-iters", "1", "--train-iters", "1", "--warmup", "0",
+         "--json", str(tmp_path / "bench.json")],
+        capture_output=True, text=True,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "| GFL v1 |" in res.stdout and "| D2 FCOS |" in res.stdout and "1.000x" in res.stdout
+    results = json.load(open(tmp_path / "bench.json"))["results"]
+    assert results["gfl"]["inference_s"] > 0 and results["fcos"]["train_step_s"] > 0

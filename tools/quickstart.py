@@ -26,8 +26,8 @@ import gfocal  # noqa: F401  (registers GFL and the built-in dataset)
 from detectron2.config import LazyConfig
 from detectron2.data import DatasetCatalog
 from detectron2.engine import default_setup
-from gfocal.data import ensure_shapes_dataset
 from gfocal.engine import do_train
+from gfocal.plotting import plot, read_metrics
 from gfocal.predictor import LazyPredictor
 from gfocal.visualization import draw_predictions
 
@@ -74,8 +74,10 @@ def main(argv=None):
     out = cfg.train.output_dir
 
     logger.info("[1/4] dataset")
-    root = ensure_shapes_dataset()
-    logger.info(f"dataset ready in {root} ({time.perf_counter() - start:.0f}s)")
+    names = cfg.dataloader.train.dataset.names
+    for name in [names] if isinstance(names, str) else list(names):
+        DatasetCatalog.get(name)  # the built-in dataset is generated here on first use
+    logger.info(f"dataset ready ({time.perf_counter() - start:.0f}s)")
 
     logger.info("[2/4] training (resumes from the last checkpoint if there is one)")
     trainer = do_train(cfg, resume=True)
@@ -91,8 +93,6 @@ def main(argv=None):
     curves = None
     metrics = os.path.join(out, "metrics.json")
     if os.path.isfile(metrics):
-        from plot_metrics import plot, read_metrics
-
         curves = plot(read_metrics(metrics), os.path.join(out, "curves.png"), title=os.path.basename(args.config_file))
 
     total = time.perf_counter() - start
