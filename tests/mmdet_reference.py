@@ -7,12 +7,17 @@ ModulatedDeformConv2dPack (``conv2.weight`` + ``conv2.conv_offset``). Neck: mmde
 start_level=1, add_extra_convs="on_output", no ReLU before the extra convs, nearest upsampling to
 the lateral's size. Head: mmdetection's GFLHead (ConvModule = conv without bias + GN + ReLU) and
 GFocalV2's DGQP (``reg_conf``).
+
+The two parts that GFocal computes with code of its own (deformable convolution and the DGQP
+statistics) are stated here independently of it, from the official definitions, not with the
+same calls: deformable convolution as explicit bilinear sampling at the offset kernel points
+(``F.grid_sample``, no ``torchvision.ops``), and the DGQP input by sorting each side's
+probabilities and laying the 20 statistics out in GFocalV2's channel order.
 """
 import torch
 from torch import nn
 from torch.nn import functional as F
 from torchvision.models.resnet import ResNet, Bottleneck
-from torchvision.ops import deform_conv2d
 
 
 class MMDeformConv(nn.Module):
@@ -27,11 +32,56 @@ class MMDeformConv(nn.Module):
 
     def forward(self, x):
         out = self.conv_offset(x)
-        mask = None
-        if self.modulated:
+        if self.modulated:  # mmcv: chunk into (o1, o2, mask); offset = cat(o1, o2); sigmoid mask
             o1, o2, mask = torch.chunk(out, 3, dim=1)
             out, mask = torch.cat([o1, o2], dim=1), mask.sigmoid()
-        return deform_conv2d(x, out, self.weight, None, stride=self.stride, padding=1, mask=mask)
+        else:
+            mask = torch.ones_like(out[:, :9])
+        return deformable_conv_by_sampling(x, out, mask, self.weight, self.stride, padding=1)
+
+
+def deformable_conv_by_sampling(x, offset, mask, weight, stride, padding):
+    """Deformable convolution (Dai et al. 2017; modulated: Zhu et al. 2019) from its definition:
+
+        y(p) = sum_k w_k * m_k(p) * x(p * stride - padding + p_k + delta_k(p))
+
+    with kernel points p_k = (i, j), i, j in 0..2 (row-major, k = 3 i + j), offsets delta_k =
+    (offset[2k], offset[2k+1]) = (dy, dx) as mmcv and the original DCN lay them out, x sampled
+    bilinearly with zeros outside the image. One offset group; ``weight`` (C_out, C_in/g, 3, 3).
+    """
+    N, C, H, W = x.shape
+    Ho, Wo = offset.shape[-2:]
+    base_y = (torch.arange(Ho, dtype=x.dtype) * stride - padding)[:, None]  # (Ho, 1)
+    base_x = (torch.arange(Wo, dtype=x.dtype) * stride - padding)[None, :]  # (1, Wo)
+    samples = []
+    for k in range(9):
+        i, j = divmod(k, 3)
+        y = base_y + i + offset[:, 2 * k]  # (N, Ho, Wo)
+        xx = base_x + j + offset[:, 2 * k + 1]
+        # grid_sample with align_corners=True maps -1..1 to pixel centres 0..size-1.
+        grid = torch.stack([2 * xx / (W - 1) - 1, 2 * y / (H - 1) - 1], dim=-1)
+        sampled = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+        samples.append(sampled * mask[:, k : k + 1])  # (N, C, Ho, Wo)
+    cols = torch.stack(samples, dim=2)  # (N, C, 9, Ho, Wo)
+    groups = C // weight.shape[1]
+    cols = cols.reshape(N, groups, C // groups, 9, Ho, Wo)
+    w = weight.reshape(groups, weight.shape[0] // groups, C // groups, 9)
+    out = torch.einsum("ngckhw,gock->ngohw", cols, w)
+    return out.reshape(N, weight.shape[0], Ho, Wo)
+
+
+def dgqp_statistics(dist_logits, reg_max):
+    """GFocalV2's DGQP input, in its channel order: for side s (left, top, right, bottom) the 4
+    largest probabilities in decreasing order, then their mean, at channels 5 s .. 5 s + 4
+    (GFocalV2 reshapes (N, 4, 5, H, W) to (N, 20, H, W))."""
+    N, _, H, W = dist_logits.shape
+    channels = []
+    for side in range(4):
+        logits = dist_logits[:, side * (reg_max + 1) : (side + 1) * (reg_max + 1)]
+        prob = logits.exp() / logits.exp().sum(dim=1, keepdim=True)
+        top4 = prob.sort(dim=1, descending=True).values[:, :4]
+        channels += [top4[:, r] for r in range(4)] + [top4.mean(dim=1)]
+    return torch.stack(channels, dim=1)
 
 
 class ConvModule(nn.Module):
@@ -133,11 +183,7 @@ class MMGFL(nn.Module):
             reg = scale(h.gfl_reg(rf))
             cls = h.gfl_cls(cf)
             if self.dgqp:
-                N, _, H, W = reg.shape
-                prob = F.softmax(reg.reshape(N, 4, self.reg_max + 1, H, W), dim=2)
-                top = prob.topk(4, dim=2).values
-                stat = torch.cat([top, top.mean(dim=2, keepdim=True)], dim=2)
-                cls = cls.sigmoid() * h.reg_conf(stat.reshape(N, -1, H, W))
+                cls = cls.sigmoid() * h.reg_conf(dgqp_statistics(reg, self.reg_max))
             cls_scores.append(cls)
             dists.append(reg)
         return cls_scores, dists

@@ -57,12 +57,16 @@ def test_converted_checkpoint_reproduces_the_reference_exactly(tmp_path, config,
     for (k, a), b in zip(model.state_dict().items(), fresh.state_dict().values()):
         assert torch.equal(a, b), k
 
-    image = torch.rand(3, 96, 128) * 255
+    # In float64: the reference computes deformable convolutions by explicit sampling, whose
+    # float32 rounding differs from torchvision's kernel by more than the tolerance after 23
+    # R-101 blocks; in float64 both must agree to ~1e-9.
+    image = torch.rand(3, 96, 128, dtype=torch.float64) * 255
+    model, ref = model.double(), ref.double()
     with torch.no_grad():
-        ref_cls, ref_dist = ref(((image - PIXEL_MEAN) / PIXEL_STD)[None])
+        ref_cls, ref_dist = ref(((image - PIXEL_MEAN.double()) / PIXEL_STD.double())[None])
         cls, dist = raw_outputs(model, image)
     for a, b in zip(cls + dist, ref_cls + ref_dist):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-7)
 
 
 def test_detections_match_a_reference_decode(tmp_path):

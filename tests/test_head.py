@@ -46,7 +46,7 @@ def test_side_major_layout_decodes_each_side():
     for row, sides in enumerate(bins):
         for side, b in enumerate(sides):
             logits[row, side * (n + 1) + b] = 10.0
-    probs, distances = model._expected_distances(logits)
+    probs, distances = model._integral(logits)
     assert probs.shape == (3, 4, n + 1)
     torch.testing.assert_close(distances, torch.tensor(bins, dtype=torch.float32), atol=1e-3, rtol=0)
 

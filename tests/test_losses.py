@@ -31,6 +31,17 @@ def test_qfl_hand_computed():
     torch.testing.assert_close(quality_focal_loss(logits, targets, reduction="sum"), expected.sum())
 
 
+@pytest.mark.parametrize("beta, modulator", [(1.0, 0.5), (3.0, 0.125)])
+def test_qfl_other_exponents_hand_computed(beta, modulator):
+    """|y - s|^beta with s - y = 0.5: 0.5 at beta 1 and 0.125 at beta 3, for both QFL forms."""
+    logits = torch.tensor([[math.log(3.0), 0.0]])  # s = 0.75, 0.5
+    targets = torch.tensor([[0.25, 1.0]])
+    ce = [-(0.75 * math.log(0.25) + 0.25 * math.log(0.75)), math.log(2.0)]
+    expected = torch.tensor([[modulator * ce[0], modulator * ce[1]]])
+    torch.testing.assert_close(quality_focal_loss(logits, targets, beta=beta), expected)
+    torch.testing.assert_close(quality_focal_loss_with_prob(logits.sigmoid(), targets, beta=beta), expected)
+
+
 @pytest.mark.parametrize("y", [0.0, 0.1, 0.37, 0.5, 0.83, 1.0])
 def test_qfl_global_minimum_at_sigmoid_equals_target(y):
     s = torch.linspace(0.001, 0.999, 999, dtype=torch.float64)

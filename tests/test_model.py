@@ -104,7 +104,8 @@ def run_inference(model, inputs):
 def test_decoded_box_in_input_image_coordinates(use_dgqp):
     """One confident location at stride 8, grid (y=5, x=6), class 2, with side distributions
     peaked at bins (left, top, right, bottom) = (1, 2, 3, 4): box [48-8, 40-16, 48+24, 40+32]
-    in network-input pixels; the input was resized by 1/2, so the output doubles it."""
+    in network-input pixels; the input was resized by 1/2, so the output doubles it. For GFLv2
+    the DGQP quality is 0.5 everywhere."""
     model = small_gfl(use_dgqp)
     n = model.reg_max
 
@@ -116,7 +117,7 @@ def test_decoded_box_in_input_image_coordinates(use_dgqp):
         for side, b in enumerate([1, 2, 3, 4]):
             new_dists[0][0, side * (n + 1) + b, 5, 6] = 30.0  # side-major channels
         if use_dgqp:
-            return new_logits, new_dists, [torch.ones_like(q) for q in outputs[2]]
+            return new_logits, new_dists, [torch.full_like(q, 0.5) for q in outputs[2]]
         return new_logits, new_dists
 
     patch_head(model, fill)
@@ -126,7 +127,9 @@ def test_decoded_box_in_input_image_coordinates(use_dgqp):
     assert len(inst) == 1 and inst.image_size == (200, 240)
     torch.testing.assert_close(inst.pred_boxes.tensor, torch.tensor([[80.0, 48.0, 144.0, 144.0]]))
     assert inst.pred_classes.tolist() == [2]
-    torch.testing.assert_close(inst.scores, torch.sigmoid(torch.tensor([10.0])))
+    # GFLv2's score is the class probability times the DGQP quality.
+    quality = 0.5 if use_dgqp else 1.0
+    torch.testing.assert_close(inst.scores, torch.sigmoid(torch.tensor([10.0])) * quality)
     assert inst.pred_dists.shape == (1, 4, n + 1)
     assert inst.pred_dists[0].argmax(dim=1).tolist() == [1, 2, 3, 4]
     torch.testing.assert_close(inst.pred_strides, torch.tensor([16.0]))
@@ -185,3 +188,35 @@ def test_overfits_one_image(use_dgqp):
     for g, c in enumerate(classes):
         det = iou[:, g].argmax()
         assert top.pred_classes[det].item() == c
+
+
+def test_padding_locations_give_no_candidates_in_a_padded_batch():
+    """A 96x96 image batched with a 96x200 one is padded to 96x224. With head outputs that
+    depend only on the location (so a location scores the same alone and in the batch), the
+    small image's detections in the batch are exactly its detections alone: the locations in
+    the batch padding take none of its 100 slots (the reference lets them, and they are then
+    dropped as empty boxes, leaving fewer real detections)."""
+    model = small_gfl()
+    gen = torch.Generator().manual_seed(0)
+    tables = [torch.randn(model.num_classes + 4 * (model.reg_max + 1), 32, 32, generator=gen) for _ in range(5)]
+
+    def fill(outputs):
+        logits, dists = outputs
+        new_logits, new_dists = [], []
+        for table, x in zip(tables, logits):
+            h, w = x.shape[-2:]
+            t = table[:, :h, :w].expand(x.shape[0], -1, -1, -1)
+            new_logits.append(t[:, : model.num_classes] * 2)
+            new_dists.append(t[:, model.num_classes :] * 3)
+        return new_logits, new_dists
+
+    patch_head(model, fill)
+    model.test_score_thresh = 0.0
+    small, wide = make_input(96, 96, seed=1), make_input(96, 200, seed=2)
+    alone = run_inference(model, [small])[0]["instances"]
+    batched = run_inference(model, [small, wide])[0]["instances"]
+    assert len(alone) > 20
+    assert len(batched) == len(alone)
+    torch.testing.assert_close(batched.pred_boxes.tensor, alone.pred_boxes.tensor)
+    torch.testing.assert_close(batched.scores, alone.scores)
+    assert torch.equal(batched.pred_classes, alone.pred_classes)

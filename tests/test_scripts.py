@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from detectron2.config import LazyConfig, instantiate
 from detectron2.engine import default_argument_parser
 
 from gfocal.data import ShapesSpec, register_shapes
@@ -79,17 +80,45 @@ def test_train_net_resumes_from_the_last_checkpoint(trained):
     assert (tmp / "out" / "model_final.pth").exists()
 
 
-def test_train_net_eval_only(trained):
+@pytest.fixture(scope="module")
+def overfit(trained):
+    """60 iterations on the 6 tiny val images themselves: a model that detects them well."""
     tmp, overrides, train_net = trained
-    weights = tmp / "out" / "model_final.pth"
-    args = default_argument_parser().parse_args(
-        ["--config-file", CONFIG, "--eval-only", *overrides, f"train.init_checkpoint={weights}",
-         "model.test_score_thresh=0.001"]  # a 4-iteration model scores about the prior, 0.01
-    )
-    results = train_net.main(args)
-    assert 0 <= results["bbox"]["AP"] <= 100  # nan (no predictions) would fail
+    out = tmp / "overfit"
+    run = [o for o in overrides if not o.startswith(("train.", "dataloader.train.dataset"))] + [
+        "dataloader.train.dataset.names=tiny_shapes_val",
+        "dataloader.train.total_batch_size=6",
+        "train.max_iter=60",
+        "train.eval_period=0",
+        f"train.output_dir={out}",
+        "lr_multiplier.warmup_length=0.05",
+        "lr_multiplier.scheduler.milestones=[48,54]",
+        "lr_multiplier.scheduler.num_updates=60",
+    ]
+    train_net.main(default_argument_parser().parse_args(["--config-file", CONFIG, *run]))
+    return out / "model_final.pth", run
+
+
+def test_train_net_eval_only_uses_the_weights(trained, overfit, tmp_path):
+    """--eval-only with the trained weights scores far above the same model with random
+    weights (an evaluation that never loaded its weights would score like the random one)."""
+    _, _, train_net = trained
+    weights, run = overfit
+    random_weights = tmp_path / "random.pth"
+    cfg = LazyConfig.apply_overrides(LazyConfig.load(CONFIG), run)
+    torch.save({"model": instantiate(cfg.model).state_dict()}, random_weights)
+
+    def eval_only(path):
+        args = default_argument_parser().parse_args(
+            ["--config-file", CONFIG, "--eval-only", *run, f"train.init_checkpoint={path}",
+             "model.test_score_thresh=0.001"]  # random weights score about the prior, 0.01
+        )
+        return train_net.main(args)["bbox"]["AP"]
+
+    trained_ap, random_ap = eval_only(weights), eval_only(random_weights)
+    assert trained_ap > 30 and random_ap < 5, (trained_ap, random_ap)
     missing = default_argument_parser().parse_args(
-        ["--config-file", CONFIG, "--eval-only", *overrides, "train.init_checkpoint=/nonexistent.pth"]
+        ["--config-file", CONFIG, "--eval-only", *run, "train.init_checkpoint=/nonexistent.pth"]
     )
     with pytest.raises(SystemExit, match="no such file"):
         train_net.main(missing)

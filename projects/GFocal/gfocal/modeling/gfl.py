@@ -7,6 +7,7 @@ import torch
 import torch.distributed as dist
 from fvcore.nn import giou_loss
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from detectron2.layers import batched_nms
 from detectron2.modeling import META_ARCH_REGISTRY, Backbone
@@ -25,13 +26,14 @@ logger = logging.getLogger(__name__)
 
 
 def distance2bbox(centers: Tensor, distances: Tensor) -> Tensor:
-    """(P, 2) centres and (P, 4) left/top/right/bottom distances -> (P, 4) XYXY boxes."""
-    return torch.cat([centers - distances[:, :2], centers + distances[:, 2:]], dim=1)
+    """(..., 2) centres and (..., 4) left/top/right/bottom distances -> (..., 4) XYXY boxes
+    (leading dimensions broadcast)."""
+    return torch.cat([centers - distances[..., :2], centers + distances[..., 2:]], dim=-1)
 
 
 def bbox2distance(centers: Tensor, boxes: Tensor) -> Tensor:
-    """(P, 2) centres and (P, 4) XYXY boxes -> (P, 4) left/top/right/bottom distances."""
-    return torch.cat([centers - boxes[:, :2], boxes[:, 2:] - centers], dim=1)
+    """(..., 2) centres and (..., 4) XYXY boxes -> (..., 4) left/top/right/bottom distances."""
+    return torch.cat([centers - boxes[..., :2], boxes[..., 2:] - centers], dim=-1)
 
 
 def aligned_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
@@ -146,38 +148,91 @@ class GFL(DenseDetector):
 
     # ---------------------------------------------------------------- shared helpers
 
-    def _transpose(self, predictions: Tuple[List[Tensor], ...]) -> List[List[Tensor]]:
-        """Head outputs -> per level (N, Hi*Wi, K), (N, Hi*Wi, 4*(n+1)) [, (N, Hi*Wi, 1)]."""
-        dims = [self.num_classes, 4 * (self.reg_max + 1), 1][: len(predictions)]
-        return self._transpose_dense_predictions(predictions, dims)
-
-    def _expected_distances(self, dist_logits: Tensor) -> Tuple[Tensor, Tensor]:
-        """(P, 4*(n+1)) logits -> ((P, 4, n+1) probabilities, (P, 4) expected distances)."""
-        probs = dist_logits.float().reshape(-1, 4, self.reg_max + 1).softmax(dim=2)
-        return probs, probs @ self.project
-
-    # ---------------------------------------------------------------- training
-
-    def forward_training(self, images, features, predictions, gt_instances):
-        pred_logits, pred_dists, *pred_quality = self._transpose(predictions)
-        anchors = self.anchor_generator(features)
-        valid = self._valid_anchor_mask(images, features) if self.ignore_padding_anchors else None
-        gt_labels, gt_boxes = self.label_anchors(anchors, gt_instances, valid)
-        return self.losses(
-            anchors,
-            pred_logits,
-            pred_dists,
-            pred_quality[0] if pred_quality else None,
-            gt_labels,
-            gt_boxes,
-            valid,
+    def _transpose(
+        self, predictions: Tuple[List[Tensor], ...]
+    ) -> Tuple[List[Tensor], List[Tensor], Optional[List[Tensor]]]:
+        """Head outputs -> per level (N, Hi*Wi, K) class logits, (N, Hi*Wi, 4*(n+1))
+        distribution logits and, for GFLv2 (``use_dgqp``), (N, Hi*Wi, 1) quality, else None."""
+        dims = [self.num_classes, 4 * (self.reg_max + 1)] + ([1] if self.use_dgqp else [])
+        assert len(predictions) == len(dims), (
+            f"a {'GFLv2' if self.use_dgqp else 'GFL v1'} head returns {len(dims)} outputs, got {len(predictions)}"
         )
+        outputs = self._transpose_dense_predictions(predictions, dims)
+        return outputs[0], outputs[1], (outputs[2] if self.use_dgqp else None)
+
+    @staticmethod
+    def _joint_scores(logits: Tensor, quality: Optional[Tensor]) -> Tensor:
+        """(..., K) logits and (..., 1) DGQP quality (or None) -> (..., K) float32 scores in
+        [0, 1]: sigmoid(cls) for GFL v1, sigmoid(cls) * quality for GFLv2. Float32: under AMP a
+        half-precision product of two sigmoids underflows."""
+        scores = logits.float().sigmoid()
+        return scores if quality is None else scores * quality.float()
+
+    def _integral(self, dist_logits: Tensor) -> Tuple[Tensor, Tensor]:
+        """The general distribution and its expectation (paper eq. 5).
+
+        Args:
+            dist_logits: (..., 4*(n+1)) side-major distribution logits.
+
+        Returns:
+            probs: (..., 4, n+1) float32 probabilities of the bins 0..n of each side.
+            distances: (..., 4) expected left/top/right/bottom distances in bins (stride units).
+        """
+        probs = dist_logits.float().unflatten(-1, (4, self.reg_max + 1)).softmax(dim=-1)
+        # A linear layer against the bin values (not a matmul with a vector) so that
+        # Detectron2's FlopCountAnalysis and exporters see an ordinary op.
+        return probs, F.linear(probs, self.project[None, :])[..., 0]
+
+    def _location_centers(self, features: List[Tensor]) -> Tuple[Tensor, Tensor]:
+        """Centres of the locations of every level, as the anchor generator places them.
+
+        Returns:
+            centers: (R, 2) x, y in input pixels, levels concatenated (finest first), row-major.
+            strides: (R,) the stride of each location's level.
+        """
+        offset = self.anchor_generator.offset
+        centers, strides = [], []
+        for feature, stride in zip(features, self.strides):
+            h, w = feature.shape[-2:]
+            ys = (torch.arange(h, device=feature.device, dtype=torch.float32) + offset) * stride
+            xs = (torch.arange(w, device=feature.device, dtype=torch.float32) + offset) * stride
+            grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
+            centers.append(torch.stack([grid_x.flatten(), grid_y.flatten()], dim=1))
+            strides.append(torch.full_like(grid_x.flatten(), float(stride)))
+        return torch.cat(centers), torch.cat(strides)
+
+    def decode_dense(
+        self, features: List[Tensor], predictions: Tuple[List[Tensor], ...]
+    ) -> Tuple[Tensor, Tensor, Tensor]:
+        """Scores, boxes and side distributions at every location, before any selection.
+
+        This is the whole data-independent part of inference: the exported graph
+        (:mod:`gfocal.export`) ends here, and :meth:`forward_inference` selects from it.
+
+        Args:
+            features: per-level features (N, C, Hi, Wi) the head read.
+            predictions: the head's outputs for them.
+
+        Returns:
+            scores: (N, R, K) float32 joint scores in [0, 1].
+            boxes: (N, R, 4) float32 XYXY boxes in input pixels (not clipped).
+            probs: (N, R, 4, n+1) float32 side distributions (left, top, right, bottom).
+        """
+        logits, dists, quality = self._transpose(predictions)
+        scores = self._joint_scores(
+            torch.cat(logits, dim=1), None if quality is None else torch.cat(quality, dim=1)
+        )
+        probs, distances = self._integral(torch.cat(dists, dim=1))  # (N, R, 4, n+1), (N, R, 4)
+        centers, strides = self._location_centers(features)  # (R, 2), (R,)
+        boxes = distance2bbox(centers, distances * strides[:, None])
+        return scores, boxes, probs
 
     def _valid_anchor_mask(self, images: ImageList, features: List[Tensor]) -> Optional[Tensor]:
-        """(N, R) bool: anchors inside each image's own padded extent; None when all are.
+        """(N, R) bool: locations inside each image's own padded extent; None when all are.
 
-        Each image is padded to the backbone's size divisibility; anchors of the batch padding
-        beyond that extent get no loss (as in mmdetection's ``valid_flags``).
+        Each image is padded to the backbone's size divisibility; locations in the batch padding
+        beyond that extent get no loss in training (as in mmdetection's ``valid_flags``) and no
+        candidates at inference.
         """
         div = max(self.backbone.size_divisibility, 1)
         padded = [(math.ceil(h / div) * div, math.ceil(w / div) * div) for h, w in images.image_sizes]
@@ -195,6 +250,15 @@ class GFL(DenseDetector):
                 per_level.append((rows[:, None] & cols[None, :]).flatten())
             masks.append(torch.cat(per_level))
         return torch.stack(masks)
+
+    # ---------------------------------------------------------------- training
+
+    def forward_training(self, images, features, predictions, gt_instances):
+        pred_logits, pred_dists, pred_quality = self._transpose(predictions)
+        anchors = self.anchor_generator(features)
+        valid = self._valid_anchor_mask(images, features) if self.ignore_padding_anchors else None
+        gt_labels, gt_boxes = self.label_anchors(anchors, gt_instances, valid)
+        return self.losses(anchors, pred_logits, pred_dists, pred_quality, gt_labels, gt_boxes, valid)
 
     @torch.no_grad()
     def label_anchors(
@@ -240,87 +304,92 @@ class GFL(DenseDetector):
         gt_boxes: List[Tensor],
         valid: Optional[Tensor] = None,
     ) -> Dict[str, Tensor]:
-        """
+        """Paper eq. 8: QFL over every location, GIoU and DFL over the positives weighted by
+        their predicted quality; see the class docstring for the normalisers.
+
         Args:
             anchors: per-level anchors (R in total).
             pred_logits: per level (N, Ri, K) class logits.
             pred_dists: per level (N, Ri, 4*(n+1)) distribution logits.
             pred_quality: GFLv2 only, per level (N, Ri, 1) DGQP quality; else None.
             gt_labels: per image (R,) labels, K = background.
-            gt_boxes: per image (R, 4) matched gt boxes.
+            gt_boxes: per image (R, 4) matched gt boxes in input pixels.
             valid: (N, R) anchors that get a loss, or None for all.
 
         Returns:
             dict with ``loss_qfl``, ``loss_box``, ``loss_dfl``.
         """
-        K, n = self.num_classes, self.reg_max
+        n = self.reg_max
         gt_labels = torch.stack(gt_labels)  # (N, R)
-        gt_boxes = torch.stack(gt_boxes)  # (N, R, 4)
         logits = torch.cat(pred_logits, dim=1)  # (N, R, K)
-        dists = torch.cat(pred_dists, dim=1)  # (N, R, 4*(n+1))
-        if self.use_dgqp:
-            # float32: under AMP a half-precision product of two sigmoids underflows.
-            scores = logits.float().sigmoid() * torch.cat(pred_quality, dim=1).float()  # (N, R, K)
-        else:
-            scores = logits
+        quality = None if pred_quality is None else torch.cat(pred_quality, dim=1)  # (N, R, 1)
+        pos_mask = gt_labels != self.num_classes  # (N, R)
+        pos = pos_mask.nonzero(as_tuple=True)  # (P,) image and anchor indices
 
-        anchor_boxes = Boxes.cat(anchors)
+        # 1. Targets of the positives, in stride units: the matched gt box and its distances.
         strides = torch.cat(
             [torch.full((len(a),), float(s), device=logits.device) for a, s in zip(anchors, self.strides)]
-        )  # (R,)
-        centers = anchor_boxes.get_centers() / strides[:, None]  # (R, 2), stride units
-
-        pos_mask = gt_labels != K  # (N, R)
-        pos_image, pos_anchor = pos_mask.nonzero(as_tuple=True)  # (P,), (P,)
-        pos_labels = gt_labels[pos_image, pos_anchor]  # (P,)
-        pos_centers = centers[pos_anchor]  # (P, 2)
-        pos_targets = gt_boxes[pos_image, pos_anchor] / strides[pos_anchor, None]  # (P, 4)
-        pos_dists = dists[pos_image, pos_anchor]  # (P, 4*(n+1))
-        _, pos_distances = self._expected_distances(pos_dists)  # (P, 4)
-        pos_pred_boxes = distance2bbox(pos_centers, pos_distances)  # (P, 4)
-
-        # Joint class-IoU targets: IoU of the detached decoded box at the gt class, 0 elsewhere.
-        ious = aligned_iou(pos_pred_boxes.detach(), pos_targets)  # (P,)
+        )[pos[1], None]  # (P, 1)
+        centers = Boxes.cat(anchors).get_centers()[pos[1]] / strides  # (P, 2)
+        target_boxes = torch.stack(gt_boxes)[pos] / strides  # (P, 4)
+        dfl_targets = bbox2distance(centers, target_boxes)  # (P, 4)
+        pos_dist_logits = torch.cat(pred_dists, dim=1)[pos]  # (P, 4*(n+1))
+        _, distances = self._integral(pos_dist_logits)  # (P, 4)
+        pred_boxes = distance2bbox(centers, distances)  # (P, 4)
+        # The class target is the IoU of the detached decoded box, at the gt class only.
         cls_targets = torch.zeros_like(logits, dtype=torch.float32)  # (N, R, K)
-        cls_targets[pos_image, pos_anchor, pos_labels] = ious
-        if self.use_dgqp:
-            loss_qfl = quality_focal_loss_with_prob(scores, cls_targets, beta=self.qfl_beta)
+        cls_targets[pos + (gt_labels[pos],)] = aligned_iou(pred_boxes.detach(), target_boxes)
+        # Each positive's box terms are weighted by its detached predicted quality.
+        weights = self._joint_scores(
+            logits[pos].detach(), None if quality is None else quality[pos].detach()
+        ).amax(dim=1)  # (P,)
+
+        # 2. The three terms, summed.
+        if quality is None:
+            loss_qfl = quality_focal_loss(logits, cls_targets, beta=self.qfl_beta)
         else:
-            loss_qfl = quality_focal_loss(scores, cls_targets, beta=self.qfl_beta)
+            scores = self._joint_scores(logits, quality)  # (N, R, K)
+            loss_qfl = quality_focal_loss_with_prob(scores, cls_targets, beta=self.qfl_beta)
         if valid is not None:
             loss_qfl = loss_qfl * valid[..., None]
-        loss_qfl = loss_qfl.sum()
-
-        # Positives are weighted by their detached predicted quality.
-        pos_scores = scores.detach()[pos_image, pos_anchor].float()  # (P, K)
-        weights = (pos_scores if self.use_dgqp else pos_scores.sigmoid()).amax(dim=1)  # (P,)
-        loss_box = (giou_loss(pos_pred_boxes, pos_targets, reduction="none") * weights).sum()
-        dfl_targets = bbox2distance(pos_centers, pos_targets)  # (P, 4)
+        loss_box = giou_loss(pred_boxes, target_boxes, reduction="none")  # (P,)
         loss_dfl = distribution_focal_loss(
-            pos_dists.reshape(-1, n + 1), dfl_targets.clamp(0, n - 0.1).flatten()
-        ).reshape(-1, 4).mean(dim=1)
-        loss_dfl = (loss_dfl * weights).sum()
+            pos_dist_logits.reshape(-1, n + 1), dfl_targets.clamp(0, n - 0.1).flatten()
+        ).reshape(-1, 4).mean(dim=1)  # (P,)
 
-        # Normalisers, averaged over workers (every rank joins the all-reduce every step).
+        # 3. Normalisers, averaged over workers.
         num_pos_per_image = pos_mask.sum(dim=1)  # (N,)
-        local = torch.stack([num_pos_per_image.clamp(min=1).sum().float(), weights.sum()])
-        norms = local.clone()
+        norm_pos, norm_quality = self._normalisers(num_pos_per_image.clamp(min=1).sum(), weights.sum())
+        self._log_training_stats(num_pos_per_image, norm_pos, norm_quality, dfl_targets > n - 0.1)
+        return {
+            "loss_qfl": self.loss_qfl_weight * loss_qfl.sum() / norm_pos,
+            "loss_box": self.loss_box_weight * (loss_box * weights).sum() / norm_quality,
+            "loss_dfl": self.loss_dfl_weight * (loss_dfl * weights).sum() / norm_quality,
+        }
+
+    @staticmethod
+    def _normalisers(num_pos: Tensor, quality_sum: Tensor) -> Tuple[Tensor, Tensor]:
+        """Mean over workers of this worker's positives (each image counting at least 1) and of
+        its summed quality weights, each at least 1. Every rank joins the all-reduce at every
+        step, with or without positives."""
+        norms = torch.stack([num_pos.float(), quality_sum.float()])
         if comm.get_world_size() > 1:
             dist.all_reduce(norms)
             norms = norms / comm.get_world_size()
         norm_pos, norm_quality = norms.clamp(min=1.0).unbind()
+        return norm_pos, norm_quality
 
-        clamped = (dfl_targets > n - 0.1).float().mean() if len(dfl_targets) else local.new_zeros(())
-        stats = torch.stack([num_pos_per_image.float().mean(), norms[0], norms[1], clamped]).tolist()
+    @staticmethod
+    def _log_training_stats(
+        num_pos_per_image: Tensor, norm_pos: Tensor, norm_quality: Tensor, clamped: Tensor
+    ) -> None:
+        """Counters to EventStorage (one host sync for all of them)."""
+        clamped_frac = clamped.float().mean() if clamped.numel() else norm_pos.new_zeros(())
+        values = torch.stack([num_pos_per_image.float().mean(), norm_pos, norm_quality, clamped_frac])
         storage = get_event_storage()
-        for name, value in zip(["num_pos_per_image", "norm_pos", "norm_quality", "dfl_clamped_frac"], stats):
+        names = ["num_pos_per_image", "norm_pos", "norm_quality", "dfl_clamped_frac"]
+        for name, value in zip(names, values.tolist()):
             storage.put_scalar(f"gfl/{name}", value)
-
-        return {
-            "loss_qfl": loss_qfl * self.loss_qfl_weight / norm_pos,
-            "loss_box": loss_box * self.loss_box_weight / norm_quality,
-            "loss_dfl": loss_dfl * self.loss_dfl_weight / norm_quality,
-        }
 
     # ---------------------------------------------------------------- inference
 
@@ -341,29 +410,31 @@ class GFL(DenseDetector):
     def forward_inference(
         self, images: ImageList, features: List[Tensor], predictions: Tuple[List[Tensor], ...]
     ) -> List[Instances]:
-        pred_logits, pred_dists, *pred_quality = self._transpose(predictions)
-        anchors = self.anchor_generator(features)
-        results: List[Instances] = []
-        for img_idx, image_size in enumerate(images.image_sizes):
-            scores = [x[img_idx].float().sigmoid() for x in pred_logits]  # per level (Ri, K)
-            if pred_quality:
-                scores = [s * q[img_idx].float() for s, q in zip(scores, pred_quality[0])]
-            dists = [x[img_idx] for x in pred_dists]
-            results.append(self.inference_single_image(anchors, scores, dists, image_size))
-        return results
+        scores, boxes, probs = self.decode_dense(features, predictions)
+        valid = self._valid_anchor_mask(images, features)  # (N, R): no candidates in padding
+        if valid is not None:
+            scores = scores * valid[..., None]
+        level_sizes = [f.shape[-2] * f.shape[-1] for f in features]
+        return [
+            self.inference_single_image(
+                scores[i].split(level_sizes), boxes[i].split(level_sizes),
+                probs[i].split(level_sizes), image_size,
+            )
+            for i, image_size in enumerate(images.image_sizes)
+        ]
 
     def inference_single_image(
         self,
-        anchors: List[Boxes],
         scores: List[Tensor],
-        dist_logits: List[Tensor],
+        boxes: List[Tensor],
+        probs: List[Tensor],
         image_size: Tuple[int, int],
     ) -> Instances:
         """
         Args:
-            anchors: per-level anchors.
             scores: per level (Ri, K) joint scores in [0, 1].
-            dist_logits: per level (Ri, 4*(n+1)) distribution logits.
+            boxes: per level (Ri, 4) decoded boxes in input pixels.
+            probs: per level (Ri, 4, n+1) side distributions.
             image_size: (h, w) of the network input.
 
         Returns:
@@ -371,10 +442,8 @@ class GFL(DenseDetector):
         """
         pred = Instances.cat(
             [
-                self._decode_level(anchors_i, scores_i, dists_i, stride, image_size)
-                for anchors_i, scores_i, dists_i, stride in zip(
-                    anchors, scores, dist_logits, self.strides
-                )
+                self._select_level(scores_i, boxes_i, probs_i, stride, image_size)
+                for scores_i, boxes_i, probs_i, stride in zip(scores, boxes, probs, self.strides)
             ]
         )
         # Non-finite boxes (a diverged model) are dropped rather than crash the clip below.
@@ -383,38 +452,33 @@ class GFL(DenseDetector):
         keep = batched_nms(pred.pred_boxes.tensor, pred.scores, pred.pred_classes, self.test_nms_thresh)
         return pred[keep[: self.max_detections_per_image]]
 
-    def _decode_level(
-        self,
-        anchors: Boxes,
-        scores: Tensor,
-        dist_logits: Tensor,
-        stride: int,
-        image_size: Tuple[int, int],
+    def _select_level(
+        self, scores: Tensor, boxes: Tensor, probs: Tensor, stride: int, image_size: Tuple[int, int]
     ) -> Instances:
-        """Keep the top-k (anchor, class) pairs of one level above the score threshold, as
-        DenseDetector does, and decode only those.
+        """Keep the top-k (location, class) pairs of one level above the score threshold, as
+        DenseDetector does.
 
         Args:
-            anchors: Ri anchors of the level.
             scores: (Ri, K) joint scores.
-            dist_logits: (Ri, 4*(n+1)) distribution logits.
+            boxes: (Ri, 4) boxes.
+            probs: (Ri, 4, n+1) side distributions.
             stride: the level's stride in input pixels.
         """
         keep = scores > self.test_score_thresh  # (Ri, K)
         kept_scores = scores[keep]
         kept_idxs = torch.nonzero(keep)  # (k, 2)
-        num_topk = min(kept_idxs.shape[0], self.test_topk_candidates)
+        num_kept = kept_idxs.shape[0]
+        if isinstance(num_kept, Tensor):  # tracing: keep the clamp in the graph
+            num_topk = torch.clamp(num_kept, max=self.test_topk_candidates)
+        else:
+            num_topk = min(num_kept, self.test_topk_candidates)
         kept_scores, order = kept_scores.topk(num_topk)
-        anchor_idxs, class_idxs = kept_idxs[order].unbind(dim=1)
-
-        probs, distances = self._expected_distances(dist_logits[anchor_idxs])  # (M, 4, n+1), (M, 4)
-        centers = anchors.get_centers()[anchor_idxs]  # (M, 2)
-        boxes = distance2bbox(centers, distances * stride)
+        location_idxs, class_idxs = kept_idxs[order].unbind(dim=1)
         return Instances(
             image_size,
-            pred_boxes=Boxes(boxes),
+            pred_boxes=Boxes(boxes[location_idxs]),
             scores=kept_scores,
             pred_classes=class_idxs,
-            pred_dists=probs,
+            pred_dists=probs[location_idxs],
             pred_strides=torch.full_like(kept_scores, float(stride)),
         )
