@@ -1,14 +1,27 @@
 #!/usr/bin/env python
-"""Speed of GFL v1 / v2 against Detectron2's own FCOS and RetinaNet (R-50-FPN), in one run.
+"""Speed (and deployed accuracy) of GFL, measured side by side in one run.
 
-Reports the median eval-mode inference time of one 800x1216 image and the median train-step
-time (forward, backward, SGD step) at batch 2, with random weights and synthetic images, and
-the ratios to FCOS. The models are the full COCO configs: ours from configs/, Detectron2's from
-its model zoo.
+Three modes:
 
-    python tools/benchmark.py                       # all four models, CPU
-    python tools/benchmark.py --device cuda --amp   # on a GPU
-    python tools/benchmark.py --models gfl fcos --infer-iters 20 --train-iters 10
+``--mode models`` (default): GFL v1 / v2 against Detectron2's own FCOS and RetinaNet
+(R-50-FPN): median eval-mode inference time of one 800x1216 image and median train-step time
+(forward, backward, SGD step) at batch 2, random weights, synthetic images, ratios to FCOS.
+
+``--mode deploy``: the whole pipeline from a decoded 800x1216 BGR image to detections, R-50-FPN
+with random weights: Detectron2 FCOS eager, GFL eager, GFL optimised eager (folded batch norms,
+channels_last, inference_mode), and the exported GFL on ONNX Runtime and OpenVINO in fp32,
+OpenVINO bf16 (where the CPU has bf16) and int8 (QDQ) on both back-ends. Medians, ratios to
+FCOS eager, achieved GFLOP/s (fvcore's count, 1 multiply-add = 1 flop) beside the measured fp32
+peak of a large 3x3 convolution on this machine.
+
+``--mode ap``: quick-start val box AP of a trained quick-start model (``--weights``) through
+each deployment path: eager, optimised eager, ONNX Runtime / OpenVINO fp32, OpenVINO bf16, and
+int8 on both back-ends (calibrated on 64 training images).
+
+    python tools/benchmark.py                               # GFL vs FCOS/RetinaNet, CPU
+    python tools/benchmark.py --device cuda --amp           # on a GPU
+    python tools/benchmark.py --mode deploy                 # deployment paths (exports cached)
+    python tools/benchmark.py --mode ap --weights output/quickstart/gfl/model_final.pth
 """
 import argparse
 import json
@@ -19,14 +32,15 @@ import statistics
 import sys
 import time
 
+import cv2
+import numpy as np
 import torch
 
+import gfocal  # noqa: F401  (registers GFL; quiets known warnings)
 from detectron2 import model_zoo
 from detectron2.config import LazyConfig, instantiate
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
-
-import gfocal  # noqa: F401
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS = {
@@ -107,22 +121,172 @@ def interleaved_medians(runners, fn_name, inputs, iters, warmup):
     return {key: statistics.median(v) for key, v in times.items()}
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--amp", action="store_true", help="autocast (bf16 on CPU, fp16 on CUDA)")
-    parser.add_argument("--height", type=int, default=800)
-    parser.add_argument("--width", type=int, default=1216)
-    parser.add_argument("--train-batch", type=int, default=2)
-    parser.add_argument("--infer-iters", type=int, default=7)
-    parser.add_argument("--train-iters", type=int, default=5)
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--json", help="also write the results to this file")
-    args = parser.parse_args(argv)
-    logging.disable(logging.WARNING)
-    torch.manual_seed(0)
+# ----------------------------------------------------------------------------- deployment
 
+
+def conv_peak_gflops(seconds: float = 2.0) -> float:
+    """fp32 throughput of large 3x3 convolutions (channels_last, the faster layout here; the
+    best of two shapes a detector runs): the machine's practical peak for them."""
+    best = 0.0
+    for cin, h, w in ((256, 100, 152), (128, 200, 304)):
+        conv = torch.nn.Conv2d(cin, cin, 3, padding=1).eval().to(memory_format=torch.channels_last)
+        x = torch.rand(1, cin, h, w).to(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            conv(x)
+            runs, start = 0, time.perf_counter()
+            while time.perf_counter() - start < seconds:
+                conv(x)
+                runs += 1
+        best = max(best, cin * cin * 9 * h * w * runs / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+def gfl_gflops(model, height: int, width: int) -> float:
+    """Detectron2's FlopCountAnalysis (fvcore's counts, 1 multiply-add = 1 flop) of one
+    inference."""
+    from detectron2.utils.analysis import FlopCountAnalysis
+
+    inputs = [{"image": torch.rand(3, height, width) * 255}]
+    with torch.no_grad():
+        flops = FlopCountAnalysis(model.eval(), inputs)
+        flops.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+        return flops.total() / 1e9
+
+
+def cpu_has_bf16() -> bool:
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def export_once(cfg, model, out_dir, int8, calib):
+    """Export into ``out_dir`` unless a complete export is already there."""
+    from gfocal.export import export_model
+
+    if not os.path.isfile(os.path.join(out_dir, "model.json")):
+        print(f"exporting {'int8' if int8 else 'fp32'} ONNX to {out_dir} ...", flush=True)
+        export_model(cfg, model, out_dir, "onnx", int8=int8, calib_images=calib)
+    return out_dir
+
+
+def deployment_paths(cfg, model, export_root, calib, paths):
+    """name -> callable(image_bgr) for each requested deployment path of ``model``."""
+    from gfocal.predictor import LazyPredictor
+    from gfocal_runtime import Detector
+
+    runs = {}
+    if "gfl-eager" in paths:
+        runs["gfl-eager"] = LazyPredictor(cfg, model=model, optimize=False)
+    if "gfl-optimized" in paths:
+        runs["gfl-optimized"] = LazyPredictor(cfg, model=model, optimize=True)
+    fp32 = int8 = None
+    if any(p.endswith("fp32") or p.endswith("bf16") for p in paths):
+        fp32 = export_once(cfg, model, os.path.join(export_root, "fp32"), False, calib)
+    if any(p.endswith("int8") for p in paths):
+        int8 = export_once(cfg, model, os.path.join(export_root, "int8"), True, calib)
+    for name in paths:
+        backend, _, precision = name.partition("-")
+        if backend in ("onnxruntime", "openvino"):
+            folder = int8 if precision == "int8" else fp32
+            runs[name] = Detector(folder, backend=backend, precision="bf16" if precision == "bf16" else None)
+    return runs
+
+
+DEPLOY_NAMES = {
+    "fcos-eager": "D2 FCOS eager",
+    "gfl-eager": "GFL eager",
+    "gfl-optimized": "GFL optimised eager",
+    "onnxruntime-fp32": "GFL ONNX Runtime fp32",
+    "openvino-fp32": "GFL OpenVINO fp32",
+    "openvino-bf16": "GFL OpenVINO bf16",
+    "onnxruntime-int8": "GFL ONNX Runtime int8",
+    "openvino-int8": "GFL OpenVINO int8",
+}
+
+
+def run_deploy(args):
+    from detectron2 import model_zoo
+
+    from gfocal.predictor import LazyPredictor
+
+    torch.manual_seed(0)
+    cfg = LazyConfig.load(MODELS["gfl"][1])
+    gfl = instantiate(cfg.model).eval()
+    paths = [p for p in DEPLOY_NAMES if p != "openvino-bf16" or cpu_has_bf16()]
+    paths = [p for p in paths if not args.paths or p in args.paths]
+    calib = args.calib or os.path.join(REPO, "datasets", "gfocal_shapes", "val")
+    runs = deployment_paths(cfg, gfl, args.export_root, calib, [p for p in paths if p != "fcos-eager"])
+    if "fcos-eager" in paths:
+        fcos_cfg = model_zoo.get_config(MODELS["fcos"][1])
+        runs = {"fcos-eager": LazyPredictor(fcos_cfg, model=instantiate(fcos_cfg.model), optimize=False), **runs}
+    gen = np.random.default_rng(0)
+    image = gen.integers(0, 256, (args.height, args.width, 3), dtype=np.uint8)
+
+    times = {k: [] for k in runs}
+    counts = {}
+    for i in range(args.warmup + args.infer_iters):
+        for name, fn in runs.items():
+            start = time.perf_counter()
+            out = fn(image)
+            elapsed = time.perf_counter() - start
+            if i >= args.warmup:
+                times[name].append(elapsed)
+            counts[name] = len(out["instances"]) if "instances" in out else len(out["boxes"])
+    medians = {k: statistics.median(v) for k, v in times.items()}
+    gflops = gfl_gflops(gfl, args.height, args.width)
+    peak = conv_peak_gflops()
+    base = medians.get("fcos-eager")
+    print(f"\n{platform.processor() or 'cpu'}, {torch.get_num_threads()} threads, torch {torch.__version__}; "
+          f"one {args.height}x{args.width} image, whole pipeline; GFL R-50-FPN {gflops:.0f} GFLOPs; "
+          f"fp32 3x3-conv peak {peak:.0f} GFLOP/s")
+    print("| path | median (ms) | vs FCOS eager | GFLOP/s | detections |")
+    print("|---|---|---|---|---|")
+    for name, t in medians.items():
+        ratio = f"{base / t:.2f}x" if base else "-"
+        rate = f"{gflops / t:.0f}" if name != "fcos-eager" else "-"
+        print(f"| {DEPLOY_NAMES[name]} | {t * 1000:.0f} | {ratio} | {rate} | {counts[name]} |")
+    return {"median_s": medians, "gflops": gflops, "conv_peak_gflops": peak, "detections": counts}
+
+
+def run_ap(args):
+    from detectron2.data import DatasetCatalog
+    from detectron2.evaluation import COCOEvaluator
+
+    from gfocal.checkpoint import GFLCheckpointer
+    from gfocal.export import instances_from_runtime
+
+    cfg = LazyConfig.load(args.config_file)
+    model = instantiate(cfg.model).eval()
+    GFLCheckpointer(model, for_inference=True).load(args.weights)
+    paths = [p for p in DEPLOY_NAMES if p != "fcos-eager" and (p != "openvino-bf16" or cpu_has_bf16())]
+    paths = [p for p in paths if not args.paths or p in args.paths]
+    runs = deployment_paths(cfg, model, args.export_root, args.calib or "64", paths)
+    records = DatasetCatalog.get(cfg.dataloader.test.dataset.names)
+    results = {}
+    for name, fn in runs.items():
+        evaluator = COCOEvaluator(cfg.dataloader.test.dataset.names, use_fast_impl=False)
+        evaluator.reset()
+        start = time.perf_counter()
+        for record in records:
+            image = cv2.imread(record["file_name"])
+            out = fn(image)
+            inst = out["instances"] if "instances" in out else instances_from_runtime(out, image.shape[:2])
+            evaluator.process([record], [{"instances": inst}])
+        seconds = time.perf_counter() - start
+        box = evaluator.evaluate()["bbox"]
+        results[name] = {"AP": box["AP"], "AP50": box["AP50"], "AP75": box["AP75"], "seconds": seconds}
+    print(f"\nquick-start val box AP, {os.path.basename(args.config_file)}, {args.weights}")
+    print("| path | AP | AP50 | AP75 | val time (s) |")
+    print("|---|---|---|---|---|")
+    for name, r in results.items():
+        print(f"| {DEPLOY_NAMES[name]} | {r['AP']:.2f} | {r['AP50']:.2f} | {r['AP75']:.2f} | {r['seconds']:.1f} |")
+    return results
+
+
+def run_models(args):
     infer_inputs = synthetic_inputs(1, args.height, args.width, args.device)
     train_inputs = synthetic_inputs(args.train_batch, args.height, args.width, args.device, seed=1)
     runners = {key: Runner(load_model(MODELS[key][1], args.device), args.device, args.amp) for key in args.models}
@@ -132,7 +296,6 @@ def main(argv=None):
         key: {"name": MODELS[key][0], "inference_s": infer[key], "train_step_s": train[key]}
         for key in args.models
     }
-
     device_name = (
         torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else platform.processor() or "cpu"
     )
@@ -147,9 +310,45 @@ def main(argv=None):
         ri = f"{r['inference_s'] / base['inference_s']:.3f}x" if base else "-"
         rt = f"{r['train_step_s'] / base['train_step_s']:.3f}x" if base else "-"
         print(f"| {r['name']} | {r['inference_s'] * 1000:.0f} | {ri} | {r['train_step_s'] * 1000:.0f} | {rt} |")
+    return results
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mode", default="models", choices=["models", "deploy", "ap"])
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--paths", nargs="+", choices=list(DEPLOY_NAMES), help="deploy/ap: only these paths")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--amp", action="store_true", help="autocast (bf16 on CPU, fp16 on CUDA)")
+    parser.add_argument("--height", type=int, default=800)
+    parser.add_argument("--width", type=int, default=1216)
+    parser.add_argument("--train-batch", type=int, default=2)
+    parser.add_argument("--infer-iters", type=int, default=7)
+    parser.add_argument("--train-iters", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--export-root", default=os.path.join(REPO, "output", "benchmark", "exports"),
+                        help="deploy/ap: where exported models are cached")
+    parser.add_argument("--calib", help="int8 calibration: N training images or a folder "
+                        "(deploy: the built-in val images; ap: 64)")
+    parser.add_argument("--config-file", default=os.path.join(REPO, "configs/Quickstart/gfl_shapes.py"),
+                        help="ap: the quick-start config")
+    parser.add_argument("--weights", default=os.path.join(REPO, "output/quickstart/gfl/model_final.pth"),
+                        help="ap: trained quick-start weights")
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args(argv)
+    logging.disable(logging.WARNING)
+    torch.manual_seed(0)
+    if args.mode == "ap":
+        args.export_root = os.path.join(args.export_root, "quickstart-" + os.path.splitext(os.path.basename(args.config_file))[0])
+        results = run_ap(args)
+    elif args.mode == "deploy":
+        args.export_root = os.path.join(args.export_root, "gfl_R_50_FPN")
+        results = run_deploy(args)
+    else:
+        results = run_models(args)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"device": device_name, "args": vars(args), "results": results}, f, indent=2)
+            json.dump({"args": vars(args), "results": results}, f, indent=2, default=str)
     return results
 
 

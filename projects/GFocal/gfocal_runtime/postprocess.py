@@ -1,0 +1,318 @@
+"""Pure-numpy post-processing that reproduces Detectron2 + PyTorch GFL inference exactly.
+
+Each step mirrors one piece of the PyTorch model (CPU):
+
+* :func:`select_candidates` - ``GFL._decode_level`` / ``DenseDetector._decode_per_level_predictions``:
+  per level, (location, class) pairs with score > threshold, the top-k of them by score.
+* :func:`clip_boxes` - ``Boxes.clip``.
+* :func:`batched_nms` - ``torchvision.ops.batched_nms`` on the CPU, float32 arithmetic included.
+* :func:`rescale_boxes` - ``detector_postprocess`` (scale, clip, ``Boxes.nonempty``).
+"""
+import math
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+__all__ = [
+    "level_sizes",
+    "num_locations",
+    "select_candidates",
+    "clip_boxes",
+    "batched_nms",
+    "rescale_boxes",
+    "postprocess_outputs",
+]
+
+# torchvision.ops.batched_nms on CPU uses its "coordinate trick" (one NMS over class-offset
+# boxes) up to this many box coordinates (boxes.numel()) and per-class NMS above it.
+TORCHVISION_CPU_TRICK_MAX_NUMEL = 4000
+
+
+def level_sizes(input_hw: Tuple[int, int], strides: Sequence[int]) -> List[Tuple[int, int]]:
+    """Feature-map sizes of the levels: [(ceil(Hp / s), ceil(Wp / s)) for s in strides].
+
+    Args:
+        input_hw: (Hp, Wp), the padded network input size.
+        strides: the level strides, e.g. (8, 16, 32, 64, 128).
+    """
+    hp, wp = input_hw
+    return [(-(-hp // s), -(-wp // s)) for s in strides]
+
+
+def num_locations(input_hw: Tuple[int, int], strides: Sequence[int]) -> int:
+    """R, the number of locations over all levels (the length of the outputs' R axis)."""
+    return sum(h * w for h, w in level_sizes(input_hw, strides))
+
+
+def _topk_desc(values: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the k largest values, by descending value (ties: lower position first).
+
+    Args:
+        values: (N,) array. k: 0 <= k.
+
+    Returns:
+        (min(k, N),) int64 positions.
+    """
+    n = values.shape[0]
+    if k <= 0 or n == 0:
+        return np.zeros((0,), dtype=np.int64)
+    if n > k:
+        kth = np.partition(values, n - k)[n - k]  # the k-th largest value
+        above = np.flatnonzero(values > kth)
+        ties = np.flatnonzero(values == kth)[: k - above.shape[0]]
+        chosen = np.sort(np.concatenate([above, ties]))
+    else:
+        chosen = np.arange(n)
+    order = np.argsort(-values[chosen], kind="stable")
+    return chosen[order].astype(np.int64)
+
+
+def select_candidates(
+    scores: np.ndarray,
+    sizes: Sequence[int],
+    score_thresh: float,
+    topk_per_level: int,
+) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per level, keep (location, class) pairs with score > ``score_thresh`` (strictly, compared
+    in float32 as torch does), then the ``topk_per_level`` highest of those; concatenate levels.
+
+    Args:
+        scores: (R, K) float32 joint scores, levels concatenated along R (level-major).
+        sizes: number of locations R_l of each level (sum == R).
+        score_thresh: the threshold.
+        topk_per_level: the most candidates kept per level.
+
+    Returns:
+        (locations, classes, cand_scores, levels), each (M,): int64 index into R, int64 class,
+        float32 score, int64 level index. Within a level, by descending score (ties: lower
+        flattened (location, class) index first).
+    """
+    scores = np.asarray(scores)
+    num_classes = scores.shape[1]
+    if sum(sizes) != scores.shape[0]:
+        raise ValueError(f"level sizes sum to {sum(sizes)} but scores have {scores.shape[0]} rows")
+    thresh = np.asarray(score_thresh, dtype=scores.dtype)
+    locs, classes, kept, levels = [], [], [], []
+    start = 0
+    for level, size in enumerate(sizes):
+        flat = scores[start:start + size].reshape(-1)
+        passing = np.flatnonzero(flat > thresh)
+        top = passing[_topk_desc(flat[passing], topk_per_level)]
+        locs.append(start + top // num_classes)
+        classes.append(top % num_classes)
+        kept.append(flat[top])
+        levels.append(np.full(top.shape, level, dtype=np.int64))
+        start += size
+    return (
+        np.concatenate(locs).astype(np.int64),
+        np.concatenate(classes).astype(np.int64),
+        np.concatenate(kept).astype(np.float32, copy=False),
+        np.concatenate(levels),
+    )
+
+
+def clip_boxes(boxes: np.ndarray, hw: Tuple[int, int]) -> np.ndarray:
+    """Clip (N, 4) XYXY float32 boxes: x to [0, w], y to [0, h] (as ``Boxes.clip``). New array."""
+    h, w = hw
+    out = np.empty_like(boxes)
+    zero = np.asarray(0, dtype=boxes.dtype)
+    out[:, 0::2] = np.clip(boxes[:, 0::2], zero, np.asarray(w, dtype=boxes.dtype))
+    out[:, 1::2] = np.clip(boxes[:, 1::2], zero, np.asarray(h, dtype=boxes.dtype))
+    return out
+
+
+def _float32_threshold(threshold: float) -> np.float32:
+    """The largest float32 f <= ``threshold``: for float32 x, ``x > f`` iff ``x > threshold``
+    compared in float64 (as torchvision's kernel compares its float IoU with a double)."""
+    f = np.float32(threshold)
+    if float(f) > threshold:
+        f = np.nextafter(f, np.float32(-np.inf))
+    return f
+
+
+def _nms_single(boxes: np.ndarray, order: np.ndarray, iou_threshold: float, max_keep: Optional[int]) -> List[int]:
+    """Greedy NMS as torchvision's CPU kernel, over ``order`` (indices by descending score).
+
+    Float32 IoU = inter / ((area_i + area_j) - inter); j is suppressed when IoU > threshold
+    with the threshold a double. Loops over kept boxes only.
+
+    Args:
+        boxes: (N, 4) float32 XYXY. order: (M,) indices into boxes. max_keep: stop after this many.
+
+    Returns:
+        the kept indices (into boxes), in the order of ``order``.
+    """
+    x1, y1, x2, y2 = (np.ascontiguousarray(boxes[:, i]) for i in range(4))
+    areas = (x2 - x1) * (y2 - y1)
+    thresh = _float32_threshold(iou_threshold)
+    zero = np.float32(0)
+    keep: List[int] = []
+    rest = order
+    with np.errstate(invalid="ignore", divide="ignore"):
+        while rest.shape[0]:
+            i = rest[0]
+            keep.append(int(i))
+            if max_keep is not None and len(keep) >= max_keep:
+                break
+            rest = rest[1:]
+            if not rest.shape[0]:
+                break
+            w = np.maximum(zero, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]))
+            h = np.maximum(zero, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]))
+            inter = w * h
+            iou = inter / ((areas[i] + areas[rest]) - inter)
+            # ``not (iou > t)`` rather than ``iou <= t``: a NaN IoU (0/0) does not suppress.
+            rest = rest[~(iou > thresh)]
+    return keep
+
+
+def batched_nms(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    classes: np.ndarray,
+    iou_threshold: float,
+    max_keep: Optional[int] = None,
+) -> np.ndarray:
+    """Class-aware greedy NMS, the same as ``torchvision.ops.batched_nms`` on the CPU.
+
+    Boxes of one class suppress lower-scored boxes of that class whose IoU with them is
+    > ``iou_threshold``. For up to 1000 boxes torchvision runs one NMS over boxes shifted by
+    ``class * (max coordinate + 1)`` in float32 (its "coordinate trick"), and this function
+    shifts them the same way so that rounding, and so every decision, is identical. Boxes are
+    expected to have coordinates >= 0 (clipped), so that shifted classes never overlap.
+
+    Args:
+        boxes: (N, 4) float32 XYXY.
+        scores: (N,) float32.
+        classes: (N,) integer class ids.
+        iou_threshold: suppress when IoU > this.
+        max_keep: if given, stop each class after this many kept boxes and return at most this
+            many (the result is then the first ``max_keep`` of the full result).
+
+    Returns:
+        (M,) int64 indices into the inputs of the kept boxes, by descending score (ties: lower
+        index first, as torchvision's stable sort in the coordinate-trick case).
+    """
+    boxes = np.asarray(boxes)
+    scores = np.asarray(scores)
+    classes = np.asarray(classes)
+    n = boxes.shape[0]
+    if n == 0:
+        return np.zeros((0,), dtype=np.int64)
+    if boxes.dtype != np.float32:
+        boxes = boxes.astype(np.float32)  # detectron2's batched_nms calls boxes.float()
+    if boxes.size <= TORCHVISION_CPU_TRICK_MAX_NUMEL:
+        max_coordinate = boxes.max()
+        offsets = classes.astype(np.float32) * (max_coordinate + np.float32(1))
+        boxes = boxes + offsets[:, None]
+    order = np.argsort(-scores, kind="stable")
+    ordered_classes = classes[order]
+    keep: List[int] = []
+    for c in np.unique(ordered_classes):
+        keep.extend(_nms_single(boxes, order[ordered_classes == c], iou_threshold, max_keep))
+    keep_arr = np.sort(np.asarray(keep, dtype=np.int64))
+    keep_arr = keep_arr[np.argsort(-scores[keep_arr], kind="stable")]
+    return keep_arr if max_keep is None else keep_arr[:max_keep]
+
+
+def rescale_boxes(
+    boxes: np.ndarray, image_hw: Tuple[int, int], output_hw: Tuple[int, int]
+) -> Tuple[np.ndarray, np.ndarray, float]:
+    """Boxes from the network's (resized) image to the output (original) image, as
+    ``detector_postprocess``: scale x by out_w / w and y by out_h / h (in float32), clip to the
+    output size, keep boxes with width > 0 and height > 0.
+
+    Args:
+        boxes: (N, 4) float32 XYXY in the resized image (h, w) = ``image_hw``.
+        output_hw: (out_h, out_w), the original image size.
+
+    Returns:
+        (boxes, keep, stride_scale): the (N', 4) kept rescaled boxes; keep, the (N,) bool mask of
+        kept inputs; stride_scale = sqrt(scale_x * scale_y), the factor from network-input to
+        output pixels of a distance (as GFL scales ``pred_strides``).
+    """
+    h, w = image_hw
+    out_h, out_w = output_hw
+    scale_x = out_w / w
+    scale_y = out_h / h
+    scaled = np.array(boxes, dtype=np.float32, copy=True).reshape(-1, 4)
+    scaled[:, 0::2] *= np.float32(scale_x)
+    scaled[:, 1::2] *= np.float32(scale_y)
+    scaled = clip_boxes(scaled, (out_h, out_w))
+    keep = ((scaled[:, 2] - scaled[:, 0]) > 0) & ((scaled[:, 3] - scaled[:, 1]) > 0)
+    return scaled[keep], keep, math.sqrt((out_h / h) * (out_w / w))
+
+
+def postprocess_outputs(
+    outputs: Dict[str, np.ndarray],
+    spec,
+    input_hw: Tuple[int, int],
+    image_hw: Tuple[int, int],
+    output_hw: Tuple[int, int],
+) -> Dict[str, np.ndarray]:
+    """Detections of one image from the graph's outputs.
+
+    Args:
+        outputs: "scores" (1, R, K), "boxes" (1, R, 4) and, with distributions, "dists"
+            (1, R, 4, n+1), as the exported graph returns them.
+        spec: the :class:`~gfocal_runtime.spec.ExportSpec`.
+        input_hw: (Hp, Wp), the padded network input size.
+        image_hw: (h, w), the resized image size before padding.
+        output_hw: (H, W), the original image size.
+
+    Returns:
+        "boxes" (M, 4) float32, "scores" (M,) float32, "classes" (M,) int64, and with
+        distributions "dists" (M, 4, n+1) float32 and "strides" (M,) float32; by descending score.
+    """
+    scores = _check_output(outputs, "scores")
+    boxes = _check_output(outputs, "boxes")
+    sizes = [h * w for h, w in level_sizes(input_hw, spec.strides)]
+    num_r = sum(sizes)
+    if scores.shape != (num_r, spec.num_classes):
+        raise ValueError(
+            f"output 'scores' has shape {scores.shape[0:]} per image, expected ({num_r}, "
+            f"{spec.num_classes}) for a {input_hw[0]}x{input_hw[1]} input with strides "
+            f"{list(spec.strides)} and {spec.num_classes} classes"
+        )
+    if boxes.shape != (num_r, 4):
+        raise ValueError(f"output 'boxes' has shape {boxes.shape} per image, expected ({num_r}, 4)")
+    dists = None
+    if spec.with_distributions:
+        dists = _check_output(outputs, "dists")
+        if dists.shape != (num_r, 4, spec.reg_max + 1):
+            raise ValueError(
+                f"output 'dists' has shape {dists.shape} per image, expected "
+                f"({num_r}, 4, {spec.reg_max + 1})"
+            )
+
+    locs, classes, cand_scores, levels = select_candidates(
+        scores, sizes, spec.score_thresh, spec.topk_per_level
+    )
+    cand_boxes = boxes[locs].astype(np.float32, copy=False)
+    finite = np.isfinite(cand_boxes).all(axis=1)
+    if not finite.all():
+        locs, classes, cand_scores, levels = locs[finite], classes[finite], cand_scores[finite], levels[finite]
+        cand_boxes = cand_boxes[finite]
+    cand_boxes = clip_boxes(cand_boxes, image_hw)
+    keep = batched_nms(cand_boxes, cand_scores, classes, spec.nms_thresh, spec.max_detections)
+    out_boxes, nonempty, stride_scale = rescale_boxes(cand_boxes[keep], image_hw, output_hw)
+    keep = keep[nonempty]
+    result = {
+        "boxes": out_boxes,
+        "scores": cand_scores[keep],
+        "classes": classes[keep],
+    }
+    if dists is not None:
+        strides = np.asarray(spec.strides, dtype=np.float32)[levels[keep]]
+        result["dists"] = dists[locs[keep]].astype(np.float32, copy=False)
+        result["strides"] = strides * np.float32(stride_scale)
+    return result
+
+
+def _check_output(outputs: Dict[str, np.ndarray], name: str) -> np.ndarray:
+    if name not in outputs:
+        raise ValueError(f"the model has no output named {name!r} (outputs: {sorted(outputs)})")
+    value = np.asarray(outputs[name])
+    if value.ndim < 1 or value.shape[0] != 1:
+        raise ValueError(f"output {name!r} has shape {value.shape}, expected a batch of 1")
+    return value[0]
