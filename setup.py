@@ -1,17 +1,50 @@
 #!/usr/bin/env python
-"""Installs the pure-Python package ``gfocal`` from projects/GFocal/gfocal.
+"""Installs the packages ``gfocal`` (from projects/GFocal/gfocal, with the configs) and
+``gfocal_runtime`` (projects/GFocal/gfocal_runtime: numpy + opencv + Pillow + onnxruntime or
+openvino, never torch).
 
 Detectron2 and torch are not declared as install requirements: detectron2 is not on PyPI and
 torch must be the exact build the venv already has (see tools/setup_env.sh and README.md).
+
+The repository's ``configs/`` is the one copy of the configs; as Detectron2 does with its model
+zoo, the build links (or copies) it to ``gfocal/configs`` so that an installed package finds
+them (``gfocal.model_zoo.get_config``) from any directory.
 """
-from setuptools import find_packages, setup
+import glob
+import os
+import shutil
+
+from setuptools import setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def packaged_configs():
+    source = os.path.join(HERE, "configs")
+    destination = os.path.join(HERE, "projects", "GFocal", "gfocal", "configs")
+    if os.path.isdir(source):  # a checkout (an sdist already carries the copy)
+        if os.path.islink(destination):
+            os.unlink(destination)
+        elif os.path.isdir(destination):
+            shutil.rmtree(destination)
+        try:
+            os.symlink(os.path.relpath(source, os.path.dirname(destination)), destination)
+        except OSError:
+            shutil.copytree(source, destination)
+    root = os.path.dirname(destination)
+    return [os.path.relpath(p, root) for p in glob.glob(os.path.join(destination, "**", "*.py"), recursive=True)]
+
 
 setup(
     name="gfocal",
-    version="0.1.0",
-    description="Generalized Focal Loss (GFL v1/v2) detectors as a Detectron2 project",
+    version="0.2.0",
+    description="Generalized Focal Loss (GFL v1/v2) detectors as a Detectron2 project, and a torch-free runtime",
     package_dir={"": "projects/GFocal"},
-    packages=find_packages(where="projects/GFocal", include=["gfocal", "gfocal.*"]),
+    packages=["gfocal", "gfocal.data", "gfocal.modeling", "gfocal_runtime"],
+    package_data={"gfocal": packaged_configs()},
     python_requires=">=3.9",
-    install_requires=["fvcore", "pycocotools>=2.0.2", "numpy<2"],
+    install_requires=["fvcore", "pycocotools>=2.0.2", "numpy<2", "opencv-python", "Pillow"],
+    extras_require={
+        "deploy": ["onnx==1.23.2", "onnxscript==0.7.2", "onnxruntime==1.32.0", "openvino==2026.4.1"],
+    },
 )

@@ -8,42 +8,55 @@ Follows Detectron2's ``tools/lazyconfig_train_net.py``:
     python train_net.py --config-file ... --resume          # continue from the last checkpoint
     python train_net.py --config-file ... train.amp.enabled=True dataloader.train.total_batch_size=8
 
-Overrides come last as ``key.sub=value``. The config must define ``model``, ``dataloader``
-(train, test, evaluator), ``optimizer``, ``lr_multiplier`` and ``train`` (output_dir,
-init_checkpoint, max_iter, amp.enabled, ddp, checkpointer, eval_period, log_period, device).
-Training evaluates every ``train.eval_period`` iterations (0: at the end only).
+Overrides come last as ``key.sub=value``; a key the config does not have is an error (write
+``+key=value`` to add one on purpose). The config must define ``model``, ``dataloader`` (train,
+test, evaluator), ``optimizer``, ``lr_multiplier`` and ``train`` (output_dir, init_checkpoint,
+max_iter, amp.enabled, ddp, checkpointer, eval_period, log_period, device). Training evaluates
+every ``train.eval_period`` iterations (0: at the end only). ``--eval-only`` evaluates an
+inference-optimised copy of the model (``--no-optimize``: the model as built). Mistakes in the
+input end with one line on stderr and exit status 2 (``--debug`` shows the traceback).
 """
 import sys
 
-import gfocal  # noqa: F401  (registers the GFL meta-architecture and the built-in datasets)
-from detectron2.config import LazyConfig
+import gfocal  # noqa: F401  (registers GFL and the built-in datasets; quiets known warnings)
 from detectron2.engine import default_argument_parser, default_setup, launch
+from gfocal.cli import run
+from gfocal.config import load_config
 from gfocal.engine import do_train, evaluate_checkpoint
 
 
+def get_parser():
+    parser = default_argument_parser(epilog=__doc__)
+    parser.add_argument("--no-optimize", action="store_true",
+                        help="--eval-only: evaluate the model as built, not its inference-optimised copy")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for input errors")
+    return parser
+
+
 def main(args):
-    cfg = LazyConfig.load(args.config_file)
-    cfg = LazyConfig.apply_overrides(cfg, args.opts)
+    cfg = load_config(args.config_file, args.opts)
     default_setup(cfg, args)
     if args.eval_only:
-        try:
-            return evaluate_checkpoint(cfg, cfg.train.init_checkpoint)
-        except (ValueError, FileNotFoundError) as e:
-            sys.exit(f"error: {e}")
+        return evaluate_checkpoint(cfg, cfg.train.init_checkpoint, optimize=not args.no_optimize)
     do_train(cfg, resume=args.resume)
 
 
-def invoke_main() -> None:
-    args = default_argument_parser().parse_args()
-    launch(
-        main,
-        args.num_gpus,
-        num_machines=args.num_machines,
-        machine_rank=args.machine_rank,
-        dist_url=args.dist_url,
-        args=(args,),
-    )
+def invoke_main(argv=None) -> int:
+    args = get_parser().parse_args(argv)
+
+    def checked_launch():
+        load_config(args.config_file, args.opts)  # input errors surface here, before any worker starts
+        return launch(
+            main,
+            args.num_gpus,
+            num_machines=args.num_machines,
+            machine_rank=args.machine_rank,
+            dist_url=args.dist_url,
+            args=(args,),
+        )
+
+    return run(checked_launch, argv)
 
 
 if __name__ == "__main__":
-    invoke_main()
+    sys.exit(invoke_main())

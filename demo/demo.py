@@ -6,9 +6,14 @@
         train.init_checkpoint=output/quickstart/gfl/model_final.pth
     python demo/demo.py --config-file ... --video-input clip.mp4 --output out.mp4 train.init_checkpoint=...
     python demo/demo.py --config-file ... --webcam train.init_checkpoint=...
+    python demo/demo.py --exported output/export/gfl_onnx --input IMAGES --output DIR --show-distributions
 
 Flags follow Detectron2's demo; config overrides (``key=value``) come last. Weights come from
 ``train.init_checkpoint``; resizing, input format and class names from the config's test data.
+With ``--exported DIR`` the pictures come from an exported model run by ``gfocal_runtime``
+(ONNX Runtime or OpenVINO), without building the PyTorch model. Images are read with their EXIF
+orientation applied; unreadable files are reported and skipped. With several inputs, pictures
+mirror the inputs' folders under ``--output`` so that equal file names never collide.
 """
 import argparse
 import glob
@@ -17,25 +22,34 @@ import os
 import sys
 import time
 
+import gfocal  # noqa: F401  (registers GFL and the built-in datasets; quiets known warnings)
 import cv2
 import numpy as np
 
-from detectron2.config import LazyConfig
+from detectron2.data.detection_utils import read_image
 from detectron2.utils.logger import setup_logger
+from gfocal.cli import run
+from gfocal.config import load_config
+from gfocal.errors import ConfigError
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+VIDEO_EXTS = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "mp4v"}
 logger = logging.getLogger("gfocal.demo")
 
 
 def get_parser():
     parser = argparse.ArgumentParser(description="GFocal demo", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument("--config-file", required=True, metavar="FILE", help="path to a lazy config")
+    parser.add_argument("--config-file", metavar="FILE", help="path to a lazy config")
+    parser.add_argument("--exported", metavar="DIR", help="an exported model folder (tools/export_model.py) instead of a config")
+    parser.add_argument("--backend", help="with --exported: onnxruntime or openvino (default: the faster one installed)")
     parser.add_argument("--input", nargs="+", help="image files, folders, or glob patterns ('dir/*.jpg')")
     parser.add_argument("--output", help="output file (one input) or folder")
     parser.add_argument("--video-input", help="path to a video file")
     parser.add_argument("--webcam", action="store_true", help="read frames from the first camera")
     parser.add_argument("--confidence-threshold", type=float, default=0.3, help="minimum score to draw")
     parser.add_argument("--show-distributions", action="store_true", help="draw each box's L/T/R/B distributions")
+    parser.add_argument("--no-optimize", action="store_true", help="run the model as built, not its inference-optimised copy")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for input errors")
     parser.add_argument("--opts", dest="more_opts", nargs=argparse.REMAINDER, default=[],
                         help="config overrides, as in Detectron2's demo")
     parser.add_argument("opts", nargs=argparse.REMAINDER, default=[], help="config overrides key=value, last")
@@ -73,33 +87,62 @@ def expand_inputs(patterns):
     return files
 
 
-def output_path(output, src, many):
+def output_paths(output, files):
+    """Where each input's picture goes: ``--output`` itself for one input and a file name,
+    else a folder mirroring the inputs' paths relative to their common folder (.png)."""
     if output is None:
-        return None
-    if many or os.path.isdir(output) or not os.path.splitext(output)[1]:
-        os.makedirs(output, exist_ok=True)
-        stem = os.path.splitext(os.path.basename(src))[0]
-        return os.path.join(output, stem + ".png")
-    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    return output
+        return [None] * len(files)
+    ext = os.path.splitext(output)[1].lower()
+    if len(files) == 1 and ext and not os.path.isdir(output):
+        if ext not in IMAGE_EXTS:
+            raise ConfigError(f"--output {output}: cannot write images as {ext!r}; use one of {sorted(IMAGE_EXTS)} or a folder")
+        os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+        return [output]
+    if os.path.isfile(output):
+        raise ConfigError(f"--output {output} is an existing file, but {len(files)} inputs need a folder")
+    root = os.path.commonpath([os.path.dirname(os.path.abspath(f)) for f in files])
+    paths = [os.path.join(output, os.path.splitext(os.path.relpath(os.path.abspath(f), root))[0] + ".png") for f in files]
+    if len(set(paths)) != len(paths):  # a.jpg and a.png in one folder
+        paths = [os.path.join(output, os.path.relpath(os.path.abspath(f), root) + ".png") for f in files]
+    return paths
 
 
 class Demo:
-    def __init__(self, cfg, args):
-        from gfocal.predictor import LazyPredictor
+    """Predict with a config's model (``LazyPredictor``) or an exported one (``gfocal_runtime``)
+    and draw."""
 
-        self.predictor = LazyPredictor(cfg)
+    def __init__(self, cfg, args):
         self.args = args
+        if args.exported:
+            from detectron2.data import Metadata
+
+            from gfocal_runtime import Detector
+
+            self.detector = Detector(args.exported, backend=args.backend)
+            self.metadata = Metadata(thing_classes=list(self.detector.class_names))
+            logger.info(f"exported model {args.exported} on {self.detector.backend}")
+        else:
+            from gfocal.predictor import LazyPredictor
+
+            self.predictor = LazyPredictor(cfg, optimize=not args.no_optimize)
+            self.metadata = self.predictor.metadata
+
+    def predict(self, image_bgr: np.ndarray):
+        if not self.args.exported:
+            return self.predictor(image_bgr)["instances"]
+        from gfocal.export import instances_from_runtime
+
+        return instances_from_runtime(self.detector(image_bgr), image_bgr.shape[:2])
 
     def render(self, image_bgr: np.ndarray) -> tuple:
         """BGR frame -> (BGR picture, number of drawn instances)."""
         from gfocal.visualization import draw_predictions
 
-        instances = self.predictor(image_bgr)["instances"]
+        instances = self.predict(image_bgr)
         picture = draw_predictions(
             image_bgr[:, :, ::-1],
             instances,
-            self.predictor.metadata,
+            self.metadata,
             confidence_threshold=self.args.confidence_threshold,
             show_distributions=self.args.show_distributions,
         )
@@ -107,20 +150,22 @@ class Demo:
 
     def run_images(self, files) -> int:
         failed = 0
-        for path in files:
-            image = cv2.imread(path, cv2.IMREAD_COLOR)
-            if image is None:
+        for path, dst in zip(files, output_paths(self.args.output, files)):
+            try:
+                image = read_image(path, format="BGR")  # EXIF orientation applied
+            except Exception as e:  # not an image, corrupt or truncated
                 ext = os.path.splitext(path)[1].lower()
                 why = "not an image file" if ext not in IMAGE_EXTS else "unreadable or corrupt image"
-                logger.warning(f"skipped {path}: {why}")
+                logger.warning(f"skipped {path}: {why} ({type(e).__name__})")
                 failed += 1
                 continue
             start = time.perf_counter()
             picture, count = self.render(image)
             logger.info(f"{path}: {count} detections in {time.perf_counter() - start:.2f}s")
-            dst = output_path(self.args.output, path, len(files) > 1)
             if dst:
-                cv2.imwrite(dst, picture)
+                os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
+                if not cv2.imwrite(dst, picture):
+                    raise ConfigError(f"--output: cannot write {dst}")
             else:
                 show(picture)
         logger.info(f"processed {len(files) - failed} of {len(files)} files ({failed} skipped)")
@@ -137,8 +182,7 @@ class Demo:
             frames += 1
             if dst:
                 if writer is None:
-                    h, w = picture.shape[:2]
-                    writer = cv2.VideoWriter(dst, cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+                    writer = open_video_writer(dst, fps, picture.shape[:2])
                 writer.write(picture)
             elif show(picture):
                 break
@@ -149,13 +193,24 @@ class Demo:
         return frames
 
 
+def open_video_writer(dst, fps, size_hw):
+    ext = os.path.splitext(dst)[1].lower()
+    if ext not in VIDEO_EXTS:
+        raise ConfigError(f"--output {dst}: cannot write video as {ext!r}; use one of {sorted(VIDEO_EXTS)}")
+    os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
+    writer = cv2.VideoWriter(dst, cv2.VideoWriter_fourcc(*VIDEO_EXTS[ext]), fps, (size_hw[1], size_hw[0]))
+    if not writer.isOpened():
+        raise ConfigError(f"--output {dst}: OpenCV cannot open a {ext} video writer here")
+    return writer
+
+
 def show(picture) -> bool:
     """Show a picture in a window; returns True when the user pressed Esc."""
     try:
         cv2.imshow("GFocal", picture)
         return cv2.waitKey(1) == 27
     except cv2.error as e:
-        raise SystemExit(f"cannot open a window here ({e.err}); pass --output to write files instead")
+        raise ConfigError(f"cannot open a window here ({e.err}); pass --output to write files instead")
 
 
 def main(argv=None) -> int:
@@ -163,46 +218,34 @@ def main(argv=None) -> int:
     setup_logger(name="gfocal")
     setup_logger(name="fvcore")
     if sum(bool(x) for x in (args.input, args.video_input, args.webcam)) != 1:
-        print("error: give exactly one of --input, --video-input, --webcam", file=sys.stderr)
-        return 2
-    if not os.path.isfile(args.config_file):
-        print(f"error: config file not found: {args.config_file}", file=sys.stderr)
-        return 2
-    cfg = LazyConfig.apply_overrides(LazyConfig.load(args.config_file), args.opts)
-    try:
-        files = expand_inputs(args.input) if args.input else None
-        if args.video_input and not os.path.isfile(args.video_input):
-            raise FileNotFoundError(f"--video-input: no such file {args.video_input!r}")
-        demo = Demo(cfg, args)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        raise ConfigError("give exactly one of --input, --video-input, --webcam")
+    if bool(args.config_file) == bool(args.exported):
+        raise ConfigError("give exactly one of --config-file (a PyTorch model) and --exported DIR")
+    cfg = load_config(args.config_file, args.opts) if args.config_file else None
+    files = expand_inputs(args.input) if args.input else None
+    if args.video_input and not os.path.isfile(args.video_input):
+        raise FileNotFoundError(f"--video-input: no such file {args.video_input!r}")
+    if files is not None and not files:
+        raise ConfigError("--input matched no files")
+    demo = Demo(cfg, args)
 
     if files is not None:
-        if not files:
-            print("error: --input matched no files", file=sys.stderr)
-            return 2
         failed = demo.run_images(files)
         return 1 if failed == len(files) else 0
     if args.video_input:
         capture = cv2.VideoCapture(args.video_input)
         if not capture.isOpened():
-            print(f"error: cannot read video {args.video_input!r}", file=sys.stderr)
-            return 2
-        dst = None
-        if args.output:
-            dst = args.output
-            if os.path.isdir(dst) or not os.path.splitext(dst)[1]:
-                os.makedirs(dst, exist_ok=True)
-                dst = os.path.join(dst, os.path.splitext(os.path.basename(args.video_input))[0] + ".mp4")
+            raise ConfigError(f"cannot read video {args.video_input!r}")
+        dst = args.output
+        if dst and (os.path.isdir(dst) or not os.path.splitext(dst)[1]):
+            dst = os.path.join(dst, os.path.splitext(os.path.basename(args.video_input))[0] + ".mp4")
         return 0 if demo.run_video(capture, dst) > 0 else 1
     capture = cv2.VideoCapture(0)
     if not capture.isOpened():
-        print("error: no camera found (--webcam needs a camera at index 0)", file=sys.stderr)
-        return 2
+        raise ConfigError("no camera found (--webcam needs a camera at index 0)")
     demo.run_video(capture, args.output)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(lambda: main(sys.argv[1:])))

@@ -1,13 +1,10 @@
 import os
-import warnings
 
 import pytest
 import torch
 
 # Keep CPU tests light and deterministic on the 2-core CI machine.
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
-warnings.filterwarnings("ignore", category=UserWarning)
-warnings.filterwarnings("ignore", category=FutureWarning)
 
 
 @pytest.fixture(autouse=True)

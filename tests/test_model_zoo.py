@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from gfocal import model_zoo
+from gfocal.errors import CheckpointError
 
 from gfl_testing import REPO
 from mmdet_reference import MMGFL
@@ -32,11 +33,37 @@ def test_get_trained_from_a_local_url_converts_once_and_caches(tmp_path):
     model = model_zoo.get(NAME, trained=True, device="cpu", url=src.as_uri(), cache_dir=str(cache))
     torch.testing.assert_close(model.head.gfl_reg.weight, ref.bbox_head.gfl_reg.weight)
     torch.testing.assert_close(model.backbone.top_block.p7.bias, ref.neck.fpn_convs[4].conv.bias)
-    converted = cache / "gfl_R_50_FPN_1x.gfocal.pth"
-    assert converted.exists() and (cache / "official.pth").exists()
+    (converted,) = (cache / "converted").iterdir()
+    assert converted.name.startswith("gfl_R_50_FPN_1x-") and len(list((cache / "downloads").rglob("official.pth"))) == 1
     mtime = converted.stat().st_mtime
-    cfg = model_zoo.get_config(NAME, trained=True, url="file:///nonexistent.pth", cache_dir=str(cache))
+    cfg = model_zoo.get_config(NAME, trained=True, url=src.as_uri(), cache_dir=str(cache))
     assert cfg.train.init_checkpoint == str(converted) and converted.stat().st_mtime == mtime  # cached
+    # The cache is keyed on the URL and the config: another URL or model never gets this file.
+    with pytest.raises(RuntimeError, match="may be offline"):
+        model_zoo.get_config(NAME, trained=True, url="file:///nonexistent.pth", cache_dir=str(cache))
+    other = "COCO-Detection/gfl_R_50_FPN_ms2x.py"
+    assert model_zoo.get_checkpoint(other, url=src.as_uri(), cache_dir=str(cache)) != str(converted)
+
+
+def test_downloads_are_https_and_hash_checked(tmp_path):
+    """Official file names carry a sha256 prefix (torch.hub's convention): a file that does
+    not match it is refused and deleted; plain http is never used."""
+    import hashlib
+
+    ref = MMGFL().eval()
+    payload = tmp_path / "payload.pth"
+    torch.save(ref.mmdet_state_dict(), payload)
+    digest = hashlib.sha256(payload.read_bytes()).hexdigest()
+    good = tmp_path / f"gfl_r50-{digest[:8]}.pth"
+    bad = tmp_path / "gfl_r50-deadbeef.pth"
+    good.write_bytes(payload.read_bytes())
+    bad.write_bytes(payload.read_bytes())
+    assert os.path.isfile(model_zoo.get_checkpoint(NAME, url=good.as_uri(), cache_dir=str(tmp_path / "c")))
+    with pytest.raises(CheckpointError, match="does not match the sha256 prefix deadbeef"):
+        model_zoo.get_checkpoint(NAME, url=bad.as_uri(), cache_dir=str(tmp_path / "c"))
+    assert not list((tmp_path / "c" / "downloads").rglob("gfl_r50-deadbeef.pth*"))
+    with pytest.raises(CheckpointError, match="only https"):
+        model_zoo.get_checkpoint(NAME, url="http://example.com/gfl.pth", cache_dir=str(tmp_path / "c"))
 
 
 def test_offline_download_is_a_clear_error(tmp_path):

@@ -16,6 +16,8 @@ import re
 import subprocess
 import sys
 
+from gfocal.plotting import read_records
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS = {
     "gfl": "GFL v1",
@@ -28,18 +30,13 @@ METRICS = ["AP", "AP50", "AP75", "APs", "APm", "APl"]
 
 def final_metrics(metrics_path):
     """The last evaluation in a metrics.json (bbox/* keys), or None."""
-    result = None
     if not os.path.isfile(metrics_path):
         return None
-    with open(metrics_path) as f:
-        for line in f:
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if "bbox/AP" in record:
-                result = {k: record.get(f"bbox/{k}", float("nan")) for k in METRICS}
-                result["iteration"] = record["iteration"]
+    evaluated = [r for r in read_records(metrics_path) if "bbox/AP" in r]
+    if not evaluated:
+        return None
+    result = {k: evaluated[-1].get(f"bbox/{k}", float("nan")) for k in METRICS}
+    result["iteration"] = evaluated[-1]["iteration"]
     return result
 
 

@@ -14,11 +14,12 @@ import argparse
 import logging
 import sys
 
-import torch
+import gfocal  # noqa: F401  (quiets known warnings)
 
-from detectron2.config import LazyConfig, instantiate
-
-from gfocal.checkpoint import ConversionError, convert_state_dict, load_checkpoint_file
+from detectron2.config import instantiate
+from gfocal.checkpoint import convert_state_dict, load_checkpoint_file, save_checkpoint
+from gfocal.cli import run
+from gfocal.config import load_config
 
 
 def main(argv=None) -> int:
@@ -26,22 +27,14 @@ def main(argv=None) -> int:
     parser.add_argument("input", help="official checkpoint (.pth)")
     parser.add_argument("-o", "--output", required=True, help="converted checkpoint to write (.pth)")
     parser.add_argument("--config-file", help="check the result against this config's model")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for input errors")
     parser.add_argument("opts", nargs="*", default=[], help="config overrides key=value")
     args = parser.parse_intermixed_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
-    cfg = None
-    if args.config_file:
-        cfg = LazyConfig.apply_overrides(LazyConfig.load(args.config_file), args.opts)
-    try:
-        checkpoint = load_checkpoint_file(args.input)
-        state, info = convert_state_dict(checkpoint, num_classes=cfg.model.num_classes if cfg else None)
-    except FileNotFoundError:
-        print(f"error: no such file {args.input}", file=sys.stderr)
-        return 2
-    except ConversionError as e:
-        print(f"error: {args.input}: {e}", file=sys.stderr)
-        return 2
+    cfg = load_config(args.config_file, args.opts) if args.config_file else None
+    checkpoint = load_checkpoint_file(args.input)
+    state, info = convert_state_dict(checkpoint, num_classes=cfg.model.num_classes if cfg else None)
     print(f"source:  {info.summary()}")
     print(f"mapped:  {len(state)} tensors; dropped {len(info.dropped)} ({', '.join(info.dropped[:4])}"
           f"{' ...' if len(info.dropped) > 4 else ''})")
@@ -65,10 +58,10 @@ def main(argv=None) -> int:
                       "deform_modulated accordingly)", file=sys.stderr)
             return 1
         print(f"checked: loads into {args.config_file} with no missing or unexpected keys")
-    torch.save({"model": state, "__author__": f"gfocal conversion of {args.input}"}, args.output)
+    save_checkpoint({"model": state, "__author__": f"gfocal conversion of {args.input}"}, args.output)
     print(f"wrote:   {args.output}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(lambda: main(sys.argv[1:])))

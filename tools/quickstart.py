@@ -8,27 +8,30 @@ its val split, and draw val predictions with their side distributions.
 
 A killed run continues from its last checkpoint when started again; a finished run is
 re-evaluated and re-drawn without training again (delete the output folder to start over).
-Writes into ``train.output_dir``: model_final.pth, metrics.json, log.txt, curves.png and
-pictures/ (one PNG per val image, plus overview.png).
+Writes into ``train.output_dir``: model_final.pth, metrics.json, log.txt, curves.png,
+pictures/ (one PNG per val image with each box's side distributions drawn along its edges, plus
+overview.png) and uncertainty.png (distribution spread against localisation error on val).
 """
-import argparse
 import json
 import logging
 import os
 import sys
 import time
 
+import gfocal  # noqa: F401  (registers GFL and the built-in dataset; quiets known warnings)
 import cv2
 import numpy as np
 import torch
 
-import gfocal  # noqa: F401  (registers GFL and the built-in dataset)
-from detectron2.config import LazyConfig
 from detectron2.data import DatasetCatalog
-from detectron2.engine import default_setup
+from detectron2.engine import default_argument_parser, default_setup
+from gfocal.cli import run
+from gfocal.config import load_config
+from gfocal.data import first_dataset_name
 from gfocal.engine import do_train
 from gfocal.plotting import plot, read_metrics
 from gfocal.predictor import LazyPredictor
+from gfocal.uncertainty import uncertainty_picture
 from gfocal.visualization import draw_predictions
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -36,11 +39,8 @@ DEFAULT_CONFIG = os.path.join(REPO, "configs/Quickstart/gfl_shapes.py")
 logger = logging.getLogger("gfocal.quickstart")
 
 
-def draw_val_pictures(cfg, weights, out_dir, count=16, threshold=0.3):
-    """Predict on the first ``count`` val images and write one picture each + an overview."""
-    predictor = LazyPredictor(cfg, weights=weights)
-    name = cfg.dataloader.test.dataset.names
-    records = DatasetCatalog.get(name if isinstance(name, str) else name[0])[:count]
+def draw_val_pictures(predictor, records, out_dir, threshold=0.3):
+    """One picture per record (the distributions along each box side) + an overview."""
     os.makedirs(out_dir, exist_ok=True)
     tiles = []
     for record in records:
@@ -59,17 +59,20 @@ def draw_val_pictures(cfg, weights, out_dir, count=16, threshold=0.3):
     return overview
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config-file", default=DEFAULT_CONFIG)
+def get_parser():
+    parser = default_argument_parser(epilog=__doc__)
+    parser.set_defaults(config_file=DEFAULT_CONFIG)
     parser.add_argument("--pictures", type=int, default=16, help="val images to draw")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, default=[], help="config overrides key=value")
-    args = parser.parse_args(argv)
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for input errors")
+    return parser
+
+
+def main(argv=None):
+    args = get_parser().parse_args(argv)
     start = time.perf_counter()
 
-    cfg = LazyConfig.apply_overrides(LazyConfig.load(args.config_file), args.opts)
-    setup_args = argparse.Namespace(config_file=args.config_file, opts=args.opts, eval_only=False)
-    default_setup(cfg, setup_args)
+    cfg = load_config(args.config_file, args.opts)
+    default_setup(cfg, args)
     torch.set_num_threads(os.cpu_count() or 1)
     out = cfg.train.output_dir
 
@@ -85,9 +88,15 @@ def main(argv=None):
     ap = {k: latest[k] for k in ("bbox/AP", "bbox/AP50", "bbox/AP75") if k in latest}
     t_train = time.perf_counter() - start
 
-    logger.info("[3/4] pictures of val predictions with their side distributions")
+    logger.info("[3/4] pictures: val predictions with their side distributions; uncertainty vs error")
     weights = os.path.join(out, "model_final.pth")
-    overview = draw_val_pictures(cfg, weights, os.path.join(out, "pictures"), args.pictures)
+    predictor = LazyPredictor(cfg, weights=weights)
+    val = DatasetCatalog.get(first_dataset_name(cfg.dataloader.test.dataset.names))
+    overview = draw_val_pictures(predictor, val[: args.pictures], os.path.join(out, "pictures"))
+    uncertainty = uncertainty_picture(
+        predictor, val, os.path.join(out, "uncertainty.png"), title=f"{os.path.basename(args.config_file)}: "
+        "distribution spread vs localisation error (val)"
+    )
 
     logger.info("[4/4] training curves")
     curves = None
@@ -96,13 +105,20 @@ def main(argv=None):
         curves = plot(read_metrics(metrics), os.path.join(out, "curves.png"), title=os.path.basename(args.config_file))
 
     total = time.perf_counter() - start
-    summary = {"box_AP": ap, "seconds_total": round(total), "seconds_until_evaluated": round(t_train)}
+    summary = {
+        "box_AP": ap,
+        "uncertainty_vs_error": {k: uncertainty[k] for k in ("pearson", "spearman", "n")},
+        "seconds_total": round(total),
+        "seconds_until_evaluated": round(t_train),
+    }
     with open(os.path.join(out, "quickstart_summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
     print("\n=== GFocal quick start ===")
     print(f"val box AP: {ap.get('bbox/AP', float('nan')):.1f}  (AP50 {ap.get('bbox/AP50', float('nan')):.1f}, AP75 {ap.get('bbox/AP75', float('nan')):.1f})")
     print(f"weights:  {weights}")
     print(f"pictures: {os.path.dirname(overview)}/  (overview: {overview})")
+    print(f"uncertainty: {uncertainty['output']}  (spread vs 1 - IoU over {uncertainty['n']} detections: "
+          f"Spearman {uncertainty['spearman']:.2f}, Pearson {uncertainty['pearson']:.2f})")
     if curves:
         print(f"curves:   {curves}")
     print(f"time:     {total / 60:.1f} min")
@@ -110,4 +126,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(lambda: main(sys.argv[1:])))

@@ -8,7 +8,11 @@ from detectron2 import model_zoo
 from detectron2.config import LazyCall as L
 from detectron2.evaluation import COCOEvaluator
 
+from gfocal.data import checked_dataset_dicts
+
 dataloader = model_zoo.get_config("common/data/coco.py").dataloader
+# Training data is checked once when loaded (annotations, image files; see gfocal.data.checks).
+dataloader.train.dataset._target_ = checked_dataset_dicts
 dataloader.train.mapper.use_instance_mask = False
 dataloader.train.mapper.image_format = "RGB"
 dataloader.train.mapper.augmentations = [

@@ -10,9 +10,12 @@ from detectron2.data import (
 from detectron2.evaluation import COCOEvaluator
 from omegaconf import OmegaConf
 
+from gfocal.data import checked_dataset_dicts
+
 dataloader = OmegaConf.create()
 dataloader.train = L(build_detection_train_loader)(
-    dataset=L(get_detection_dataset_dicts)(names="gfocal_shapes_train", filter_empty=False),
+    # Training data is checked once when loaded (annotations, image files; see gfocal.data.checks).
+    dataset=L(checked_dataset_dicts)(names="gfocal_shapes_train", filter_empty=False),
     mapper=L(DatasetMapper)(
         is_train=True,
         augmentations=[L(T.RandomFlip)(horizontal=True)],

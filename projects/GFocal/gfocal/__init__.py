@@ -3,8 +3,14 @@
 Importing the package registers the ``GFL`` meta-architecture in Detectron2's
 ``META_ARCH_REGISTRY`` and the built-in ``gfocal_shapes_{train,val}`` datasets.
 """
-from . import data  # noqa: F401  (registers the built-in datasets)
-from . import modeling  # noqa: F401  (registers GFL)
-from .modeling import GFL, GFLHead, ATSSMatcher  # noqa: F401
+from .cli import quiet_third_party_warnings
 
-__version__ = "0.1.0"
+# Before Detectron2 is imported: its import triggers torch.jit deprecation notices that a user
+# cannot act on (filtered by exact message; see gfocal.cli).
+quiet_third_party_warnings()
+
+from . import data  # noqa: E402,F401  (registers the built-in datasets)
+from . import modeling  # noqa: E402,F401  (registers GFL)
+from .modeling import GFL, GFLHead, ATSSMatcher  # noqa: E402,F401
+
+__version__ = "0.2.0"

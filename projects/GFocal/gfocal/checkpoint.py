@@ -20,6 +20,7 @@ its first output so that class c of the result is class c of the dataset.
 """
 import logging
 import os
+import pickle
 import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -29,7 +30,11 @@ import torch
 
 from detectron2.checkpoint import DetectionCheckpointer
 
+from .errors import CheckpointError
+
 __all__ = [
+    "require_weights",
+    "save_checkpoint",
     "CheckpointInfo",
     "ConversionError",
     "GFLCheckpointer",
@@ -41,7 +46,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-class ConversionError(ValueError):
+class ConversionError(CheckpointError):
     """The checkpoint is not one this converter understands."""
 
 
@@ -78,18 +83,84 @@ class CheckpointInfo:
         return "; ".join(parts)
 
 
-def load_checkpoint_file(path: str) -> dict:
-    """torch.load with ``weights_only=True`` (no code runs from the file); a clear error for
-    files that need more."""
+def require_weights(weights: str) -> str:
+    """``weights`` (``train.init_checkpoint``) for predicting or evaluating: it must be given,
+    and a local path must exist (URLs are fetched by the checkpointer)."""
+    if not weights:
+        raise CheckpointError("no weights: set train.init_checkpoint=PATH (a trained model)")
+    if "://" not in weights and not os.path.isfile(weights):
+        raise CheckpointError(f"train.init_checkpoint: no such file {weights!r}")
+    return weights
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """Unpickles containers, numbers, strings and numpy arrays only; any other global (a
+    function or class that could run code) is refused."""
+
+    _ALLOWED = {
+        ("collections", "OrderedDict"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "scalar"),
+        ("builtins", "set"),
+        ("builtins", "frozenset"),
+        ("builtins", "slice"),
+        ("_codecs", "encode"),  # how Python 2 pickles (Detectron1/Caffe2 .pkl) store bytes
+    }
+
+    def find_class(self, module, name):
+        if (module, name) in self._ALLOWED or (
+            module.startswith("numpy") and name.endswith("Dtype") and module.endswith("dtypes")
+        ):
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"it would load {module}.{name}")
+
+
+def _not_a_checkpoint(path: str, what: str, error: Exception) -> CheckpointError:
+    detail = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
+    return CheckpointError(f"{path}: {what} ({detail})")
+
+
+def load_checkpoint_file(path: str):
+    """Load a checkpoint as data, never as code: the one loader every GFocal entry point uses.
+
+    ``.pkl`` files (Detectron2 / Caffe2 model zoo) go through an unpickler that accepts only
+    plain containers, numbers, strings and numpy arrays; everything else through
+    ``torch.load(weights_only=True)``, passed explicitly so that
+    ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` cannot turn it off.
+
+    Raises:
+        CheckpointError: the file is missing, not a checkpoint (text, random bytes, truncated),
+            or not a plain one (it would import or call something).
+    """
+    if not os.path.isfile(path):
+        raise CheckpointError(f"checkpoint not found: no such file {path!r}")
+    if path.endswith(".pkl"):
+        with open(path, "rb") as f:
+            try:
+                return _PlainUnpickler(f, encoding="latin1").load()
+            except pickle.UnpicklingError as e:
+                if str(e).startswith("it would load"):
+                    raise _not_a_checkpoint(path, "not a plain checkpoint: refused to unpickle it", e) from None
+                raise _not_a_checkpoint(path, "not a pickled checkpoint", e) from None
+            except Exception as e:  # truncated or random bytes
+                raise _not_a_checkpoint(path, "not a pickled checkpoint", e) from None
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise
-    except Exception as e:  # pickles with arbitrary objects are refused by weights_only
-        raise ConversionError(
-            f"{path}: cannot be loaded safely with torch.load(weights_only=True) ({type(e).__name__}: "
-            f"{str(e).splitlines()[0][:200]}). Only tensors and plain containers are accepted."
-        ) from e
+    except pickle.UnpicklingError as e:
+        if "Weights only load failed" in str(e):
+            kind = re.search(r"GLOBAL (\S+) ", str(e))
+            found = f"it would load {kind.group(1)}" if kind else "it holds objects other than tensors"
+            raise CheckpointError(
+                f"{path}: not a plain checkpoint: refused to load it ({found}); only tensors, numbers, "
+                "strings and containers are accepted"
+            ) from None
+        raise _not_a_checkpoint(path, "not a PyTorch checkpoint", e) from None
+    except Exception as e:  # text, random bytes, a truncated zip
+        raise _not_a_checkpoint(path, "not a PyTorch checkpoint", e) from None
 
 
 def _state_dict(checkpoint: dict) -> Dict[str, torch.Tensor]:
@@ -283,21 +354,172 @@ def convert_state_dict(checkpoint: dict, num_classes: Optional[int] = None) -> T
 
 
 class GFLCheckpointer(DetectionCheckpointer):
-    """DetectionCheckpointer that also reads official GFL checkpoints (mmdetection layout) and
-    torchvision ImageNet ResNets, converting them on the fly; everything else (Detectron2
-    checkpoints, model-zoo .pkl files, resuming) behaves as DetectionCheckpointer."""
+    """DetectionCheckpointer that loads every file as data (:func:`load_checkpoint_file`), reads
+    official GFL checkpoints (mmdetection layout) and torchvision ImageNet ResNets, converting
+    them on the fly, and checks that the weights fit the model.
+
+    Args:
+        model, save_dir, save_to_disk, checkpointables: as DetectionCheckpointer.
+        for_inference: the model will predict or evaluate with these weights, so a tensor whose
+            shape does not fit (e.g. 7 classes in the file, 4 in the model) or a model tensor the
+            file lacks is an error. Otherwise (training, fine-tuning) such tensors keep their
+            fresh initialisation, said in one warning line.
+    """
+
+    def __init__(self, model, save_dir: str = "", *, save_to_disk=None, for_inference: bool = False,
+                 **checkpointables):
+        super().__init__(model, save_dir, save_to_disk=save_to_disk, **checkpointables)
+        self.for_inference = for_inference
+        self._loading = None
+
+    def load(self, path: str, *args, **kwargs):
+        self._loading = path
+        return super().load(path, *args, **kwargs)
+
+    # ------------------------------------------------------------ saving, atomically
+
+    def save(self, name: str, **kwargs) -> None:
+        """As Checkpointer.save, but written to a temporary file and renamed, so that a kill at
+        any moment leaves either the previous file or the complete new one."""
+        if not self.save_dir or not self.save_to_disk:
+            return
+        data = {"model": self.model.state_dict()}
+        for key, obj in self.checkpointables.items():
+            data[key] = obj.state_dict()
+        data.update(kwargs)
+        basename = f"{name}.pth"
+        save_file = os.path.join(self.save_dir, basename)
+        self.logger.info(f"Saving checkpoint to {save_file}")
+        save_checkpoint(data, save_file)
+        self.tag_last_checkpoint(basename)
+
+    def tag_last_checkpoint(self, last_filename_basename: str) -> None:
+        _atomic_write(
+            os.path.join(self.save_dir, "last_checkpoint"), lambda f: f.write(last_filename_basename), "w"
+        )
+
+    # ------------------------------------------------------------ resuming
+
+    def get_checkpoint_file(self) -> str:
+        """The checkpoint ``last_checkpoint`` names; if that file is empty, names a missing or
+        damaged checkpoint, the newest intact ``.pth`` in the folder (with a warning)."""
+        return self._resume_file(warn=True)
+
+    def has_checkpoint(self) -> bool:
+        return super().has_checkpoint() and bool(self._resume_file(warn=False))
+
+    def _resume_file(self, warn: bool) -> str:
+        named = super().get_checkpoint_file()
+        if os.path.basename(named) and _is_intact(named):
+            return named
+        intact = [f for f in self.get_all_checkpoint_files() if _is_intact(f)]
+        fallback = max(intact, key=os.path.getmtime) if intact else ""
+        if warn:
+            state = "missing" if os.path.basename(named) and not os.path.exists(named) else "empty or damaged"
+            logger.warning(
+                f"{os.path.join(self.save_dir, 'last_checkpoint')} names {os.path.basename(named) or 'nothing'} "
+                f"({state}); "
+                + (f"resuming from the newest intact checkpoint, {os.path.basename(fallback)}"
+                   if fallback else "no intact checkpoint, starting over")
+            )
+        return fallback
+
+    def _torch_load(self, f):  # Detectron2's path for every extension but .pkl and .pyth
+        return load_checkpoint_file(f)
 
     def _load_file(self, filename: str):
-        loaded = super()._load_file(filename)  # torch.load defaults to weights_only=True
-        if filename.endswith((".pkl", ".pyth")):
-            return loaded
+        if filename.endswith(".pkl"):
+            return _detectron2_pkl_layout(load_checkpoint_file(filename), filename)
+        if filename.endswith(".pyth"):  # pycls
+            data = load_checkpoint_file(filename)
+            if not isinstance(data, dict) or "model_state" not in data:
+                raise CheckpointError(f"{filename}: a .pyth checkpoint (pycls) must hold 'model_state'")
+            state = {k: v for k, v in data["model_state"].items() if not k.endswith("num_batches_tracked")}
+            return {"model": state, "__author__": "pycls", "matching_heuristics": True}
+        loaded = super()._load_file(filename)
         try:
             fmt = detect_format(_state_dict(loaded["model"]))
         except ConversionError:
-            return loaded  # not ours to convert: let Detectron2 report what does not match
+            return loaded  # not ours to convert: the shape checks below report what does not fit
         if fmt == "gfocal":
             return loaded
         num_classes = getattr(getattr(self.model, "head", None), "num_classes", None)
         converted, info = convert_state_dict(loaded["model"], num_classes=num_classes)
         logger.info(f"Converted {os.path.basename(filename)}: {info.summary()}")
         return {"model": converted, "__author__": "gfocal-converter"}
+
+    def _load_model(self, checkpoint):
+        incompatible = super()._load_model(checkpoint)
+        if not self.for_inference:
+            return incompatible
+        problems = [
+            f"{k} {tuple(ckpt)} in the file, {tuple(model)} in the model"
+            for k, ckpt, model in incompatible.incorrect_shapes
+        ]
+        missing = [k for k in incompatible.missing_keys if k not in {s[0] for s in incompatible.incorrect_shapes}]
+        if problems or missing:
+            hint = _class_hint(incompatible.incorrect_shapes)
+            lines = problems[:4] + ([f"{len(missing)} model tensors missing from the file, e.g. {', '.join(missing[:3])}"] if missing else [])
+            raise CheckpointError(
+                f"{self._loading}: the weights do not fit the model ({'; '.join(lines)}){hint}"
+            )
+        return incompatible
+
+    def _log_incompatible_keys(self, incompatible) -> None:
+        if incompatible.incorrect_shapes:
+            names = ", ".join(f"{k} {tuple(c)}->{tuple(m)}" for k, c, m in incompatible.incorrect_shapes)
+            logger.warning(
+                f"Fine-tuning from {self._loading}: {len(incompatible.incorrect_shapes)} tensors whose shapes "
+                f"differ keep their fresh initialisation: {names}{_class_hint(incompatible.incorrect_shapes)}"
+            )
+            reshaped = {k for k, _, _ in incompatible.incorrect_shapes}
+            incompatible = incompatible._replace(
+                incorrect_shapes=[], missing_keys=[k for k in incompatible.missing_keys if k not in reshaped]
+            )
+        super()._log_incompatible_keys(incompatible)
+
+
+def save_checkpoint(checkpoint: dict, path: str) -> None:
+    """``torch.save`` to a temporary file, then rename: a kill never leaves half a file."""
+    _atomic_write(path, lambda f: torch.save(checkpoint, f), "wb")
+
+
+def _atomic_write(path: str, write, mode: str) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, mode) as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _is_intact(path: str) -> bool:
+    """A checkpoint file that is complete: torch's zip archive has its central directory
+    (written last) in place. Cheap: nothing is loaded."""
+    import zipfile
+
+    if not os.path.isfile(path):
+        return False
+    if not zipfile.is_zipfile(path):
+        return path.endswith(".pkl") and os.path.getsize(path) > 0
+    return True
+
+
+def _class_hint(incorrect_shapes) -> str:
+    for key, ckpt, model in incorrect_shapes:
+        if key == "head.gfl_cls.weight" and ckpt[0] != model[0]:
+            return f"; the file predicts {ckpt[0]} classes, the model {model[0]} (set model.num_classes={ckpt[0]})"
+    return ""
+
+
+def _detectron2_pkl_layout(data, filename: str) -> dict:
+    """What Detectron2 does with a plain .pkl: its own model zoo format as is, a Caffe2 /
+    Detectron1 file under ``model`` with name-matching heuristics."""
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{filename}: a .pkl checkpoint must hold a dict, not {type(data).__name__}")
+    if "model" in data and "__author__" in data:
+        return data
+    if "blobs" in data:
+        data = data["blobs"]
+    data = {k: v for k, v in data.items() if not k.endswith("_momentum")}
+    return {"model": data, "__author__": "Caffe2", "matching_heuristics": True}

@@ -3,7 +3,8 @@
 ``train_net.py`` is the command line around these; ``tools/quickstart.py`` reuses them.
 """
 import logging
-import os
+
+import torch
 
 from detectron2.config import instantiate
 from detectron2.engine import AMPTrainer, SimpleTrainer, default_writers, hooks
@@ -11,9 +12,12 @@ from detectron2.engine.defaults import create_ddp_model
 from detectron2.evaluation import inference_on_dataset, print_csv_format
 from detectron2.utils import comm
 
-from .checkpoint import GFLCheckpointer
+from .checkpoint import GFLCheckpointer, require_weights
+from .data import check_num_classes
+from .errors import ConfigError
+from .optimize import optimize_for_inference
 
-__all__ = ["do_test", "do_train", "evaluate_checkpoint"]
+__all__ = ["check_device", "do_test", "do_train", "evaluate_checkpoint"]
 
 logger = logging.getLogger("detectron2")
 
@@ -38,13 +42,16 @@ def do_train(cfg, resume: bool = False):
     Returns:
         the trainer (its ``storage`` holds the latest metrics).
     """
+    check_device(cfg)
+    # The data first: its checks (annotations, files, classes) run before anything is built.
+    train_loader = instantiate(cfg.dataloader.train)
+    check_num_classes(cfg.dataloader.train.dataset.names, cfg.model.num_classes)
     model = instantiate(cfg.model)
     logger.info("Model:\n{}".format(model))
     model.to(cfg.train.device)
 
     cfg.optimizer.params.model = model
     optim = instantiate(cfg.optimizer)
-    train_loader = instantiate(cfg.dataloader.train)
 
     model = create_ddp_model(model, **cfg.train.ddp)
     trainer = (AMPTrainer if cfg.train.amp.enabled else SimpleTrainer)(model, train_loader, optim)
@@ -76,14 +83,33 @@ def do_train(cfg, resume: bool = False):
     return trainer
 
 
-def evaluate_checkpoint(cfg, weights: str):
-    """Build ``cfg.model``, load ``weights`` and evaluate it on the config's test set."""
-    if not weights:
-        raise ValueError("evaluation needs weights: pass train.init_checkpoint=PATH")
-    if "://" not in weights and not os.path.isfile(weights):
-        raise FileNotFoundError(f"train.init_checkpoint: no such file {weights!r}")
+def evaluate_checkpoint(cfg, weights: str, optimize: bool = True):
+    """Build ``cfg.model``, load ``weights`` and evaluate it on the config's test set.
+
+    Args:
+        optimize: evaluate the inference-optimised copy (:mod:`gfocal.optimize`; outputs equal
+            to float rounding) instead of the model as built.
+    """
+    require_weights(weights)
+    check_device(cfg)
     model = instantiate(cfg.model)
     model.to(cfg.train.device)
+    GFLCheckpointer(model, for_inference=True).load(weights)
+    if optimize:
+        model = optimize_for_inference(model)
     model = create_ddp_model(model)
-    GFLCheckpointer(model).load(weights)
-    return do_test(cfg, model)
+    with torch.inference_mode():
+        return do_test(cfg, model)
+
+
+def check_device(cfg) -> None:
+    """``train.device`` and ``train.amp.enabled`` must be usable on this machine."""
+    device = str(cfg.train.get("device", "cuda"))
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"train.device={device} but this machine has no CUDA device: set train.device=cpu")
+    amp = cfg.train.get("amp", {}).get("enabled", False)
+    if amp and not device.startswith("cuda"):
+        raise ConfigError(
+            f"train.amp.enabled=True needs a CUDA device (train.device={device}); mixed precision "
+            "is not used on the CPU: set train.amp.enabled=False"
+        )

@@ -9,9 +9,12 @@ to GFocal names (once) and caches both under ``$GFOCAL_CACHE`` (default ``~/.cac
 Offline, or for checkpoints without a direct URL (GFocalV2's are on Google Drive), download the
 file elsewhere and pass ``checkpoint=PATH`` or run ``tools/convert_checkpoint.py``.
 """
+import hashlib
 import logging
 import os
+import re
 import urllib.error
+import urllib.parse
 from dataclasses import dataclass
 from typing import Dict, Optional
 
@@ -19,7 +22,8 @@ import torch
 
 from detectron2.config import LazyConfig, instantiate
 
-from .checkpoint import GFLCheckpointer, convert_state_dict, load_checkpoint_file
+from .checkpoint import GFLCheckpointer, convert_state_dict, load_checkpoint_file, save_checkpoint
+from .errors import CheckpointError
 
 __all__ = ["ZooEntry", "MODELS", "get_config_file", "get_config", "get_checkpoint", "get"]
 
@@ -81,12 +85,19 @@ MODELS: Dict[str, ZooEntry] = {
 
 
 def _configs_root() -> str:
+    """The configs shipped inside the package (``gfocal/configs``, a copy or link of the
+    repository's ``configs/`` made by setup.py, as Detectron2 ships its model zoo configs);
+    in a checkout without a build, the repository's ``configs/`` itself."""
     here = os.path.dirname(os.path.abspath(__file__))
+    packaged = os.path.join(here, "configs")
+    if os.path.isdir(packaged):
+        return packaged
     return os.path.normpath(os.path.join(here, "..", "..", "..", "configs"))
 
 
 def get_config_file(name: str) -> str:
-    """Path of a config under the repository's configs/ (e.g. "COCO-Detection/gfl_R_50_FPN_1x.py")."""
+    """Path of a GFocal config (e.g. "COCO-Detection/gfl_R_50_FPN_1x.py"), from an installed
+    package or a checkout alike."""
     path = os.path.join(_configs_root(), name)
     if not os.path.isfile(path):
         raise ValueError(f"{name!r} is not a GFocal config; known models: {', '.join(MODELS)}")
@@ -99,9 +110,54 @@ def _cache_dir(cache_dir: Optional[str]) -> str:
     return root
 
 
+# The hash prefix official file names carry, as torch.hub reads it: "...-25944287.pth".
+_HASH_IN_NAME = re.compile(r"-([a-f0-9]{8,})\.\w+$")
+
+
+def _check_url(url: str) -> None:
+    scheme = urllib.parse.urlparse(url).scheme
+    if scheme not in ("https", "file"):
+        raise CheckpointError(f"refusing to download {url}: only https:// (or a local file://) URLs are used")
+
+
+def _key(*parts: str) -> str:
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
+
+
+def _download(url: str, root: str) -> str:
+    """``url`` into ``root/downloads/<key of the url>/``, once, checked against the sha256
+    prefix its file name carries (if any)."""
+    _check_url(url)
+    folder = os.path.join(root, "downloads", _key(url))
+    path = os.path.join(folder, os.path.basename(urllib.parse.urlparse(url).path))
+    match = _HASH_IN_NAME.search(os.path.basename(path))
+    if os.path.isfile(path):
+        return path
+    os.makedirs(folder, exist_ok=True)
+    logger.info(f"Downloading {url} ...")
+    try:
+        torch.hub.download_url_to_file(url, path + ".part", hash_prefix=match.group(1) if match else None, progress=True)
+    except RuntimeError as e:  # torch.hub: "invalid hash value"
+        raise CheckpointError(
+            f"{url}: the downloaded file does not match the sha256 prefix {match.group(1)} in its name ({e}); "
+            "it was deleted"
+        ) from None
+    except (urllib.error.URLError, OSError) as e:
+        raise RuntimeError(
+            f"cannot download {url} ({e}); this machine may be offline. Download the file "
+            f"elsewhere and pass checkpoint=PATH, or run tools/convert_checkpoint.py on it."
+        ) from e
+    os.replace(path + ".part", path)
+    return path
+
+
 def get_checkpoint(name: str, *, url: Optional[str] = None, checkpoint: Optional[str] = None,
                    cache_dir: Optional[str] = None) -> str:
     """A converted checkpoint for ``name``, made once and cached.
+
+    Downloads use https only and are checked against the sha256 prefix that official file
+    names carry (``-25944287.pth``, as torch.hub does). The converted file is cached under a key
+    of the URL and the config name, so a cached file is never returned for another model or URL.
 
     Args:
         name: a key of :data:`MODELS`.
@@ -117,9 +173,6 @@ def get_checkpoint(name: str, *, url: Optional[str] = None, checkpoint: Optional
     entry = MODELS[name]
     root = _cache_dir(cache_dir)
     stem = os.path.splitext(os.path.basename(name))[0]
-    converted = os.path.join(root, f"{stem}.gfocal.pth")
-    if checkpoint is None and os.path.isfile(converted):
-        return converted
     if checkpoint is None:
         url = url or entry.url
         if url is None:
@@ -127,22 +180,18 @@ def get_checkpoint(name: str, *, url: Optional[str] = None, checkpoint: Optional
                 f"{name}: the official checkpoint ({entry.checkpoint}) has no direct URL; download it "
                 f"from {entry.page} and pass checkpoint=PATH (or use tools/convert_checkpoint.py)"
             )
-        checkpoint = os.path.join(root, os.path.basename(url))
-        if not os.path.isfile(checkpoint):
-            logger.info(f"Downloading {url} ...")
-            try:
-                torch.hub.download_url_to_file(url, checkpoint + ".part", progress=True)
-            except (urllib.error.URLError, OSError) as e:
-                raise RuntimeError(
-                    f"cannot download {url} ({e}); this machine may be offline. Download the file "
-                    f"elsewhere and pass checkpoint=PATH, or run tools/convert_checkpoint.py on it."
-                ) from e
-            os.replace(checkpoint + ".part", checkpoint)
+        converted = os.path.join(root, "converted", f"{stem}-{_key(url, name)}.gfocal.pth")
+        if os.path.isfile(converted):
+            return converted
+        checkpoint = _download(url, root)
+    else:
+        source = os.path.abspath(checkpoint)
+        converted = os.path.join(root, "converted", f"{stem}-{_key(source, name)}.gfocal.pth")
     cfg = LazyConfig.load(get_config_file(name))
     state, info = convert_state_dict(load_checkpoint_file(checkpoint), num_classes=cfg.model.num_classes)
     logger.info(f"{os.path.basename(checkpoint)}: {info.summary()}")
-    torch.save({"model": state, "__author__": f"gfocal conversion of {entry.checkpoint}"}, converted + ".part")
-    os.replace(converted + ".part", converted)
+    os.makedirs(os.path.dirname(converted), exist_ok=True)
+    save_checkpoint({"model": state, "__author__": f"gfocal conversion of {entry.checkpoint}"}, converted)
     return converted
 
 
@@ -163,5 +212,5 @@ def get(name: str, trained: bool = True, device: Optional[str] = None, **kwargs)
         device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device).eval()
     if trained:
-        GFLCheckpointer(model).load(cfg.train.init_checkpoint)
+        GFLCheckpointer(model, for_inference=True).load(cfg.train.init_checkpoint)
     return model

@@ -9,12 +9,15 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-__all__ = ["read_metrics", "plot"]
+__all__ = ["read_records", "read_metrics", "plot"]
 
 
-def read_metrics(path):
-    """metrics.json (one JSON object per line) -> {key: [(iteration, value), ...]}."""
-    series = defaultdict(list)
+def read_records(path):
+    """metrics.json (one JSON object per line) -> its records with an ``iteration``, sorted by
+    iteration. A resumed run appends records for iterations the killed run had already logged:
+    for each (iteration, key) the last logged value wins. Lines that are not JSON are skipped
+    with a warning."""
+    merged = {}
     with open(path) as f:
         for line_no, line in enumerate(f, 1):
             line = line.strip()
@@ -25,12 +28,19 @@ def read_metrics(path):
             except json.JSONDecodeError:
                 print(f"warning: {path}:{line_no} is not JSON, skipped", file=sys.stderr)
                 continue
-            it = record.get("iteration")
-            if it is None:
-                continue
-            for key, value in record.items():
-                if key != "iteration" and isinstance(value, (int, float)):
-                    series[key].append((it, value))
+            it = record.get("iteration") if isinstance(record, dict) else None
+            if it is not None:
+                merged.setdefault(it, {}).update(record)
+    return [merged[it] for it in sorted(merged)]
+
+
+def read_metrics(path):
+    """metrics.json -> {key: [(iteration, value), ...]} (numeric values, one per iteration)."""
+    series = defaultdict(list)
+    for record in read_records(path):
+        for key, value in record.items():
+            if key != "iteration" and isinstance(value, (int, float)):
+                series[key].append((record["iteration"], value))
     return series
 
 

@@ -1,6 +1,5 @@
 """A single-image predictor for lazy configs, in the spirit of Detectron2's DefaultPredictor."""
 import logging
-import os
 from typing import Dict, Optional
 
 import numpy as np
@@ -9,19 +8,20 @@ import torch
 from detectron2.config import instantiate
 from detectron2.data import MetadataCatalog
 from detectron2.data import transforms as T
+from detectron2.structures import Instances
 
-from .checkpoint import GFLCheckpointer
+from .checkpoint import GFLCheckpointer, require_weights
+from .data import first_dataset_name
+from .optimize import optimize_for_inference
 
-__all__ = ["LazyPredictor", "test_metadata"]
+__all__ = ["LazyPredictor", "evaluation_metadata"]
 
 logger = logging.getLogger(__name__)
 
 
-def test_metadata(cfg):
-    """Metadata of the config's first test dataset (class names for drawing)."""
-    names = cfg.dataloader.test.dataset.names
-    name = names if isinstance(names, str) else names[0]
-    return MetadataCatalog.get(name)
+def evaluation_metadata(cfg):
+    """Metadata of the config's (first) evaluation dataset: the class names to draw."""
+    return MetadataCatalog.get(first_dataset_name(cfg.dataloader.test.dataset.names))
 
 
 class LazyPredictor:
@@ -29,32 +29,49 @@ class LazyPredictor:
     one image at a time with the config's *test* preprocessing (augmentations and input format),
     so it sees what evaluation sees.
 
+    By default it runs an inference-optimised copy of the model (batch norms folded into the
+    convolutions, channels_last, ``torch.inference_mode``; see :mod:`gfocal.optimize`), whose
+    outputs equal the plain model's to float rounding; ``optimize=False`` runs the model as built.
+
     Example::
 
         predictor = LazyPredictor(LazyConfig.load("configs/Quickstart/gfl_shapes.py"), weights=...)
         instances = predictor(cv2.imread("image.jpg"))["instances"]
     """
 
-    def __init__(self, cfg, weights: Optional[str] = None, device: Optional[str] = None):
-        weights = weights if weights is not None else cfg.train.init_checkpoint
-        if not weights:
-            raise ValueError("no weights: set train.init_checkpoint=PATH (a trained model)")
-        if "://" not in weights and not os.path.isfile(weights):
-            raise FileNotFoundError(f"weights file not found: {weights!r}")
+    def __init__(
+        self,
+        cfg,
+        weights: Optional[str] = None,
+        device: Optional[str] = None,
+        optimize: bool = True,
+        model: Optional[torch.nn.Module] = None,
+    ):
+        """
+        Args:
+            cfg: a lazy config (model, test data, ``train.init_checkpoint``, ``train.device``).
+            weights: a checkpoint to load instead of ``train.init_checkpoint``.
+            device: instead of ``train.device``.
+            optimize: run the inference-optimised copy of the model.
+            model: an already built model with its weights (then nothing is loaded).
+        """
         self.device = device or cfg.train.get("device", "cpu")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             logger.warning("CUDA is not available; running on the CPU")
             self.device = "cpu"
-        self.model = instantiate(cfg.model).to(self.device).eval()
-        GFLCheckpointer(self.model).load(weights)
+        if model is None:
+            weights = require_weights(weights if weights is not None else cfg.train.init_checkpoint)
+            model = instantiate(cfg.model).to(self.device).eval()
+            GFLCheckpointer(model, for_inference=True).load(weights)
+        model = model.to(self.device).eval()
+        self.model = optimize_for_inference(model) if optimize else model
         mapper = cfg.dataloader.test.mapper
         self.augmentations = T.AugmentationList([instantiate(a) for a in mapper.get("augmentations", [])])
         self.input_format = mapper.get("image_format", "BGR")
         if self.input_format not in ("RGB", "BGR"):
             raise ValueError(f"image_format must be RGB or BGR, got {self.input_format!r}")
-        self.metadata = test_metadata(cfg)
+        self.metadata = evaluation_metadata(cfg)
 
-    @torch.no_grad()
     def __call__(self, image_bgr: np.ndarray) -> Dict:
         """
         Args:
@@ -71,4 +88,8 @@ class LazyPredictor:
         self.augmentations(aug_input)
         tensor = torch.as_tensor(aug_input.image.astype("float32").transpose(2, 0, 1))
         inputs = {"image": tensor.to(self.device), "height": height, "width": width}
-        return self.model([inputs])[0]
+        with torch.inference_mode():
+            instances = self.model([inputs])[0]["instances"]
+        # Inference-mode tensors refuse in-place changes later; hand out ordinary ones.
+        fields = {k: v.clone() for k, v in instances.get_fields().items()}
+        return {"instances": Instances(instances.image_size, **fields)}

@@ -10,9 +10,26 @@ from typing import Optional
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
 
+from .checks import check_image_files, check_num_classes, checked_dataset_dicts, validate_annotations
 from .shapes import CLASS_NAMES, ShapesSpec, ensure_shapes_dataset, generate_image, shapes_root
 
-__all__ = ["register_shapes", "CLASS_NAMES", "ShapesSpec", "ensure_shapes_dataset", "generate_image"]
+__all__ = [
+    "register_shapes",
+    "first_dataset_name",
+    "checked_dataset_dicts",
+    "check_image_files",
+    "check_num_classes",
+    "validate_annotations",
+    "CLASS_NAMES",
+    "ShapesSpec",
+    "ensure_shapes_dataset",
+    "generate_image",
+]
+
+
+def first_dataset_name(names) -> str:
+    """The first of a config's ``dataset.names`` (a name or a list of names)."""
+    return names if isinstance(names, str) else list(names)[0]
 
 
 def _load_split(name: str, split: str, spec: Optional[ShapesSpec], root: Optional[str]):

@@ -7,6 +7,7 @@ from .head import GFLHead, Scale, distribution_statistics
 from .losses import (
     distribution_focal_loss,
     generalized_focal_loss,
+    giou_loss,
     quality_focal_loss,
     quality_focal_loss_with_prob,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "distribution_focal_loss",
     "distribution_statistics",
     "generalized_focal_loss",
+    "giou_loss",
     "make_resnet_stages",
     "quality_focal_loss",
     "quality_focal_loss_with_prob",

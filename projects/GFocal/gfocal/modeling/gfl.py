@@ -5,7 +5,6 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.distributed as dist
-from fvcore.nn import giou_loss
 from torch import Tensor, nn
 from torch.nn import functional as F
 
@@ -18,7 +17,7 @@ from detectron2.utils import comm
 from detectron2.utils.events import get_event_storage
 
 from .atss import ATSSMatcher
-from .losses import distribution_focal_loss, quality_focal_loss, quality_focal_loss_with_prob
+from .losses import distribution_focal_loss, giou_loss, quality_focal_loss, quality_focal_loss_with_prob
 
 __all__ = ["GFL", "distance2bbox", "bbox2distance", "aligned_iou"]
 

@@ -1,0 +1,59 @@
+"""What every GFocal command line shares: quiet start-up, one-line errors for user mistakes.
+
+- :func:`quiet_third_party_warnings` filters, by their exact messages, the deprecation warnings
+  that third-party packages print on import and that a user cannot act on (torch.jit's
+  deprecation notices triggered by Detectron2's ``@torch.jit.script`` functions, setuptools'
+  pkg_resources notice triggered by ``detectron2.model_zoo``). Nothing else is filtered: our own
+  warnings and every other warning stay visible.
+- :func:`run` calls a command's ``main`` and turns a :class:`~gfocal.errors.GFocalError` (or a
+  missing file) into one line on stderr and exit status 2. ``--debug`` on the command line or
+  ``GFOCAL_DEBUG=1`` shows the traceback instead.
+"""
+import os
+import sys
+import warnings
+from typing import Callable, List, Optional
+
+__all__ = ["KNOWN_THIRD_PARTY_WARNINGS", "quiet_third_party_warnings", "run", "debug_requested"]
+
+# (message regex, category): matched against the start of the warning's message.
+KNOWN_THIRD_PARTY_WARNINGS = [
+    (r"`torch\.jit\.script` is deprecated", FutureWarning),
+    (r"`torch\.jit\.trace` is deprecated", FutureWarning),
+    (r"`torch\.jit\.script_method` is deprecated", FutureWarning),
+    (r"pkg_resources is deprecated as an API", UserWarning),
+    (r"Deprecated call to `pkg_resources\.declare_namespace", DeprecationWarning),
+    # Detectron2's anchor generator calls torch.meshgrid without `indexing`.
+    (r"torch\.meshgrid: in an upcoming release, it will be required to pass the indexing argument", UserWarning),
+]
+
+
+def quiet_third_party_warnings() -> None:
+    """Ignore exactly the known third-party start-up warnings (see the module docstring)."""
+    for message, category in KNOWN_THIRD_PARTY_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category)
+
+
+def debug_requested(argv: Optional[List[str]] = None) -> bool:
+    argv = sys.argv[1:] if argv is None else argv
+    return "--debug" in argv or os.environ.get("GFOCAL_DEBUG", "") not in ("", "0")
+
+
+def run(main: Callable[[], Optional[int]], argv: Optional[List[str]] = None) -> int:
+    """``main()`` with user mistakes reported on one line (exit status 2)."""
+    from .errors import GFocalError
+
+    try:
+        code = main()
+    except (GFocalError, FileNotFoundError) as e:
+        if debug_requested(argv):
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except FloatingPointError as e:  # Detectron2's trainer: a loss became nan or inf
+        if debug_requested(argv):
+            raise
+        print(f"error: {e}\n(training diverged: lower optimizer.lr or check the data; "
+              "--resume continues from the last checkpoint)", file=sys.stderr)
+        return 1
+    return int(code or 0) if isinstance(code, (int, type(None))) else 0

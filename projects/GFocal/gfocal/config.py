@@ -1,0 +1,204 @@
+"""Loading lazy configs with checked overrides, the one path every GFocal entry point uses.
+
+Overrides use Detectron2's (Hydra's) syntax, ``key.sub=value``, with two checks Detectron2
+does not make:
+
+- the key must exist in the config, or be a parameter of the callable a ``LazyCall`` node
+  builds (``model.test_score_thresh`` for GFL): a misspelt ``train.max_itr=10`` is an error
+  listing the closest existing keys; ``+key=value`` adds a new key on purpose, as in Hydra;
+- the value must fit the current one: an integer where the config has an integer
+  (``train.max_iter=abc`` is an error), a number for a float, a boolean for a boolean, a list for
+  a list, a mapping for a nested config. Interpolations (``${...}``) and ``null`` are accepted.
+"""
+import difflib
+import inspect
+import os
+from typing import Dict, Iterator, List, Optional, Sequence
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from detectron2.config import LazyConfig
+
+from .errors import ConfigError
+
+__all__ = ["load_config", "apply_overrides", "config_keys"]
+
+
+def load_config(config_file: str, overrides: Sequence[str] = ()):
+    """``LazyConfig.load(config_file)`` with ``overrides`` applied and checked.
+
+    Raises:
+        ConfigError: the file is missing or cannot be loaded, or an override is wrong.
+    """
+    if not config_file:
+        raise ConfigError("no config file given (--config-file PATH)")
+    if not os.path.isfile(config_file):
+        raise ConfigError(f"config file not found: {config_file}")
+    try:
+        cfg = LazyConfig.load(config_file)
+    except Exception as e:  # a user's config with an error in it: say where, in one line
+        raise ConfigError(f"cannot load config {config_file}: {type(e).__name__}: {e}") from e
+    return apply_overrides(cfg, overrides)
+
+
+def config_keys(node, prefix: str = "") -> Iterator[str]:
+    """Every dotted key of a config, inner nodes included (``train``, ``train.max_iter``, ...)."""
+    if isinstance(node, DictConfig):
+        items = ((str(k), node._get_node(k)) for k in node.keys())
+    elif isinstance(node, ListConfig):
+        items = ((str(i), node._get_node(i)) for i in range(len(node)))
+    else:
+        return
+    for key, child in items:
+        full = f"{prefix}.{key}" if prefix else key
+        yield full
+        if isinstance(child, (DictConfig, ListConfig)) and not child._is_interpolation():
+            yield from config_keys(child, full)
+
+
+def _exists(cfg, key: str) -> bool:
+    node = cfg
+    for part in key.split("."):
+        if isinstance(node, DictConfig) and part in node:
+            node = node._get_node(part)
+        elif isinstance(node, ListConfig) and part.isdigit() and int(part) < len(node):
+            node = node._get_node(int(part))
+        else:
+            return False
+    return True
+
+
+def _target_parameters(cfg, parent: str) -> Optional[Dict[str, inspect.Parameter]]:
+    """Keyword parameters of the callable a LazyCall node at ``parent`` builds (None if the
+    node is not a LazyCall, or its target cannot be inspected); ``{}`` means "accepts any"."""
+    node = OmegaConf.select(cfg, parent, throw_on_resolution_failure=False) if parent else cfg
+    if not isinstance(node, DictConfig) or "_target_" not in node:
+        return None
+    target = node._target_
+    try:
+        if isinstance(target, str):
+            from detectron2.utils.registry import locate
+
+            target = locate(target)
+        params = inspect.signature(target).parameters
+    except Exception:
+        return None
+    if any(p.kind == inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return {}
+    return {
+        name: p for name, p in params.items()
+        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    }
+
+
+def _lazy_call_keys(cfg) -> Iterator[str]:
+    """``parent.param`` for every parameter of every LazyCall target not set in the config."""
+    for key in [""] + list(config_keys(cfg)):
+        params = _target_parameters(cfg, key)
+        for name in params or ():
+            full = f"{key}.{name}" if key else name
+            if not _exists(cfg, full):
+                yield full
+
+
+def _unknown_key(cfg, key: str, text: str) -> ConfigError:
+    keys = list(config_keys(cfg)) + list(_lazy_call_keys(cfg))
+    close = difflib.get_close_matches(key, keys, n=3, cutoff=0.6)
+    parent = key.rsplit(".", 1)[0] if "." in key else ""
+    if not close and parent and _exists(cfg, parent):
+        siblings = [k for k in keys if k.startswith(parent + ".") and k.count(".") == key.count(".")]
+        close = difflib.get_close_matches(key, siblings, n=3, cutoff=0.0)
+    hint = f"; closest existing keys: {', '.join(close)}" if close else ""
+    return ConfigError(
+        f"override {text!r}: the config has no key {key!r}{hint} (write +{text} to add a new key on purpose)"
+    )
+
+
+def _type_error(key: str, text: str, current, value) -> ConfigError:
+    return ConfigError(
+        f"override {text!r}: {key} is {current!r} ({_kind(current)}), got {value!r} ({_kind(value)})"
+    )
+
+
+def _kind(value) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, (list, tuple, ListConfig)):
+        return "a list"
+    if isinstance(value, (dict, DictConfig)):
+        return "a mapping"
+    return type(value).__name__
+
+
+def _check_type(cfg, key: str, text: str, value) -> None:
+    _check_value(OmegaConf.select(cfg, key, throw_on_resolution_failure=False), key, text, value)
+
+
+def _check_value(current, key: str, text: str, value) -> None:
+    if current is None or value is None:
+        return
+    if isinstance(value, str) and value.startswith("${"):
+        return
+    if isinstance(current, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(current, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(current, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif isinstance(current, (ListConfig, list, tuple)):
+        ok = isinstance(value, (list, tuple))
+    elif isinstance(current, (DictConfig, dict)):
+        ok = isinstance(value, dict)
+    else:  # strings and other leaves: anything goes (paths, names, device strings)
+        ok = True
+    if not ok:
+        raise _type_error(key, text, current, value)
+
+
+def apply_overrides(cfg, overrides: Sequence[str]):
+    """Apply ``key=value`` overrides to ``cfg`` in place, checked (see the module docstring).
+
+    Raises:
+        ConfigError: a malformed override, an unknown key without ``+``, or a value of the
+            wrong type.
+    """
+    overrides: List[str] = [o for o in overrides if o]
+    if not overrides:
+        return cfg
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    parser = OverridesParser.create()
+    for text in overrides:
+        try:
+            (override,) = parser.parse_overrides([text])
+        except HydraException as e:
+            raise ConfigError(f"cannot parse override {text!r}: expected key.sub=value") from None
+        if override.is_delete():
+            raise ConfigError(f"override {text!r}: deleting keys (~key) is not supported")
+        key, value = override.key_or_group, override.value()
+        if override.is_add() or override.is_force_add():
+            if override.is_add() and _exists(cfg, key):
+                raise ConfigError(f"override {text!r}: {key} already exists; write {text.lstrip('+')} to change it")
+        elif _exists(cfg, key):
+            _check_type(cfg, key, text, value)
+        else:
+            # A parameter of the LazyCall's target that the config leaves at its default.
+            parent, _, name = key.rpartition(".")
+            params = _target_parameters(cfg, parent)
+            if params is None or (params and name not in params):
+                raise _unknown_key(cfg, key, text)
+            default = params[name].default if params else inspect.Parameter.empty
+            if default is not inspect.Parameter.empty:
+                _check_value(default, key, text, value)
+        try:
+            LazyConfig.apply_overrides(cfg, [text])
+        except Exception as e:
+            raise ConfigError(f"override {text!r}: {e}") from None
+    return cfg
