@@ -43,7 +43,7 @@ setup(
     packages=["gfocal", "gfocal.data", "gfocal.modeling", "gfocal_runtime"],
     package_data={"gfocal": packaged_configs()},
     python_requires=">=3.9",
-    install_requires=["fvcore", "pycocotools>=2.0.2", "numpy<2", "opencv-python", "Pillow"],
+    install_requires=["fvcore", "pycocotools>=2.0.2", "faster-coco-eval==1.8.0", "numpy<2", "opencv-python", "Pillow"],
     extras_require={
         "deploy": ["onnx==1.23.2", "onnxscript==0.7.2", "onnxruntime==1.32.0", "openvino==2026.4.1"],
     },
