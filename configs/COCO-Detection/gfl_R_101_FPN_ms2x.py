@@ -1,8 +1,7 @@
 """GFL v1, R-101-FPN, multi-scale 2x. Reference: 44.7 box AP (mmdetection GFL)."""
+from ..common.backbones import R101_IMAGENET, R101_STAGES
 from .gfl_R_50_FPN_ms2x import dataloader, lr_multiplier, model, optimizer, train
 
-model.backbone.bottom_up.stages.depth = 101
-# torchvision's ImageNet ResNet-101 (the reference's `torchvision://resnet101`); GFLCheckpointer
-# converts torchvision names on load.
-train.init_checkpoint = "https://download.pytorch.org/models/resnet101-5d3b4d8f.pth"
+model.backbone.bottom_up.stages.update(R101_STAGES)
+train.init_checkpoint = R101_IMAGENET
 train.output_dir = "./output/gfl_R_101_FPN_ms2x"
