@@ -20,6 +20,8 @@ import sys
 
 import gfocal  # noqa: F401  (registers GFL and the built-in datasets; quiets known warnings)
 from detectron2.engine import default_argument_parser, default_setup, launch
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
 from gfocal.cli import run
 from gfocal.config import load_config
 from gfocal.engine import do_train, evaluate_checkpoint
@@ -36,6 +38,8 @@ def get_parser():
 def main(args):
     cfg = load_config(args.config_file, args.opts)
     default_setup(cfg, args)
+    # Our own warnings (data checks, fine-tuning, resume) go to the console and log.txt too.
+    setup_logger(cfg.train.output_dir, distributed_rank=comm.get_rank(), name="gfocal")
     if args.eval_only:
         return evaluate_checkpoint(cfg, cfg.train.init_checkpoint, optimize=not args.no_optimize)
     do_train(cfg, resume=args.resume)

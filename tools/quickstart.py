@@ -25,6 +25,8 @@ import torch
 
 from detectron2.data import DatasetCatalog
 from detectron2.engine import default_argument_parser, default_setup
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
 from gfocal.cli import run
 from gfocal.config import load_config
 from gfocal.data import first_dataset_name
@@ -73,6 +75,8 @@ def main(argv=None):
 
     cfg = load_config(args.config_file, args.opts)
     default_setup(cfg, args)
+    # Our own warnings (data checks, fine-tuning, resume) go to the console and log.txt too.
+    setup_logger(cfg.train.output_dir, distributed_rank=comm.get_rank(), name="gfocal")
     torch.set_num_threads(os.cpu_count() or 1)
     out = cfg.train.output_dir
 

@@ -105,6 +105,8 @@ class _PlainUnpickler(pickle.Unpickler):
         ("numpy.core.multiarray", "scalar"),
         ("numpy._core.multiarray", "_reconstruct"),
         ("numpy._core.multiarray", "scalar"),
+        ("numpy.core.numeric", "_frombuffer"),  # arrays pickled with protocol 5
+        ("numpy._core.numeric", "_frombuffer"),
         ("builtins", "set"),
         ("builtins", "frozenset"),
         ("builtins", "slice"),
@@ -151,12 +153,13 @@ def load_checkpoint_file(path: str):
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        if "Weights only load failed" in str(e):
-            kind = re.search(r"GLOBAL (\S+) ", str(e))
-            found = f"it would load {kind.group(1)}" if kind else "it holds objects other than tensors"
+        # torch's weights-only unpickler names the global it refused; random bytes also end
+        # in "Weights only load failed", but with no global to name.
+        refused = re.search(r"GLOBAL (\S+) ", str(e))
+        if refused:
             raise CheckpointError(
-                f"{path}: not a plain checkpoint: refused to load it ({found}); only tensors, numbers, "
-                "strings and containers are accepted"
+                f"{path}: not a plain checkpoint: refused to load it (it would load {refused.group(1)}); "
+                "only tensors, numbers, strings and containers are accepted"
             ) from None
         raise _not_a_checkpoint(path, "not a PyTorch checkpoint", e) from None
     except Exception as e:  # text, random bytes, a truncated zip

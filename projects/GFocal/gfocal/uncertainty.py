@@ -196,13 +196,9 @@ def pearson(x, y) -> float:
 
 
 def spearman(x, y) -> float:
-    """Spearman rank correlation (ties get average ranks)."""
+    """Spearman rank correlation: Pearson's of the ranks (ties get average ranks)."""
     x, y = np.asarray(x, np.float64).ravel(), np.asarray(y, np.float64).ravel()
-    if x.size != y.size:
-        raise ValueError(f"sizes differ: {x.size} vs {y.size}")
-    if x.size < 2:
-        return float("nan")
-    return pearson(_ranks(x), _ranks(y))
+    return pearson(_ranks(x), _ranks(y)) if x.size == y.size else pearson(x, y)  # pearson raises
 
 
 _SHORT = {"spread_px": "spread (px)", "spread_rel": "spread / box size", "top1": "top-1 prob.", "score": "score"}
