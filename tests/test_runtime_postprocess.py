@@ -19,11 +19,6 @@ import pytest
 import torch
 import torchvision
 
-try:
-    import gfocal_runtime  # noqa: F401
-except ImportError:  # not installed: use the source tree
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "projects", "GFocal"))
-
 import gfocal_runtime.postprocess as P
 from gfocal_runtime import Detector, load_spec, parse_spec
 from gfocal_runtime.postprocess import (
@@ -42,7 +37,6 @@ from detectron2.modeling.postprocessing import detector_postprocess
 from detectron2.structures import Boxes, ImageList, Instances
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RUNTIME_DIR = os.path.join(REPO, "projects", "GFocal")
 PIXEL_MEAN = [123.675, 116.28, 103.53]
 PIXEL_STD = [58.395, 57.12, 57.375]
 
@@ -658,7 +652,6 @@ def test_runs_without_torch_or_detectron2(tmp_path):
 import sys
 for name in ("torch", "torchvision", "detectron2"):
     sys.modules[name] = None
-sys.path.insert(0, {RUNTIME_DIR!r})
 import numpy as np
 import gfocal_runtime
 from gfocal_runtime import Detector
