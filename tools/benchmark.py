@@ -213,6 +213,18 @@ DEPLOY_NAMES = {
 }
 
 
+def calibration_folder(folder: str, count: int) -> str:
+    """A folder with ``count`` built-in val images (links), for calibrating the R-50 model,
+    whose COCO training set is not on this machine."""
+    from detectron2.data import DatasetCatalog
+
+    if not os.path.isdir(folder):
+        os.makedirs(folder)
+        for record in DatasetCatalog.get("gfocal_shapes_val")[:count]:
+            os.symlink(os.path.abspath(record["file_name"]), os.path.join(folder, os.path.basename(record["file_name"])))
+    return folder
+
+
 def run_deploy(args):
     from detectron2 import model_zoo
 
@@ -223,7 +235,7 @@ def run_deploy(args):
     gfl = instantiate(cfg.model).eval()
     paths = [p for p in DEPLOY_NAMES if p != "openvino-bf16" or cpu_has_bf16()]
     paths = [p for p in paths if not args.paths or p in args.paths]
-    calib = args.calib or os.path.join(REPO, "datasets", "gfocal_shapes", "val")
+    calib = args.calib or calibration_folder(os.path.join(args.export_root, "calibration"), 16)
     runs = deployment_paths(cfg, gfl, args.export_root, calib, [p for p in paths if p != "fcos-eager"])
     if "fcos-eager" in paths:
         fcos_cfg = model_zoo.get_config(MODELS["fcos"][1])
@@ -411,7 +423,7 @@ def main(argv=None):
     parser.add_argument("--export-root", default=os.path.join(REPO, "output", "benchmark", "exports"),
                         help="deploy/ap: where exported models are cached")
     parser.add_argument("--calib", help="int8 calibration: N training images or a folder "
-                        "(deploy: the built-in val images; ap: 64)")
+                        "(deploy: 16 built-in val images; ap: 64 training images)")
     parser.add_argument("--config-file", default=os.path.join(REPO, "configs/Quickstart/gfl_shapes.py"),
                         help="ap: the quick-start config")
     parser.add_argument("--weights", default=os.path.join(REPO, "output/quickstart/gfl/model_final.pth"),

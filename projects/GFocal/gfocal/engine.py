@@ -97,7 +97,8 @@ def evaluate_checkpoint(cfg, weights: str, optimize: bool = True):
     GFLCheckpointer(model, for_inference=True).load(weights)
     if optimize:
         model = optimize_for_inference(model)
-    model = create_ddp_model(model)
+    # No DDP wrapper: inference needs no gradient sync (each rank evaluates its shard and the
+    # evaluator gathers), and DDP refuses a model without trainable parameters.
     with torch.inference_mode():
         return do_test(cfg, model)
 
