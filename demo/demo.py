@@ -118,7 +118,10 @@ class Demo:
 
             from gfocal_runtime import Detector
 
-            self.detector = Detector(args.exported, backend=args.backend)
+            try:
+                self.detector = Detector(args.exported, backend=args.backend)
+            except (ValueError, ImportError) as e:  # a bad model.json, a torch-export folder, no runtime
+                raise ConfigError(f"--exported {args.exported}: {e}") from e
             self.metadata = Metadata(thing_classes=list(self.detector.class_names))
             logger.info(f"exported model {args.exported} on {self.detector.backend}")
         else:

@@ -178,6 +178,11 @@ def test_torch_export_program_matches_pytorch(data_dir, tmp_path):
     assert spec["artifact"] == "torch-export" and spec["source"]["min_input_size"] == 160
     with pytest.raises(ValueError, match="cannot run it"):
         Detector(str(tmp_path))
+    res = subprocess.run(  # the demo says so in one line
+        [sys.executable, os.path.join(REPO, "demo/demo.py"), "--exported", str(tmp_path), "--input",
+         os.path.join(REPO, "README.md")], capture_output=True, text=True, cwd=REPO,
+    )
+    assert res.returncode == 2 and "--format onnx" in res.stderr and "Traceback" not in res.stderr
 
 
 def test_int8_export_runs_and_mostly_agrees(data_dir, tmp_path):
