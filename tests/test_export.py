@@ -161,9 +161,10 @@ def test_runtime_resizes_and_rescales_as_the_config(data_dir, tmp_path):
         assert_same_detections(detector(image), theirs)
 
 
-def test_torch_export_program_matches_pytorch(data_dir, tmp_path):
+@pytest.mark.parametrize("version", [1, 2])
+def test_torch_export_program_matches_pytorch(data_dir, tmp_path, version):
     """model.pt2 (torch.export, dynamic batch and size from 160) equals the model."""
-    cfg, model = small_model(2)
+    cfg, model = small_model(version)
     spec = export_model(cfg, model, str(tmp_path), "torch-export", with_distributions=True)
     program = torch.export.load(str(tmp_path / "model.pt2")).module()
     reference = GFLExportModule(model, with_distributions=True)
