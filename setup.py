@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Installs the packages ``gfocal`` (from projects/GFocal/gfocal, with the configs) and
-``gfocal_runtime`` (projects/GFocal/gfocal_runtime: numpy + opencv + Pillow + onnxruntime or
-openvino, never torch).
+``gfocal_runtime`` (projects/GFocal/runtime/gfocal_runtime: numpy + opencv + Pillow + onnxruntime
+or openvino, never torch; also a distribution of its own, projects/GFocal/runtime/pyproject.toml).
 
 Detectron2 and torch are not declared as install requirements: detectron2 is not on PyPI and
 torch must be the exact build the venv already has (see tools/setup_env.sh and README.md).
@@ -39,7 +39,7 @@ setup(
     name="gfocal",
     version="0.2.0",
     description="Generalized Focal Loss (GFL v1/v2) detectors as a Detectron2 project, and a torch-free runtime",
-    package_dir={"": "projects/GFocal"},
+    package_dir={"": "projects/GFocal", "gfocal_runtime": "projects/GFocal/runtime/gfocal_runtime"},
     packages=["gfocal", "gfocal.data", "gfocal.modeling", "gfocal_runtime"],
     package_data={"gfocal": packaged_configs()},
     python_requires=">=3.9",

@@ -18,13 +18,14 @@ input end with one line on stderr and exit status 2 (``--debug`` shows the trace
 """
 import sys
 
-import gfocal  # noqa: F401  (registers GFL and the built-in datasets; quiets known warnings)
+import gfocal  # noqa: F401  (registers GFL and the built-in datasets)
 from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
-from gfocal.cli import run
+from gfocal.checkpoint import require_weights
+from gfocal.cli import checked_parser, run
 from gfocal.config import load_config
-from gfocal.engine import do_train, evaluate_checkpoint
+from gfocal.engine import check_device, do_train, evaluate_checkpoint
 
 
 def get_parser():
@@ -32,7 +33,7 @@ def get_parser():
     parser.add_argument("--no-optimize", action="store_true",
                         help="--eval-only: evaluate the model as built, not its inference-optimised copy")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for input errors")
-    return parser
+    return checked_parser(parser)
 
 
 def main(args):
@@ -46,10 +47,13 @@ def main(args):
 
 
 def invoke_main(argv=None) -> int:
-    args = get_parser().parse_args(argv)
-
     def checked_launch():
-        load_config(args.config_file, args.opts)  # input errors surface here, before any worker starts
+        args = get_parser().parse_args(argv)
+        # Input errors surface here, before any worker starts or anything is written.
+        cfg = load_config(args.config_file, args.opts)
+        check_device(cfg)
+        if args.eval_only:
+            require_weights(cfg.train.init_checkpoint)
         return launch(
             main,
             args.num_gpus,

@@ -22,13 +22,13 @@ import os
 import sys
 import time
 
-import gfocal  # noqa: F401  (registers GFL and the built-in datasets; quiets known warnings)
+import gfocal  # noqa: F401  (registers GFL and the built-in datasets)
 import cv2
 import numpy as np
 
 from detectron2.data.detection_utils import read_image
 from detectron2.utils.logger import setup_logger
-from gfocal.cli import run
+from gfocal.cli import checked_parser, run
 from gfocal.config import load_config
 from gfocal.errors import ConfigError
 
@@ -53,7 +53,7 @@ def get_parser():
     parser.add_argument("--opts", dest="more_opts", nargs=argparse.REMAINDER, default=[],
                         help="config overrides, as in Detectron2's demo")
     parser.add_argument("opts", nargs=argparse.REMAINDER, default=[], help="config overrides key=value, last")
-    return parser
+    return checked_parser(parser)
 
 
 def split_overrides(args):
@@ -124,6 +124,11 @@ class Demo:
                 raise ConfigError(f"--exported {args.exported}: {e}") from e
             self.metadata = Metadata(thing_classes=list(self.detector.class_names))
             logger.info(f"exported model {args.exported} on {self.detector.backend}")
+            if args.show_distributions and not self.detector.spec.with_distributions:
+                logger.warning(
+                    f"--show-distributions: {args.exported} was exported without distributions (export with "
+                    "--with-distributions to draw them); drawing boxes only"
+                )
         else:
             from gfocal.predictor import LazyPredictor
 
@@ -133,7 +138,7 @@ class Demo:
     def predict(self, image_bgr: np.ndarray):
         if not self.args.exported:
             return self.predictor(image_bgr)["instances"]
-        from gfocal.export import instances_from_runtime
+        from gfocal.predictor import instances_from_runtime
 
         return instances_from_runtime(self.detector(image_bgr), image_bgr.shape[:2])
 
@@ -224,6 +229,10 @@ def main(argv=None) -> int:
         raise ConfigError("give exactly one of --input, --video-input, --webcam")
     if bool(args.config_file) == bool(args.exported):
         raise ConfigError("give exactly one of --config-file (a PyTorch model) and --exported DIR")
+    if args.backend and not args.exported:
+        raise ConfigError("--backend chooses the runtime of an --exported model; give --exported DIR")
+    if not 0.0 <= args.confidence_threshold <= 1.0:
+        raise ConfigError(f"--confidence-threshold must be in [0, 1], got {args.confidence_threshold}")
     cfg = load_config(args.config_file, args.opts) if args.config_file else None
     files = expand_inputs(args.input) if args.input else None
     if args.video_input and not os.path.isfile(args.video_input):

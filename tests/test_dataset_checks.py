@@ -15,11 +15,7 @@ from detectron2.structures import BoxMode
 
 from gfocal.data import checks
 from gfocal.data.checks import (
-    CLIPPED,
-    NON_FINITE,
-    NON_POSITIVE_SIZE,
-    OK,
-    OUTSIDE_IMAGE,
+    BoxCheck,
     check_image_files,
     check_num_classes,
     checked_dataset_dicts,
@@ -122,7 +118,7 @@ def test_inf_box_is_dropped_never_clipped(mode):
     assert report.counts["non_finite"] == 1 and report.counts["clipped"] == 0
     xywh = np.array([mode == BoxMode.XYWH_ABS])
     codes, _ = classify_boxes(np.array([[10, 10, INF, 20.0]]), xywh, np.array([[480, 640.0]]))
-    assert codes.tolist() == [NON_FINITE]
+    assert codes.tolist() == [BoxCheck.NON_FINITE]
 
 
 def test_overflow_and_edges():
@@ -140,8 +136,8 @@ def test_overflow_and_edges():
     hw = np.array([[80, 100]] * 5 + [[NAN, NAN]] + [[80, 100]] * 3, dtype=float)
     codes, clipped = classify_boxes(boxes, np.ones(9, bool), hw)
     assert codes.tolist() == [
-        NON_FINITE, OUTSIDE_IMAGE, OUTSIDE_IMAGE, OK, CLIPPED, OK,
-        NON_POSITIVE_SIZE, NON_FINITE, NON_FINITE,
+        BoxCheck.NON_FINITE, BoxCheck.OUTSIDE_IMAGE, BoxCheck.OUTSIDE_IMAGE, BoxCheck.OK, BoxCheck.CLIPPED, BoxCheck.OK,
+        BoxCheck.NON_POSITIVE_SIZE, BoxCheck.NON_FINITE, BoxCheck.NON_FINITE,
     ]
     assert clipped[4].tolist() == [0, 0, 9, 10]
     np.testing.assert_array_equal(clipped[[3, 5]], boxes[[3, 5]])

@@ -18,7 +18,8 @@ from gfocal.config import load_config
 from gfocal.data import ShapesSpec, register_shapes
 from gfocal.export import GFLExportModule, export_model
 from gfocal.predictor import LazyPredictor
-from gfocal_runtime import Detector
+from gfocal_runtime import Detector, ExportSpec
+from gfocal_runtime.spec import ResizeSpec
 
 from gfl_testing import REPO
 
@@ -103,10 +104,10 @@ def test_onnx_matches_pytorch_at_several_sizes(exported, version):
         np.testing.assert_allclose(got[0], scores.numpy(), atol=SCORE_ATOL, rtol=0)
         np.testing.assert_allclose(got[1], boxes.numpy(), atol=BOX_ATOL, rtol=BOX_RTOL)
         np.testing.assert_allclose(got[2], dists.numpy(), atol=1e-5, rtol=0)
-    assert spec["gfl_version"] == version and spec["with_distributions"]
-    assert spec["parity"]["max_abs_diff"]["scores"] < SCORE_ATOL
+    assert spec.gfl_version == version and spec.with_distributions
+    assert spec.parity["max_abs_diff"]["scores"] < SCORE_ATOL
     # The recorded parity includes the tracing size, whose P7 boxes reach ~2,500 px.
-    assert spec["parity"]["max_abs_diff"]["boxes"] < BOX_ATOL + 2500 * BOX_RTOL
+    assert spec.parity["max_abs_diff"]["boxes"] < BOX_ATOL + 2500 * BOX_RTOL
 
 
 def assert_same_detections(ours, theirs):
@@ -151,8 +152,7 @@ def test_runtime_resizes_and_rescales_as_the_config(data_dir, tmp_path):
     cfg, model = small_model(1)
     cfg.dataloader.test.mapper.augmentations = [L(T.ResizeShortestEdge)(short_edge_length=160, max_size=200)]
     spec = export_model(cfg, model, str(tmp_path), "onnx")
-    assert spec["resize"] == {"type": "ResizeShortestEdge", "short_edge_length": 160, "max_size": 200,
-                              "interpolation": "bilinear"}
+    assert spec.resize == ResizeSpec(short_edge_length=160, max_size=200, interpolation="bilinear")
     predictor = LazyPredictor(cfg, model=model, optimize=False)
     detector = Detector(str(tmp_path), backend="onnxruntime")
     for image in odd_images():
@@ -176,8 +176,8 @@ def test_torch_export_program_matches_pytorch(data_dir, tmp_path, version):
             got = program(images)
         for a, b, (atol, rtol) in zip(got, expected, ((SCORE_ATOL, 0), (BOX_ATOL, BOX_RTOL), (1e-5, 0))):
             torch.testing.assert_close(a, b, atol=atol, rtol=rtol)
-    assert spec["artifact"] == "torch-export" and spec["source"]["min_input_size"] == 160
-    with pytest.raises(ValueError, match="cannot run it"):
+    assert spec.artifact == "torch-export" and spec.source["min_input_size"] == 160
+    with pytest.raises(ValueError, match="runs ONNX models only"):
         Detector(str(tmp_path))
     res = subprocess.run(  # the demo says so in one line
         [sys.executable, os.path.join(REPO, "demo/demo.py"), "--exported", str(tmp_path), "--input",
@@ -191,8 +191,8 @@ def test_int8_export_runs_and_mostly_agrees(data_dir, tmp_path):
     and most fp32 detections have an int8 detection of the same class at IoU > 0.7."""
     cfg, model = small_model(1)
     spec = export_model(cfg, model, str(tmp_path), "onnx", int8=True, calib_images="8")
-    assert spec["precision"] == "int8" and spec["source"]["int8"]["calibration_images"] == 8
-    assert spec["source"]["int8"]["quantized_convs"] > 20
+    assert spec.precision == "int8" and spec.source["int8"]["calibration_images"] == 8
+    assert spec.source["int8"]["quantized_convs"] > 20
     predictor = LazyPredictor(cfg, model=model, optimize=False)
     for backend in ("onnxruntime", "openvino"):
         detector = Detector(str(tmp_path), backend=backend)
@@ -260,17 +260,30 @@ def test_demo_draws_from_an_exported_model(exported, tmp_path):
 
 def test_model_json_is_complete(exported):
     """Everything the runtime needs, nothing it must guess; the runtime reads it back."""
-    from gfocal_runtime.spec import load_spec
-
     cfg, model, folder, spec = exported[1]
-    with open(os.path.join(folder, "model.json")) as f:
-        on_disk = json.load(f)
-    assert on_disk == spec
-    parsed = load_spec(folder)
+    parsed = ExportSpec.load(folder)
+    assert parsed == spec and parsed.parity == spec.parity and parsed.source == spec.source
     assert parsed.classes == ("ellipse", "rectangle", "triangle", "star")
     assert parsed.strides == (8, 16, 32, 64, 128) and parsed.reg_max == 16
     assert parsed.input_format == "RGB" and parsed.size_divisibility == 32 and parsed.resize is None
     assert (parsed.score_thresh, parsed.topk_per_level, parsed.nms_thresh, parsed.max_detections) == (
         0.3, 1000, 0.6, 100)
     np.testing.assert_allclose(parsed.pad_value, model.pixel_mean.flatten().numpy())
-    assert set(spec["outputs"]) >= {"scores", "boxes", "dists", "locations"}
+    assert sorted(os.listdir(folder)) == ["model.json", "model.onnx"]  # no temporary file left
+
+
+def test_a_config_without_image_format_is_fed_as_the_model_expects(data_dir, tmp_path):
+    """The test mapper's image_format decides the channel order for the predictor and the
+    export alike; without one, both take the model's input_format (RGB), not Detectron2's BGR
+    default: the runtime and the predictor still agree."""
+    from gfocal.predictor import evaluation_input
+
+    cfg, model = small_model(1)
+    del cfg.dataloader.test.mapper["image_format"]
+    assert cfg.model.input_format == "RGB" and evaluation_input(cfg)[0] == "RGB"
+    spec = export_model(cfg, model, str(tmp_path), "onnx")
+    predictor = LazyPredictor(cfg, model=model, optimize=False)
+    assert spec.input_format == predictor.input_format == "RGB"
+    detector = Detector(str(tmp_path), backend="onnxruntime")
+    for image in odd_images():
+        assert_same_detections(detector(image), predictor(image)["instances"])

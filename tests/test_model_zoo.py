@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from gfocal import model_zoo
-from gfocal.errors import CheckpointError
+from gfocal.errors import CheckpointError, ConfigError
 
 from gfl_testing import REPO
 from mmdet_reference import MMGFL
@@ -21,7 +21,7 @@ def test_every_published_model_has_a_config():
     for name in model_zoo.MODELS:
         assert os.path.isfile(model_zoo.get_config_file(name))
     assert all(model_zoo.MODELS[n].url.startswith("https://download.openmmlab.com/") for n in MODELS_V1)
-    with pytest.raises(ValueError, match="not a GFocal config"):
+    with pytest.raises(ConfigError, match="not a GFocal config"):
         model_zoo.get_config_file("COCO-Detection/nope.py")
 
 
@@ -39,7 +39,7 @@ def test_get_trained_from_a_local_url_converts_once_and_caches(tmp_path):
     cfg = model_zoo.get_config(NAME, trained=True, url=src.as_uri(), cache_dir=str(cache))
     assert cfg.train.init_checkpoint == str(converted) and converted.stat().st_mtime == mtime  # cached
     # The cache is keyed on the URL and the config: another URL or model never gets this file.
-    with pytest.raises(RuntimeError, match="may be offline"):
+    with pytest.raises(CheckpointError, match="may be offline"):
         model_zoo.get_config(NAME, trained=True, url="file:///nonexistent.pth", cache_dir=str(cache))
     other = "COCO-Detection/gfl_R_50_FPN_ms2x.py"
     assert model_zoo.get_checkpoint(other, url=src.as_uri(), cache_dir=str(cache)) != str(converted)
@@ -67,9 +67,9 @@ def test_downloads_are_https_and_hash_checked(tmp_path):
 
 
 def test_offline_download_is_a_clear_error(tmp_path):
-    with pytest.raises(RuntimeError, match="may be offline"):
+    with pytest.raises(CheckpointError, match="may be offline"):
         model_zoo.get_checkpoint(NAME, url=(tmp_path / "missing.pth").as_uri(), cache_dir=str(tmp_path))
-    with pytest.raises(RuntimeError, match="no direct URL"):
+    with pytest.raises(CheckpointError, match="no direct URL"):
         model_zoo.get_checkpoint("COCO-Detection/gflv2_R_50_FPN_1x.py", cache_dir=str(tmp_path))
 
 

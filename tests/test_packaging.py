@@ -63,3 +63,43 @@ def test_only_the_known_warnings_are_filtered():
     code = "import gfocal, warnings; warnings.warn('something else is deprecated', FutureWarning)"
     res = run([sys.executable, "-c", code])
     assert "FutureWarning: something else is deprecated" in res.stderr
+
+
+def test_import_gfocal_changes_no_warning_filter():
+    """``import gfocal`` silences Detectron2's import-time notices only while it imports it;
+    the process's warning filters are the entry points' business."""
+    code = (
+        "import warnings\n"
+        "before = list(warnings.filters)\n"
+        "import gfocal\n"
+        "assert warnings.filters == before, [f for f in warnings.filters if f not in before]\n"
+        "print('ok')\n"
+    )
+    res = run([sys.executable, "-W", "default", "-c", code])
+    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr[-2000:]
+    assert "Warning" not in res.stderr, res.stderr[-2000:]
+
+
+def test_runtime_wheel_requires_no_torch(tmp_path):
+    """projects/GFocal/runtime builds a wheel of its own whose requirements are numpy, opencv,
+    Pillow and, as extras, one back-end: nothing of torch, torchvision, detectron2, fvcore or
+    pycocotools (so that ``pip install "./projects/GFocal/runtime[onnxruntime]"`` brings none)."""
+    import shutil
+    import zipfile
+
+    source = tmp_path / "runtime"  # a copy: an in-place build would leave build/ in the checkout
+    shutil.copytree(os.path.join(REPO, "projects/GFocal/runtime"), source, ignore=shutil.ignore_patterns("build", "*.egg-info"))
+    res = run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path),
+               str(source)])
+    assert res.returncode == 0, res.stderr[-2000:]
+    (wheel,) = tmp_path.glob("gfocal_runtime-*.whl")
+    with zipfile.ZipFile(wheel) as z:
+        names = z.namelist()
+        metadata = z.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+    requires = [line.split(":", 1)[1].strip() for line in metadata.splitlines() if line.startswith("Requires-Dist:")]
+    plain = sorted(r for r in requires if "extra ==" not in r)
+    extras = sorted(r.split(";")[0].strip() for r in requires if "extra ==" in r)
+    assert plain == ["Pillow", "numpy", "opencv-python"], requires
+    assert [e.split(">")[0] for e in extras] == ["onnxruntime", "openvino"], requires
+    assert {n.split("/")[0] for n in names} == {"gfocal_runtime", wheel.name.split("-")[0] + "-" + wheel.name.split("-")[1] + ".dist-info"}
+    assert all(not n.startswith(("gfocal/", "torch", "detectron2")) for n in names)

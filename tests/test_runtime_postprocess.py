@@ -20,7 +20,7 @@ import torch
 import torchvision
 
 import gfocal_runtime.postprocess as P
-from gfocal_runtime import Detector, load_spec, parse_spec
+from gfocal_runtime import Detector, ExportSpec
 from gfocal_runtime.postprocess import (
     batched_nms,
     level_sizes,
@@ -67,27 +67,32 @@ def random_boxes(rng, n, num_classes, size=800.0):
 def valid_spec_dict(**overrides):
     data = {
         "format": "gfocal-export",
-        "format_version": 1,
+        "format_version": 2,
         "artifact": "onnx",
         "model_file": "model.onnx",
         "precision": "fp32",
         "gfl_version": 1,
-        "input": {"name": "images", "format": "RGB", "size_divisibility": 32, "pad_value": PIXEL_MEAN},
-        "resize": {"type": "ResizeShortestEdge", "short_edge_length": 800, "max_size": 1333,
-                   "interpolation": "bilinear"},
+        "input_format": "RGB",
+        "size_divisibility": 32,
+        "pad_value": PIXEL_MEAN,
+        "resize": {"short_edge_length": 800, "max_size": 1333, "interpolation": "bilinear"},
         "classes": ["a", "b", "c"],
-        "num_classes": 3,
         "strides": [8, 16, 32, 64, 128],
         "reg_max": 4,
         "with_distributions": True,
-        "outputs": {"scores": {}, "boxes": {}, "dists": {}},
-        "postprocess": {"score_thresh": 0.05, "topk_per_level": 1000, "nms_thresh": 0.6,
-                        "max_detections": 100},
+        "score_thresh": 0.05,
+        "topk_per_level": 1000,
+        "nms_thresh": 0.6,
+        "max_detections": 100,
         "parity": {},
         "source": {},
     }
     data.update(overrides)
     return data
+
+
+def postprocess_settings(spec):
+    return {k: getattr(spec, k) for k in ("score_thresh", "topk_per_level", "nms_thresh", "max_detections")}
 
 
 # --------------------------------------------------------------------------- NMS
@@ -203,7 +208,7 @@ def test_resize_output_shape_rounding_and_no_limit():
 def test_preprocess_equals_detectron2_input():
     """Channel flip, resize and padding: the graph's normalisation of our padded input equals
     Detectron2's ImageList of the normalised image (padded with 0)."""
-    spec = parse_spec(valid_spec_dict(), "model.json")
+    spec = ExportSpec.from_dict(valid_spec_dict(), "model.json")
     rng = np.random.default_rng(3)
     image_bgr = rng.integers(0, 256, (181, 243, 3), dtype=np.uint8)
     batch, (h, w) = preprocess_image(image_bgr, spec)
@@ -220,8 +225,8 @@ def test_preprocess_equals_detectron2_input():
     torch.testing.assert_close((torch.from_numpy(batch) - mean) / std, ref, rtol=0, atol=0)
 
     # A BGR model gets the channels unflipped (its pad_value is in BGR order too).
-    bgr_input = {**valid_spec_dict()["input"], "format": "BGR", "pad_value": PIXEL_MEAN[::-1]}
-    bgr_batch, _ = preprocess_image(image_bgr, parse_spec(valid_spec_dict(input=bgr_input), "m.json"))
+    bgr_spec = ExportSpec.from_dict(valid_spec_dict(input_format="BGR", pad_value=PIXEL_MEAN[::-1]), "m.json")
+    bgr_batch, _ = preprocess_image(image_bgr, bgr_spec)
     np.testing.assert_array_equal(bgr_batch[:, ::-1], batch)
 
 
@@ -322,13 +327,18 @@ def write_spec(tmp_path, data):
     return str(tmp_path)
 
 
-def test_spec_loads_and_reads_like_a_dict(tmp_path):
-    spec = load_spec(write_spec(tmp_path, valid_spec_dict()))
-    assert spec.strides == (8, 16, 32, 64, 128) and spec["reg_max"] == 4
+def test_spec_loads_and_writes_itself(tmp_path):
+    spec = ExportSpec.load(write_spec(tmp_path, valid_spec_dict()))
+    assert spec.strides == (8, 16, 32, 64, 128) and spec.reg_max == 4 and spec.num_classes == 3
     assert spec.classes == ("a", "b", "c") and spec.resize.max_size == 1333
     assert spec.model_path == os.path.join(str(tmp_path), "model.onnx")
-    no_resize = parse_spec(valid_spec_dict(resize=None))
-    assert no_resize.resize is None
+    assert ExportSpec.from_dict(valid_spec_dict(resize=None)).resize is None
+    # It writes what it reads: the same dict, key for key, and the same spec back.
+    assert spec.to_dict() == valid_spec_dict()
+    out = tmp_path / "again"
+    out.mkdir()
+    saved = spec.save(str(out))
+    assert saved == spec and json.loads((out / "model.json").read_text()) == valid_spec_dict()
 
 
 @pytest.mark.parametrize(
@@ -336,25 +346,25 @@ def test_spec_loads_and_reads_like_a_dict(tmp_path):
     [
         (lambda d: d.pop("strides"), ["'strides'", "missing"]),
         (lambda d: d.pop("parity"), ["'parity'", "missing"]),
-        (lambda d: d["postprocess"].pop("nms_thresh"), ["postprocess.nms_thresh", "missing"]),
-        (lambda d: d["input"].update(format="YUV"), ["input.format", "YUV"]),
-        (lambda d: d.update(format_version=2), ["format_version", "2", "only format_version 1"]),
-        (lambda d: d.update(artifact="torch-export", model_file="model.pt2"), ["torch-export", "--format onnx", "torch"]),
+        (lambda d: d.pop("nms_thresh"), ["'nms_thresh'", "missing"]),
+        (lambda d: d["resize"].pop("max_size"), ["'resize.max_size'", "missing"]),
+        (lambda d: d.update(input_format="YUV"), ["'input_format'", "YUV", "'RGB' or 'BGR'"]),
+        (lambda d: d.update(format_version=1), ["format_version", "1", "only format_version 2", "export the model again"]),
         (lambda d: d.update(artifact="tflite"), ["'artifact'", "tflite"]),
-        (lambda d: d.update(classes=["a"]), ["'classes'", "num_classes"]),
-        (lambda d: d["outputs"].pop("dists"), ["outputs.dists"]),
+        (lambda d: d.update(classes=[]), ["'classes'", "non-empty"]),
+        (lambda d: d.update(pad_value=[1, 2]), ["'pad_value'", "3 finite numbers"]),
+        (lambda d: d["resize"].update(interpolation="lanczos"), ["'resize.interpolation'", "lanczos", "bilinear"]),
+        (lambda d: d.update(topk_per_level=True), ["'topk_per_level'", "positive integer"]),
         (lambda d: d.update(format="something-else"), ["'format'", "gfocal-export"]),
     ],
 )
 def test_spec_errors_name_the_key_and_file(tmp_path, change, words):
     data = valid_spec_dict()
-    data["postprocess"] = dict(data["postprocess"])
-    data["input"] = dict(data["input"])
-    data["outputs"] = dict(data["outputs"])
+    data["resize"] = dict(data["resize"])
     change(data)
     path = write_spec(tmp_path, data)
     with pytest.raises(ValueError) as e:
-        load_spec(path)
+        ExportSpec.load(path)
     message = str(e.value)
     assert os.path.join(path, "model.json") in message
     for word in words:
@@ -459,14 +469,10 @@ def make_toy_onnx(path, num_classes=3, strides=(8, 16, 32, 64, 128), reg_max=4, 
 
 def toy_model_dir(tmp_path, with_dists=True, **post):
     spec = valid_spec_dict(
-        resize={"type": "ResizeShortestEdge", "short_edge_length": 160, "max_size": 256,
-                "interpolation": "bilinear"},
+        resize={"short_edge_length": 160, "max_size": 256, "interpolation": "bilinear"},
         with_distributions=with_dists,
-        postprocess={"score_thresh": 0.05, "topk_per_level": 100, "nms_thresh": 0.6,
-                     "max_detections": 40, **post},
+        **{"topk_per_level": 100, "max_detections": 40, **post},
     )
-    if not with_dists:
-        spec["outputs"] = {"scores": {}, "boxes": {}}
     make_toy_onnx(tmp_path / "model.onnx", num_classes=3, reg_max=4, with_dists=with_dists)
     return write_spec(tmp_path, spec)
 
@@ -528,8 +534,7 @@ def random_outputs(seed, max_detections):
     """A spec and random graph outputs for a 224x320 input, with non-finite boxes and boxes
     outside the (213, 300) image."""
     rng = np.random.default_rng(seed)
-    spec = parse_spec(valid_spec_dict(postprocess={"score_thresh": 0.05, "topk_per_level": 300,
-                                                   "nms_thresh": 0.6, "max_detections": max_detections}))
+    spec = ExportSpec.from_dict(valid_spec_dict(topk_per_level=300, max_detections=max_detections))
     r = num_locations((224, 320), spec.strides)
     total = r * 3
     scores = (((rng.permutation(total) + 1) / (total + 1)) ** 3).astype(np.float32).reshape(1, r, 3)
@@ -548,7 +553,7 @@ def test_postprocess_outputs_equals_torch_gfl_inference(seed, max_detections):
     spec, outputs = random_outputs(seed, max_detections)
     input_hw, image_hw, out_hw = (224, 320), (213, 300), (427, 601)
     mine = postprocess_outputs(outputs, spec, input_hw, image_hw, out_hw)
-    ref = torch_reference({**outputs, "input_hw": input_hw}, spec.strides, image_hw, out_hw, spec.raw["postprocess"])
+    ref = torch_reference({**outputs, "input_hw": input_hw}, spec.strides, image_hw, out_hw, postprocess_settings(spec))
     # 30: max_detections cuts, then detector_postprocess drops boxes that are empty once clipped.
     assert 20 < len(ref) < 30 if max_detections == 30 else 30 < len(ref) < 100, len(ref)
     assert_same_as_reference(mine, ref)
@@ -564,7 +569,7 @@ def test_postprocess_outputs_equals_gfl_model_code():
 
     spec, outputs = random_outputs(2, 100)
     input_hw, image_hw, out_hw = (224, 320), (213, 300), (640, 901)
-    post = spec.raw["postprocess"]
+    post = postprocess_settings(spec)
     model = SimpleNamespace(
         test_score_thresh=post["score_thresh"], test_topk_candidates=post["topk_per_level"],
         test_nms_thresh=post["nms_thresh"], max_detections_per_image=post["max_detections"],
@@ -584,10 +589,9 @@ def reference_detect(model_dir, image_bgr):
     """Detectron2 preprocessing + the graph (onnxruntime) + the torch reference post-processing."""
     import onnxruntime as ort
 
-    spec = load_spec(model_dir)
+    spec = ExportSpec.load(model_dir)
     rgb = np.ascontiguousarray(image_bgr[:, :, ::-1])
-    r = spec.raw["resize"]
-    resized = T.ResizeShortestEdge(r["short_edge_length"], r["max_size"]).get_transform(rgb).apply_image(rgb)
+    resized = T.ResizeShortestEdge(spec.resize.short_edge_length, spec.resize.max_size).get_transform(rgb).apply_image(rgb)
     tensor = torch.as_tensor(resized.astype("float32").transpose(2, 0, 1))
     h, w = tensor.shape[-2:]
     hp, wp = math.ceil(h / 32) * 32, math.ceil(w / 32) * 32
@@ -597,7 +601,7 @@ def reference_detect(model_dir, image_bgr):
     names = [o.name for o in session.get_outputs()]
     outputs = dict(zip(names, session.run(names, {"images": batch.numpy()})))
     return torch_reference({**outputs, "input_hw": (hp, wp)}, spec.strides, (h, w), image_bgr.shape[:2],
-                           spec.raw["postprocess"])
+                           postprocess_settings(spec))
 
 
 @pytest.mark.parametrize("with_dists", [True, False])

@@ -9,22 +9,14 @@ import torch
 
 from detectron2.structures import Boxes, BoxMode, Instances
 
-from gfocal.uncertainty import (
-    collect,
-    distribution_stats,
-    match_detections,
-    pearson,
-    plot_uncertainty_vs_error,
-    spearman,
-    uncertainty_picture,
-)
+from gfocal.plotting import plot_uncertainty_vs_error
+from gfocal.uncertainty import collect, distribution_stats, match_detections, pearson, side_spread, spearman
 from gfocal.visualization import (
     box_colors,
     draw_predictions,
     draw_side_distributions,
     select_boxes,
     side_bin_positions,
-    side_spread,
 )
 
 NBINS = 17  # reg_max 16
@@ -194,19 +186,6 @@ def test_confidence_threshold_hides_boxes():
     assert not changed(pic, gray(768, 768)).any()
 
 
-def test_panels_style_still_works():
-    inst = make_instances([(64, 64)], [ONE_HOT_LEFT])
-    panels = draw_predictions(gray(), inst, style="panels")
-    plain = draw_predictions(gray(), inst, style="panels", show_distributions=False)
-    edges = draw_predictions(gray(), inst)
-    assert panels.shape == plain.shape == (768, 768, 3) and panels.dtype == np.uint8
-    assert changed(panels, plain).sum() > 500
-    # A panel is a white rectangle, the edges style has none.
-    assert (panels == 255).all(-1).sum() > 1000 and (edges == 255).all(-1).sum() < 100
-    with pytest.raises(ValueError):
-        draw_predictions(gray(), inst, style="violin")
-
-
 def test_positional_call_of_the_quickstart_still_works():
     from types import SimpleNamespace
 
@@ -298,8 +277,7 @@ def test_collect_converts_boxes_and_concatenates(tmp_path):
     np.testing.assert_allclose(out["iou"], [0.5, 1.0, 0.5])  # image 2 has no class-1 gt
     np.testing.assert_array_equal(out["image_index"], [0, 0, 1])
     np.testing.assert_allclose(out["spread"], out["spread_px"])
-    seen.clear()
-    res = uncertainty_picture(predict, records, str(tmp_path / "u.png"))
+    res = plot_uncertainty_vs_error(out, str(tmp_path / "u.png"))
     assert res["n"] == 3 and os.path.isfile(tmp_path / "u.png")
 
 

@@ -12,18 +12,21 @@ key is reported (non-zero exit if any). Files are read with torch.load(weights_o
 """
 import argparse
 import logging
+import os
 import sys
 
-import gfocal  # noqa: F401  (quiets known warnings)
-
+import gfocal  # noqa: F401
 from detectron2.config import instantiate
 from gfocal.checkpoint import convert_state_dict, load_checkpoint_file, save_checkpoint
-from gfocal.cli import run
+from gfocal.cli import checked_parser, run
 from gfocal.config import load_config
+from gfocal.errors import ConfigError
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = checked_parser(
+        argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    )
     parser.add_argument("input", help="official checkpoint (.pth)")
     parser.add_argument("-o", "--output", required=True, help="converted checkpoint to write (.pth)")
     parser.add_argument("--config-file", help="check the result against this config's model")
@@ -33,6 +36,8 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     cfg = load_config(args.config_file, args.opts) if args.config_file else None
+    if os.path.isdir(args.output):
+        raise ConfigError(f"--output {args.output} is a folder; give the file name to write")
     checkpoint = load_checkpoint_file(args.input)
     state, info = convert_state_dict(checkpoint, num_classes=cfg.model.num_classes if cfg else None)
     print(f"source:  {info.summary()}")
@@ -58,6 +63,7 @@ def main(argv=None) -> int:
                       "deform_modulated accordingly)", file=sys.stderr)
             return 1
         print(f"checked: loads into {args.config_file} with no missing or unexpected keys")
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     save_checkpoint({"model": state, "__author__": f"gfocal conversion of {args.input}"}, args.output)
     print(f"wrote:   {args.output}")
     return 0

@@ -7,27 +7,26 @@
     python tools/export_model.py --config-file ... --format torch-export --output DIR ...
 
 Writes DIR/model.onnx (or DIR/model.pt2, a torch.export ExportedProgram) and DIR/model.json,
-everything a runtime needs (input format, resize, classes, strides, post-processing settings)
-plus the export's own measured differences from PyTorch. Run the ONNX model with
-``gfocal_runtime.Detector(DIR)`` (numpy + opencv + onnxruntime or openvino; no torch), or with
-``demo/demo.py --exported DIR``. Weights come from ``train.init_checkpoint`` (official GFL
-checkpoints are converted on the fly); an empty one exports the model as initialised (a
-warning; for benchmarks). ``--int8`` quantises the convolutions (QDQ, per-channel), calibrated
-on N images of the config's training set or on the images of a folder.
+everything a runtime needs plus the export's own measured differences from PyTorch. Run the ONNX
+model with ``gfocal_runtime.Detector(DIR)`` (numpy + opencv + onnxruntime or openvino; no torch)
+or ``demo/demo.py --exported DIR``. Weights come from ``train.init_checkpoint`` (official GFL
+checkpoints are converted on the fly); an empty one exports the model as initialised (a warning;
+for benchmarks). ``--int8`` quantises the convolutions (QDQ, per-channel), calibrated on N images
+of the config's training set or on the images of a folder. Every argument is checked before the
+export starts, and DIR gets its files only when the export has succeeded.
 """
 import argparse
 import logging
 import os
 import sys
 
-import gfocal  # noqa: F401  (registers GFL and the built-in datasets; quiets known warnings)
+import gfocal  # noqa: F401  (registers GFL and the built-in datasets)
 from detectron2.config import instantiate
 from detectron2.utils.logger import setup_logger
-from gfocal.checkpoint import GFLCheckpointer
-from gfocal.cli import run
+from gfocal.checkpoint import GFLCheckpointer, require_weights
+from gfocal.cli import checked_parser, run
 from gfocal.config import load_config
-from gfocal.errors import ConfigError
-from gfocal.export import export_model
+from gfocal.export import FORMATS, check_export, export_model
 
 logger = logging.getLogger("gfocal.export")
 
@@ -35,38 +34,48 @@ logger = logging.getLogger("gfocal.export")
 def get_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config-file", required=True, metavar="FILE", help="path to a lazy config")
-    parser.add_argument("--format", default="onnx", choices=["onnx", "torch-export"])
+    parser.add_argument("--format", default="onnx", choices=FORMATS)
     parser.add_argument("--output", required=True, metavar="DIR", help="folder for the model and model.json")
     parser.add_argument("--int8", action="store_true", help="static int8 quantisation (ONNX, QDQ)")
-    parser.add_argument("--calib-images", default="64", metavar="N|FOLDER",
-                        help="int8 calibration: N images of the training set, or a folder of images")
-    parser.add_argument("--with-distributions", action="store_true",
-                        help="also output the four side distributions of every location")
+    parser.add_argument(
+        "--calib-images", default="64", metavar="N|FOLDER", help="int8 calibration: N training images, or a folder"
+    )
+    parser.add_argument(
+        "--with-distributions", action="store_true", help="also output the four side distributions of every location"
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks for input errors")
     parser.add_argument("opts", nargs=argparse.REMAINDER, default=[], help="config overrides key=value, last")
-    return parser
+    return checked_parser(parser)
 
 
 def main(argv=None) -> int:
     args = get_parser().parse_args(argv)
     setup_logger(name="gfocal")
     cfg = load_config(args.config_file, args.opts)
-    if os.path.isfile(args.output):
-        raise ConfigError(f"--output {args.output} is a file; give a folder")
-    model = instantiate(cfg.model).eval()
+    calibration = check_export(cfg, args.format, args.output, args.int8, args.calib_images)
     weights = cfg.train.init_checkpoint
+    if weights:
+        require_weights(weights)
+    model = instantiate(cfg.model).eval()
     if weights:
         GFLCheckpointer(model, for_inference=True).load(weights)
     else:
         logger.warning("train.init_checkpoint is empty: exporting the model as initialised (random weights)")
     spec = export_model(
-        cfg, model, args.output, args.format, int8=args.int8, calib_images=args.calib_images,
+        cfg,
+        model,
+        args.output,
+        args.format,
+        int8=args.int8,
+        calib_images=calibration,
         with_distributions=args.with_distributions,
         source={"config": args.config_file, "weights": weights or None, "overrides": list(args.opts)},
     )
-    diffs = ", ".join(f"{k} {v:.2g}" for k, v in spec["parity"]["max_abs_diff"].items())
-    print(f"wrote {os.path.join(args.output, spec['model_file'])} and model.json "
-          f"(GFL v{spec['gfl_version']}, {spec['precision']}); max |diff| vs PyTorch: {diffs}")
+    diffs = ", ".join(f"{k} {v:.2g}" for k, v in spec.parity["max_abs_diff"].items())
+    print(
+        f"wrote {os.path.join(args.output, spec.model_file)} and model.json (GFL v{spec.gfl_version}, "
+        f"{spec.precision}); max |diff| vs PyTorch: {diffs}"
+    )
     return 0
 
 

@@ -12,6 +12,8 @@ import sys
 
 from detectron2.config import LazyConfig
 
+from gfocal.cli import checked_parser, run
+from gfocal.errors import ConfigError
 from gfocal.model_zoo import MODELS, get_config_file
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -55,7 +57,7 @@ def main(argv=None) -> int:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--write", action="store_true")
     group.add_argument("--check", action="store_true")
-    args = parser.parse_args(argv)
+    args = checked_parser(parser).parse_args(argv)
     text = table()
     if not (args.write or args.check):
         print(text)
@@ -63,8 +65,7 @@ def main(argv=None) -> int:
     with open(README) as f:
         readme = f.read()
     if BEGIN not in readme or END not in readme:
-        print(f"error: {README} lacks the {BEGIN} / {END} markers", file=sys.stderr)
-        return 2
+        raise ConfigError(f"{README} lacks the {BEGIN} / {END} markers")
     head, rest = readme.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
     updated = f"{head}{BEGIN}\n{text}\n{END}{tail}"
@@ -79,4 +80,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(lambda: main(sys.argv[1:])))

@@ -7,6 +7,8 @@ import argparse
 import os
 import sys
 
+from gfocal.cli import checked_parser, run
+from gfocal.errors import InputError
 from gfocal.plotting import plot, read_metrics
 
 
@@ -15,19 +17,16 @@ def main(argv=None):
     parser.add_argument("metrics", help="path to metrics.json")
     parser.add_argument("-o", "--output", help="PNG path (default: curves.png next to metrics.json)")
     parser.add_argument("--title")
-    args = parser.parse_args(argv)
+    args = checked_parser(parser).parse_args(argv)
     if not os.path.isfile(args.metrics):
-        print(f"error: no such file {args.metrics}", file=sys.stderr)
-        return 2
-    output = args.output or os.path.join(os.path.dirname(args.metrics), "curves.png")
+        raise InputError(f"no such file {args.metrics}")
     try:
-        plot(read_metrics(args.metrics), output, args.title)
+        output = plot(read_metrics(args.metrics), args.output or os.path.join(os.path.dirname(args.metrics), "curves.png"), args.title)
     except ValueError as e:
-        print(f"error: {args.metrics}: {e}", file=sys.stderr)
-        return 2
+        raise InputError(f"{args.metrics}: {e}") from None
     print(output)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(lambda: main(sys.argv[1:])))

@@ -18,7 +18,7 @@ import os
 import sys
 import time
 
-import gfocal  # noqa: F401  (registers GFL and the built-in dataset; quiets known warnings)
+import gfocal  # noqa: F401  (registers GFL and the built-in dataset)
 import cv2
 import numpy as np
 import torch
@@ -27,13 +27,14 @@ from detectron2.data import DatasetCatalog
 from detectron2.engine import default_argument_parser, default_setup
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
-from gfocal.cli import run
+from gfocal.cli import checked_parser, run
 from gfocal.config import load_config
+from gfocal.errors import ConfigError
 from gfocal.data import first_dataset_name
-from gfocal.engine import do_train
-from gfocal.plotting import plot, read_metrics
+from gfocal.engine import check_device, do_train
+from gfocal.plotting import plot, plot_uncertainty_vs_error, read_metrics
 from gfocal.predictor import LazyPredictor
-from gfocal.uncertainty import uncertainty_picture
+from gfocal.uncertainty import collect
 from gfocal.visualization import draw_predictions
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -66,7 +67,7 @@ def get_parser():
     parser.set_defaults(config_file=DEFAULT_CONFIG)
     parser.add_argument("--pictures", type=int, default=16, help="val images to draw")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for input errors")
-    return parser
+    return checked_parser(parser)
 
 
 def main(argv=None):
@@ -74,6 +75,9 @@ def main(argv=None):
     start = time.perf_counter()
 
     cfg = load_config(args.config_file, args.opts)
+    check_device(cfg)
+    if args.pictures < 1:
+        raise ConfigError(f"--pictures must be at least 1, got {args.pictures}")
     default_setup(cfg, args)
     # Our own warnings (data checks, fine-tuning, resume) go to the console and log.txt too.
     setup_logger(cfg.train.output_dir, distributed_rank=comm.get_rank(), name="gfocal")
@@ -97,9 +101,10 @@ def main(argv=None):
     predictor = LazyPredictor(cfg, weights=weights)
     val = DatasetCatalog.get(first_dataset_name(cfg.dataloader.test.dataset.names))
     overview = draw_val_pictures(predictor, val[: args.pictures], os.path.join(out, "pictures"))
-    uncertainty = uncertainty_picture(
-        predictor, val, os.path.join(out, "uncertainty.png"), title=f"{os.path.basename(args.config_file)}: "
-        "distribution spread vs localisation error (val)"
+    uncertainty = plot_uncertainty_vs_error(
+        collect(predictor, val),
+        os.path.join(out, "uncertainty.png"),
+        title=f"{os.path.basename(args.config_file)}: distribution spread vs localisation error (val)",
     )
 
     logger.info("[4/4] training curves")

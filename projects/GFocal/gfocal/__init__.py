@@ -1,16 +1,18 @@
 """GFocal: Generalized Focal Loss detectors (GFL v1 and v2) for Detectron2.
 
 Importing the package registers the ``GFL`` meta-architecture in Detectron2's
-``META_ARCH_REGISTRY`` and the built-in ``gfocal_shapes_{train,val}`` datasets.
+``META_ARCH_REGISTRY`` and the built-in ``gfocal_shapes_{train,val}`` datasets. It changes no
+warning filter: the known third-party notices that importing Detectron2 prints are silenced only
+for that import (entry points silence them for good with
+:func:`gfocal.cli.quiet_third_party_warnings`).
 """
+import warnings
+
 from .cli import quiet_third_party_warnings
 
-# Before Detectron2 is imported: its import triggers torch.jit deprecation notices that a user
-# cannot act on (filtered by exact message; see gfocal.cli).
-quiet_third_party_warnings()
+with warnings.catch_warnings():
+    quiet_third_party_warnings()
+    from . import data, modeling  # noqa: F401  (register the built-in datasets and GFL)
+    from .modeling import GFL, ATSSMatcher, GFLHead  # noqa: F401
 
-from . import data  # noqa: E402,F401  (registers the built-in datasets)
-from . import modeling  # noqa: E402,F401  (registers GFL)
-from .modeling import GFL, GFLHead, ATSSMatcher  # noqa: E402,F401
-
-__version__ = "0.2.0"
+__version__ = "0.3.0"

@@ -382,24 +382,22 @@ class GFLCheckpointer(DetectionCheckpointer):
     # ------------------------------------------------------------ saving, atomically
 
     def save(self, name: str, **kwargs) -> None:
-        """As Checkpointer.save, but written to a temporary file and renamed, so that a kill at
-        any moment leaves either the previous file or the complete new one."""
+        """As fvcore's ``Checkpointer.save``, but a local file is written to a temporary file and
+        renamed, so that a kill at any moment leaves either the previous file or the complete new
+        one; remote folders go through ``self.path_manager`` as in fvcore."""
         if not self.save_dir or not self.save_to_disk:
             return
         data = {"model": self.model.state_dict()}
-        for key, obj in self.checkpointables.items():
-            data[key] = obj.state_dict()
+        data.update({key: obj.state_dict() for key, obj in self.checkpointables.items()})
         data.update(kwargs)
         basename = f"{name}.pth"
-        save_file = os.path.join(self.save_dir, basename)
-        self.logger.info(f"Saving checkpoint to {save_file}")
-        save_checkpoint(data, save_file)
+        self.logger.info(f"Saving checkpoint to {os.path.join(self.save_dir, basename)}")
+        _atomic_write(os.path.join(self.save_dir, basename), lambda f: torch.save(data, f), "wb", self.path_manager)
         self.tag_last_checkpoint(basename)
 
     def tag_last_checkpoint(self, last_filename_basename: str) -> None:
-        _atomic_write(
-            os.path.join(self.save_dir, "last_checkpoint"), lambda f: f.write(last_filename_basename), "w"
-        )
+        path = os.path.join(self.save_dir, "last_checkpoint")
+        _atomic_write(path, lambda f: f.write(last_filename_basename), "w", self.path_manager)
 
     # ------------------------------------------------------------ resuming
 
@@ -487,12 +485,14 @@ def save_checkpoint(checkpoint: dict, path: str) -> None:
     _atomic_write(path, lambda f: torch.save(checkpoint, f), "wb")
 
 
-def _atomic_write(path: str, write, mode: str) -> None:
+def _atomic_write(path: str, write, mode: str, path_manager=None) -> None:
+    if "://" in path and path_manager is not None:  # a remote store: its objects appear whole on close
+        with path_manager.open(path, mode) as f:
+            write(f)
+        return
     tmp = f"{path}.tmp{os.getpid()}"
     with open(tmp, mode) as f:
         write(f)
-        f.flush()
-        os.fsync(f.fileno())
     os.replace(tmp, path)
 
 

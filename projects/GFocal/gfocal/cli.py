@@ -1,20 +1,26 @@
 """What every GFocal command line shares: quiet start-up, one-line errors for user mistakes.
 
-- :func:`quiet_third_party_warnings` filters, by their exact messages, the deprecation warnings
-  that third-party packages print on import and that a user cannot act on (torch.jit's
-  deprecation notices triggered by Detectron2's ``@torch.jit.script`` functions, setuptools'
-  pkg_resources notice triggered by ``detectron2.model_zoo``). Nothing else is filtered: our own
-  warnings and every other warning stay visible.
+- :func:`quiet_third_party_warnings` filters, by their exact messages, the warnings that
+  third-party packages print and that a user cannot act on (torch.jit's deprecation notices
+  triggered by Detectron2's ``@torch.jit.script`` functions, setuptools' pkg_resources notice
+  triggered by ``detectron2.model_zoo``, Detectron2's ``torch.meshgrid`` call). Nothing else is
+  filtered. Entry points call it; ``import gfocal`` itself only silences the import-time ones
+  while it imports Detectron2, and leaves the process's warning filters as they were.
+- :func:`checked_parser` makes an ``argparse`` parser's mistakes (unknown flag, bad value) a
+  :class:`~gfocal.errors.ConfigError`.
 - :func:`run` calls a command's ``main`` and turns a :class:`~gfocal.errors.GFocalError` (or a
   missing file) into one line on stderr and exit status 2. ``--debug`` on the command line or
   ``GFOCAL_DEBUG=1`` shows the traceback instead.
 """
+import argparse
 import os
 import sys
 import warnings
 from typing import Callable, List, Optional
 
-__all__ = ["KNOWN_THIRD_PARTY_WARNINGS", "quiet_third_party_warnings", "run", "debug_requested"]
+from .errors import ConfigError, GFocalError
+
+__all__ = ["KNOWN_THIRD_PARTY_WARNINGS", "quiet_third_party_warnings", "checked_parser", "run", "debug_requested"]
 
 # (message regex, category): matched against the start of the warning's message.
 KNOWN_THIRD_PARTY_WARNINGS = [
@@ -29,9 +35,20 @@ KNOWN_THIRD_PARTY_WARNINGS = [
 
 
 def quiet_third_party_warnings() -> None:
-    """Ignore exactly the known third-party start-up warnings (see the module docstring)."""
+    """Ignore exactly the known third-party warnings (see the module docstring)."""
     for message, category in KNOWN_THIRD_PARTY_WARNINGS:
         warnings.filterwarnings("ignore", message=message, category=category)
+
+
+def checked_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """``parser`` with its usage errors raised as :class:`ConfigError` (one line through
+    :func:`run`) instead of argparse's usage text and exit."""
+
+    def error(message: str):
+        raise ConfigError(f"{message} (see {parser.prog} --help)")
+
+    parser.error = error
+    return parser
 
 
 def debug_requested(argv: Optional[List[str]] = None) -> bool:
@@ -41,8 +58,7 @@ def debug_requested(argv: Optional[List[str]] = None) -> bool:
 
 def run(main: Callable[[], Optional[int]], argv: Optional[List[str]] = None) -> int:
     """``main()`` with user mistakes reported on one line (exit status 2)."""
-    from .errors import GFocalError
-
+    quiet_third_party_warnings()
     try:
         code = main()
     except (GFocalError, FileNotFoundError) as e:
@@ -53,7 +69,10 @@ def run(main: Callable[[], Optional[int]], argv: Optional[List[str]] = None) -> 
     except FloatingPointError as e:  # Detectron2's trainer: a loss became nan or inf
         if debug_requested(argv):
             raise
-        print(f"error: {e}\n(training diverged: lower optimizer.lr or check the data; "
-              "--resume continues from the last checkpoint)", file=sys.stderr)
+        print(
+            f"error: {e}\n(training diverged: lower optimizer.lr or check the data; "
+            "--resume continues from the last checkpoint)",
+            file=sys.stderr,
+        )
         return 1
     return int(code or 0) if isinstance(code, (int, type(None))) else 0

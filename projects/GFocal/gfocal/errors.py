@@ -3,7 +3,7 @@ these with a message that names what is wrong and what was expected. Entry point
 message on one line and exit with status 2 (see :func:`gfocal.cli.run`); ``--debug`` or
 ``GFOCAL_DEBUG=1`` shows the traceback instead."""
 
-__all__ = ["GFocalError", "ConfigError", "CheckpointError", "DatasetError"]
+__all__ = ["GFocalError", "ConfigError", "CheckpointError", "DatasetError", "InputError"]
 
 
 class GFocalError(Exception):
@@ -20,3 +20,7 @@ class CheckpointError(GFocalError, ValueError):
 
 class DatasetError(GFocalError, ValueError):
     """A dataset that cannot be trained or evaluated on as registered."""
+
+
+class InputError(GFocalError, ValueError):
+    """An image or other input given to a command or the predictor that cannot be used."""

@@ -23,7 +23,7 @@ import torch
 from detectron2.config import LazyConfig, instantiate
 
 from .checkpoint import GFLCheckpointer, convert_state_dict, load_checkpoint_file, save_checkpoint
-from .errors import CheckpointError
+from .errors import CheckpointError, ConfigError
 
 __all__ = ["ZooEntry", "MODELS", "get_config_file", "get_config", "get_checkpoint", "get"]
 
@@ -100,7 +100,7 @@ def get_config_file(name: str) -> str:
     package or a checkout alike."""
     path = os.path.join(_configs_root(), name)
     if not os.path.isfile(path):
-        raise ValueError(f"{name!r} is not a GFocal config; known models: {', '.join(MODELS)}")
+        raise ConfigError(f"{name!r} is not a GFocal config; known models: {', '.join(MODELS)}")
     return path
 
 
@@ -143,7 +143,7 @@ def _download(url: str, root: str) -> str:
             "it was deleted"
         ) from None
     except (urllib.error.URLError, OSError) as e:
-        raise RuntimeError(
+        raise CheckpointError(
             f"cannot download {url} ({e}); this machine may be offline. Download the file "
             f"elsewhere and pass checkpoint=PATH, or run tools/convert_checkpoint.py on it."
         ) from e
@@ -169,14 +169,14 @@ def get_checkpoint(name: str, *, url: Optional[str] = None, checkpoint: Optional
         path of a file that ``DetectionCheckpointer`` loads into ``get_config(name).model``.
     """
     if name not in MODELS:
-        raise ValueError(f"{name!r} has no published checkpoint; known models: {', '.join(MODELS)}")
+        raise ConfigError(f"{name!r} has no published checkpoint; known models: {', '.join(MODELS)}")
     entry = MODELS[name]
     root = _cache_dir(cache_dir)
     stem = os.path.splitext(os.path.basename(name))[0]
     if checkpoint is None:
         url = url or entry.url
         if url is None:
-            raise RuntimeError(
+            raise CheckpointError(
                 f"{name}: the official checkpoint ({entry.checkpoint}) has no direct URL; download it "
                 f"from {entry.page} and pass checkpoint=PATH (or use tools/convert_checkpoint.py)"
             )

@@ -1,15 +1,20 @@
-"""Training curves from a Detectron2 run's metrics.json (losses, learning rate, box AP)."""
+"""Plots: training curves from a Detectron2 run's metrics.json (losses, learning rate, box AP),
+and distribution spread against localisation error (:mod:`gfocal.uncertainty`'s data)."""
 import json
 import os
 import sys
 from collections import defaultdict
+from typing import Dict, Optional
 
 import matplotlib
+import numpy as np
+
+from .uncertainty import pearson, spearman
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-__all__ = ["read_records", "read_metrics", "plot"]
+__all__ = ["read_records", "read_metrics", "plot", "plot_uncertainty_vs_error"]
 
 
 def read_records(path):
@@ -75,3 +80,85 @@ def plot(series, output, title=None):
     fig.savefig(output, dpi=100)
     plt.close(fig)
     return output
+
+
+_SHORT = {"spread_px": "spread (px)", "spread_rel": "spread / box size", "top1": "top-1 prob.", "score": "score"}
+_LABELS = {
+    "spread": "distribution spread (mean side std, pixels)",
+    "spread_rel": "distribution spread (mean side std / box size)",
+    "spread_px": "distribution spread (mean side std, pixels)",
+    "top1": "mean top-1 bin probability",
+    "score": "detection score",
+}
+
+
+def plot_uncertainty_vs_error(
+    data: Dict[str, np.ndarray],
+    output_png: str,
+    title: Optional[str] = None,
+    x: str = "spread",
+) -> Dict:
+    """Scatter of a distribution statistic (default: the spread in pixels) against 1 - IoU, one
+    point per detection coloured by its score, with the median error per spread decile and the
+    Pearson and Spearman correlations printed on the figure.
+
+    Args:
+        data: arrays from :func:`collect` or :func:`match_detections` (needs ``x`` and
+            ``iou``; ``score`` colours the points when present).
+        output_png: where the PNG goes (folders are created).
+        title: figure title.
+        x: which statistic goes on the x axis (a key of ``data``).
+
+    Returns:
+        {"pearson", "spearman", "n", "x", "output"} for ``x`` vs 1 - IoU, plus ``"others"``:
+        {statistic: {"pearson", "spearman"}} for the other statistics present.
+    """
+    xs = np.asarray(data[x], np.float64).ravel()
+    err = 1.0 - np.asarray(data["iou"], np.float64).ravel()
+    result = {"pearson": pearson(xs, err), "spearman": spearman(xs, err), "n": int(xs.size), "x": x}
+    others = {}
+    for name in ("spread_px", "spread_rel", "top1", "score"):
+        if name in data and name != x and not (x == "spread" and name == "spread_px"):
+            v = np.asarray(data[name], np.float64).ravel()
+            others[name] = {"pearson": pearson(v, err), "spearman": spearman(v, err)}
+    result["others"] = others
+
+    fig, ax = plt.subplots(figsize=(6.4, 5.0), dpi=120)
+    if xs.size:
+        color = np.asarray(data["score"], np.float64).ravel() if "score" in data else None
+        sc = ax.scatter(xs, err, c=color, cmap="viridis", s=12, alpha=0.7, edgecolors="none", vmin=0, vmax=1)
+        if color is not None:
+            fig.colorbar(sc, ax=ax, label="score", fraction=0.046, pad=0.02)
+        if xs.size >= 20:  # median error per decile of the statistic: the trend
+            edges = np.unique(np.quantile(xs, np.linspace(0, 1, 11)))
+            which = np.clip(np.searchsorted(edges, xs, side="right") - 1, 0, len(edges) - 2)
+            centres, medians = [], []
+            for b in range(len(edges) - 1):
+                sel = which == b
+                if sel.any():
+                    centres.append(np.median(xs[sel]))
+                    medians.append(np.median(err[sel]))
+            ax.plot(centres, medians, "-o", color="#d62728", lw=2, ms=4, label="median per decile")
+            ax.legend(loc="lower right", fontsize=8)
+    ax.set_xlabel(_LABELS.get(x, x))
+    ax.set_ylabel("localisation error: 1 - IoU with the gt")
+    ax.set_ylim(bottom=0)
+    ax.set_xlim(left=0)
+    ax.grid(alpha=0.3)
+    text = f"Pearson r = {result['pearson']:.3f}\nSpearman $\\rho$ = {result['spearman']:.3f}\nn = {result['n']}"
+    if others:
+        text += "\nother statistics, Spearman $\\rho$:"
+    for name, c in others.items():
+        text += f"\n  {_SHORT.get(name, name)}: {c['spearman']:+.2f}"
+    ax.text(
+        0.02, 0.98, text, transform=ax.transAxes, va="top", ha="left", fontsize=9,
+        bbox=dict(boxstyle="round", facecolor="white", alpha=0.85, edgecolor="0.7"),
+    )
+    ax.set_title(title or "GFL: distribution spread vs localisation error")
+    fig.tight_layout()
+    folder = os.path.dirname(os.path.abspath(output_png))
+    os.makedirs(folder, exist_ok=True)
+    fig.savefig(output_png)
+    plt.close(fig)
+    result["output"] = output_png
+    return result

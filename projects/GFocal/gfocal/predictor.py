@@ -1,6 +1,7 @@
-"""A single-image predictor for lazy configs, in the spirit of Detectron2's DefaultPredictor."""
+"""A single-image predictor for lazy configs, in the spirit of Detectron2's DefaultPredictor, and
+the test-time input that evaluation, the predictor, the demo and the exporter share."""
 import logging
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -8,15 +9,30 @@ import torch
 from detectron2.config import instantiate
 from detectron2.data import MetadataCatalog
 from detectron2.data import transforms as T
-from detectron2.structures import Instances
+from detectron2.structures import Boxes, Instances
 
 from .checkpoint import GFLCheckpointer, require_weights
 from .data import first_dataset_name
+from .errors import ConfigError, InputError
 from .optimize import optimize_for_inference
 
-__all__ = ["LazyPredictor", "evaluation_metadata"]
+__all__ = ["LazyPredictor", "evaluation_input", "evaluation_metadata", "instances_from_runtime"]
 
 logger = logging.getLogger(__name__)
+
+
+def evaluation_input(cfg) -> Tuple[str, List[T.Augmentation]]:
+    """What evaluation feeds the model: the channel order ("RGB" or "BGR") and the test-time
+    augmentations of ``cfg.dataloader.test.mapper``.
+
+    The channel order is the test mapper's ``image_format``; a config without one gets the
+    model's ``input_format`` (what its pixel mean and std are in), else Detectron2's "BGR".
+    """
+    mapper = cfg.dataloader.test.mapper
+    image_format = mapper.get("image_format", None) or cfg.model.get("input_format", None) or "BGR"
+    if image_format not in ("RGB", "BGR"):
+        raise ConfigError(f"dataloader.test.mapper.image_format must be 'RGB' or 'BGR', got {image_format!r}")
+    return image_format, [instantiate(a) for a in mapper.get("augmentations", [])]
 
 
 def evaluation_metadata(cfg):
@@ -24,10 +40,23 @@ def evaluation_metadata(cfg):
     return MetadataCatalog.get(first_dataset_name(cfg.dataloader.test.dataset.names))
 
 
+def instances_from_runtime(detections: Dict[str, np.ndarray], image_size: Tuple[int, int]) -> Instances:
+    """``gfocal_runtime.Detector`` output (numpy, original image pixels) as the ``Instances`` the
+    PyTorch model returns (for drawing and evaluation)."""
+    inst = Instances(tuple(image_size))
+    inst.pred_boxes = Boxes(torch.as_tensor(detections["boxes"]).reshape(-1, 4))
+    inst.scores = torch.as_tensor(detections["scores"])
+    inst.pred_classes = torch.as_tensor(detections["classes"])
+    if "dists" in detections:
+        inst.pred_dists = torch.as_tensor(detections["dists"])
+        inst.pred_strides = torch.as_tensor(detections["strides"])
+    return inst
+
+
 class LazyPredictor:
     """Build the config's model, load ``train.init_checkpoint`` (or ``weights``) and run it on
-    one image at a time with the config's *test* preprocessing (augmentations and input format),
-    so it sees what evaluation sees.
+    one image at a time with the config's test-time input (:func:`evaluation_input`), so it sees
+    what evaluation sees.
 
     By default it runs an inference-optimised copy of the model (batch norms folded into the
     convolutions, channels_last, ``torch.inference_mode``; see :mod:`gfocal.optimize`), whose
@@ -59,18 +88,15 @@ class LazyPredictor:
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             logger.warning("CUDA is not available; running on the CPU")
             self.device = "cpu"
+        self.input_format, augmentations = evaluation_input(cfg)
+        self.augmentations = T.AugmentationList(augmentations)
+        self.metadata = evaluation_metadata(cfg)
         if model is None:
             weights = require_weights(weights if weights is not None else cfg.train.init_checkpoint)
             model = instantiate(cfg.model).to(self.device).eval()
             GFLCheckpointer(model, for_inference=True).load(weights)
         model = model.to(self.device).eval()
         self.model = optimize_for_inference(model) if optimize else model
-        mapper = cfg.dataloader.test.mapper
-        self.augmentations = T.AugmentationList([instantiate(a) for a in mapper.get("augmentations", [])])
-        self.input_format = mapper.get("image_format", "BGR")
-        if self.input_format not in ("RGB", "BGR"):
-            raise ValueError(f"image_format must be RGB or BGR, got {self.input_format!r}")
-        self.metadata = evaluation_metadata(cfg)
 
     def __call__(self, image_bgr: np.ndarray) -> Dict:
         """
@@ -80,8 +106,8 @@ class LazyPredictor:
         Returns:
             the model's output for the image: {"instances": Instances in (H, W) coordinates}.
         """
-        if image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
-            raise ValueError(f"expected an (H, W, 3) image, got shape {image_bgr.shape}")
+        if not isinstance(image_bgr, np.ndarray) or image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
+            raise InputError(f"expected an (H, W, 3) BGR image array, got shape {getattr(image_bgr, 'shape', None)}")
         image = image_bgr[:, :, ::-1] if self.input_format == "RGB" else image_bgr
         height, width = image.shape[:2]
         aug_input = T.AugInput(np.ascontiguousarray(image))

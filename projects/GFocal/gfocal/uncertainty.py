@@ -14,10 +14,9 @@ of its four side distributions:
 - ``top1``: mean over the sides of the largest bin probability (GFLv2's DGQP uses the top-k);
 - ``score``: the detection score.
 
-``collect`` runs a predictor over Detectron2 dataset dicts; ``plot_uncertainty_vs_error`` draws
-spread against 1 - IoU with the Pearson and Spearman correlations. Statistics use numpy only.
+``collect`` runs a predictor over Detectron2 dataset dicts; :func:`gfocal.plotting.plot_uncertainty_vs_error`
+draws spread against 1 - IoU with the Pearson and Spearman correlations.
 """
-import os
 from typing import Callable, Dict, Iterable, Optional, Sequence
 
 import numpy as np
@@ -26,13 +25,12 @@ import torch
 from detectron2.structures import Boxes, BoxMode, Instances, pairwise_iou
 
 __all__ = [
+    "side_spread",
     "distribution_stats",
     "match_detections",
     "collect",
     "pearson",
     "spearman",
-    "plot_uncertainty_vs_error",
-    "uncertainty_picture",
     "FIELDS",
 ]
 
@@ -47,6 +45,16 @@ def _empty() -> Dict[str, np.ndarray]:
     return out
 
 
+def side_spread(instances: Instances) -> torch.Tensor:
+    """(M, 4) standard deviation of each side's distribution (L, T, R, B), in the instances'
+    image pixels: the spread of ``pred_dists`` (M, 4, n+1) in bins times ``pred_strides`` (M,)."""
+    probs = instances.pred_dists.detach().float().cpu()
+    bins = torch.arange(probs.shape[-1], dtype=probs.dtype)
+    mean = (probs * bins).sum(-1, keepdim=True)
+    std_bins = (probs * (bins - mean) ** 2).sum(-1).clamp(min=0).sqrt()
+    return std_bins * instances.pred_strides.detach().float().cpu()[:, None]
+
+
 def distribution_stats(instances: Instances) -> Dict[str, np.ndarray]:
     """Per-detection statistics of ``pred_dists`` (M, 4, n+1) and ``pred_strides`` (M,).
 
@@ -57,10 +65,7 @@ def distribution_stats(instances: Instances) -> Dict[str, np.ndarray]:
         (M,) the mean over sides of the largest bin probability.
     """
     probs = instances.pred_dists.detach().float().cpu()
-    bins = torch.arange(probs.shape[-1], dtype=probs.dtype)
-    mean = (probs * bins).sum(-1, keepdim=True)
-    std_bins = (probs * (bins - mean) ** 2).sum(-1).clamp(min=0).sqrt()  # (M, 4)
-    side_px = std_bins * instances.pred_strides.detach().float().cpu()[:, None]
+    side_px = side_spread(instances)  # (M, 4)
     boxes = instances.pred_boxes.tensor.detach().float().cpu()
     w = (boxes[:, 2] - boxes[:, 0]).clamp(min=1e-6)
     h = (boxes[:, 3] - boxes[:, 1]).clamp(min=1e-6)
@@ -199,104 +204,3 @@ def spearman(x, y) -> float:
     """Spearman rank correlation: Pearson's of the ranks (ties get average ranks)."""
     x, y = np.asarray(x, np.float64).ravel(), np.asarray(y, np.float64).ravel()
     return pearson(_ranks(x), _ranks(y)) if x.size == y.size else pearson(x, y)  # pearson raises
-
-
-_SHORT = {"spread_px": "spread (px)", "spread_rel": "spread / box size", "top1": "top-1 prob.", "score": "score"}
-_LABELS = {
-    "spread": "distribution spread (mean side std, pixels)",
-    "spread_rel": "distribution spread (mean side std / box size)",
-    "spread_px": "distribution spread (mean side std, pixels)",
-    "top1": "mean top-1 bin probability",
-    "score": "detection score",
-}
-
-
-def plot_uncertainty_vs_error(
-    data: Dict[str, np.ndarray],
-    output_png: str,
-    title: Optional[str] = None,
-    x: str = "spread",
-) -> Dict:
-    """Scatter of a distribution statistic (default: the spread in pixels) against 1 - IoU, one
-    point per detection coloured by its score, with the median error per spread decile and the
-    Pearson and Spearman correlations printed on the figure.
-
-    Args:
-        data: arrays from :func:`collect` or :func:`match_detections` (needs ``x`` and
-            ``iou``; ``score`` colours the points when present).
-        output_png: where the PNG goes (folders are created).
-        title: figure title.
-        x: which statistic goes on the x axis (a key of ``data``).
-
-    Returns:
-        {"pearson", "spearman", "n", "x", "output"} for ``x`` vs 1 - IoU, plus ``"others"``:
-        {statistic: {"pearson", "spearman"}} for the other statistics present.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    xs = np.asarray(data[x], np.float64).ravel()
-    err = 1.0 - np.asarray(data["iou"], np.float64).ravel()
-    result = {"pearson": pearson(xs, err), "spearman": spearman(xs, err), "n": int(xs.size), "x": x}
-    others = {}
-    for name in ("spread_px", "spread_rel", "top1", "score"):
-        if name in data and name != x and not (x == "spread" and name == "spread_px"):
-            v = np.asarray(data[name], np.float64).ravel()
-            others[name] = {"pearson": pearson(v, err), "spearman": spearman(v, err)}
-    result["others"] = others
-
-    fig, ax = plt.subplots(figsize=(6.4, 5.0), dpi=120)
-    if xs.size:
-        color = np.asarray(data["score"], np.float64).ravel() if "score" in data else None
-        sc = ax.scatter(xs, err, c=color, cmap="viridis", s=12, alpha=0.7, edgecolors="none", vmin=0, vmax=1)
-        if color is not None:
-            fig.colorbar(sc, ax=ax, label="score", fraction=0.046, pad=0.02)
-        if xs.size >= 20:  # median error per decile of the statistic: the trend
-            edges = np.unique(np.quantile(xs, np.linspace(0, 1, 11)))
-            which = np.clip(np.searchsorted(edges, xs, side="right") - 1, 0, len(edges) - 2)
-            centres, medians = [], []
-            for b in range(len(edges) - 1):
-                sel = which == b
-                if sel.any():
-                    centres.append(np.median(xs[sel]))
-                    medians.append(np.median(err[sel]))
-            ax.plot(centres, medians, "-o", color="#d62728", lw=2, ms=4, label="median per decile")
-            ax.legend(loc="lower right", fontsize=8)
-    ax.set_xlabel(_LABELS.get(x, x))
-    ax.set_ylabel("localisation error: 1 - IoU with the gt")
-    ax.set_ylim(bottom=0)
-    ax.set_xlim(left=0)
-    ax.grid(alpha=0.3)
-    text = f"Pearson r = {result['pearson']:.3f}\nSpearman $\\rho$ = {result['spearman']:.3f}\nn = {result['n']}"
-    if others:
-        text += "\nother statistics, Spearman $\\rho$:"
-    for name, c in others.items():
-        text += f"\n  {_SHORT.get(name, name)}: {c['spearman']:+.2f}"
-    ax.text(
-        0.02, 0.98, text, transform=ax.transAxes, va="top", ha="left", fontsize=9,
-        bbox=dict(boxstyle="round", facecolor="white", alpha=0.85, edgecolor="0.7"),
-    )
-    ax.set_title(title or "GFL: distribution spread vs localisation error")
-    fig.tight_layout()
-    folder = os.path.dirname(os.path.abspath(output_png))
-    os.makedirs(folder, exist_ok=True)
-    fig.savefig(output_png)
-    plt.close(fig)
-    result["output"] = output_png
-    return result
-
-
-def uncertainty_picture(
-    predict_fn: Callable,
-    dataset_dicts: Iterable[Dict],
-    output_png: str,
-    title: Optional[str] = None,
-    score_thresh: float = 0.3,
-    iou_min: float = 0.1,
-) -> Dict:
-    """:func:`collect` then :func:`plot_uncertainty_vs_error` (spread in pixels vs 1 - IoU): the
-    quick start's second picture. Returns the plot's dict."""
-    data = collect(predict_fn, dataset_dicts, score_thresh=score_thresh, iou_min=iou_min)
-    return plot_uncertainty_vs_error(data, output_png, title=title)

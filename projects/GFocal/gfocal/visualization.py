@@ -3,21 +3,16 @@ distributions (the "general distribution" of GFL, paper fig. 3).
 
 GFL predicts, for every side of a box (left, top, right, bottom), a discrete distribution over
 n+1 bins: bin i means "the side lies i * stride pixels from the location that predicted the box",
-and the drawn edge is the expectation. Two styles:
+and the drawn edge is the expectation.
 
-``style="edges"`` (default, the paper's picture)
-    Each side's distribution is drawn *where it lives*, across that side in image coordinates:
-    along the line through the middle of the edge and perpendicular to it (a horizontal line for
-    the left and right edges, a vertical one for the top and bottom), bin i sits at its pixel
-    position and the filled curve ("violin") is p_i thick on either side of the line, linearly
-    interpolated between bins (a one-hot bin is a spike one bin wide on either side). A confident
-    edge is a thin spike centred on the drawn edge; an ambiguous one (blurred, occluded) a low,
-    wide or two-humped blob. Only the bins carrying mass are drawn. Every box has its own colour
-    (not one per class), so two boxes of a class can be told apart.
-
-``style="panels"``
-    The older view: a small panel of four bar charts (L, T, R, B) beside each box, with the
-    spread (standard deviation, pixels) under each chart.
+Each side's distribution is drawn *where it lives*, across that side in image coordinates: along
+the line through the middle of the edge and perpendicular to it (a horizontal line for the left
+and right edges, a vertical one for the top and bottom), bin i sits at its pixel position and the
+filled curve ("violin") is p_i thick on either side of the line, linearly interpolated between
+bins (a one-hot bin is a spike one bin wide on either side). A confident edge is a thin spike
+centred on the drawn edge; an ambiguous one (blurred, occluded) a low, wide or two-humped blob.
+Only the bins carrying mass are drawn. Every box has its own colour (not one per class), so two
+boxes of a class can be told apart.
 
 Small images are upscaled (shorter side at least ``min_size``) with the distributions scaled
 accordingly; with many boxes only the ``max_panels`` highest-scoring ones get distributions, and a
@@ -29,6 +24,8 @@ import cv2
 import numpy as np
 import torch
 
+from torchvision.ops import box_iou
+
 from detectron2.structures import Instances
 from detectron2.utils.visualizer import Visualizer, _create_text_labels
 
@@ -37,19 +34,15 @@ __all__ = [
     "draw_side_distributions",
     "side_bin_positions",
     "side_expectation",
-    "side_spread",
     "box_colors",
     "select_boxes",
-    "SIDE_NAMES",
 ]
 
-SIDE_NAMES = ("L", "T", "R", "B")
 # Distinct colours (RGB), one per drawn box, assigned in score order.
 _PALETTE = [
     (230, 25, 75), (0, 130, 200), (60, 180, 75), (255, 140, 0), (145, 30, 180), (0, 190, 190),
     (240, 50, 230), (128, 128, 0), (170, 110, 40), (0, 0, 128), (128, 0, 0), (70, 240, 240),
 ]
-_STYLES = ("edges", "panels")
 
 
 def box_colors(count: int) -> List[Tuple[int, int, int]]:
@@ -62,15 +55,6 @@ def side_expectation(probs: torch.Tensor) -> torch.Tensor:
     """(M, 4, n+1) probabilities -> (M, 4) expected bin index of each side."""
     bins = torch.arange(probs.shape[-1], dtype=probs.dtype, device=probs.device)
     return (probs * bins).sum(-1)
-
-
-def side_spread(instances: Instances) -> torch.Tensor:
-    """(M, 4) standard deviation of each side's distribution, in the instances' image pixels."""
-    probs = instances.pred_dists.float()  # (M, 4, n+1)
-    bins = torch.arange(probs.shape[-1], dtype=probs.dtype, device=probs.device)
-    mean = side_expectation(probs)[..., None]
-    var = (probs * (bins - mean) ** 2).sum(-1).clamp(min=0)
-    return var.sqrt() * instances.pred_strides.float()[:, None]
 
 
 def side_bin_positions(
@@ -114,20 +98,11 @@ def side_bin_positions(
     return own[..., None] + sign[None, :, None] * bins * s[..., None]
 
 
-def _iou_matrix(boxes: np.ndarray) -> np.ndarray:
-    area = (boxes[:, 2] - boxes[:, 0]).clip(0) * (boxes[:, 3] - boxes[:, 1]).clip(0)
-    lt = np.maximum(boxes[:, None, :2], boxes[None, :, :2])
-    rb = np.minimum(boxes[:, None, 2:], boxes[None, :, 2:])
-    inter = (rb - lt).clip(0).prod(-1)
-    union = area[:, None] + area[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
-
-
 def select_boxes(boxes: np.ndarray, scores: np.ndarray, max_count: int, dedup_iou: float = 0.7) -> List[int]:
     """Indices of the boxes to draw distributions for: highest scores first, skipping any box
     with IoU > ``dedup_iou`` to one already chosen, at most ``max_count``."""
     order = np.argsort(-np.asarray(scores), kind="stable")
-    iou = _iou_matrix(np.asarray(boxes, dtype=np.float64))
+    iou = box_iou(*[torch.as_tensor(np.asarray(boxes, dtype=np.float64))] * 2).numpy()
     chosen: List[int] = []
     for idx in order.tolist():
         if len(chosen) >= max_count:
@@ -210,52 +185,6 @@ def draw_side_distributions(
     return canvas
 
 
-def _panel(probs: np.ndarray, spread: np.ndarray, color: Tuple[int, int, int], bar_w: int) -> np.ndarray:
-    """A (h, w, 3) uint8 RGB panel: 2x2 bar charts of the four (n+1)-bin distributions."""
-    nbins = probs.shape[1]
-    cell_w, chart_h, label_h, pad = max(nbins * bar_w, 48), 24, 11, 2
-    cell_h = chart_h + label_h
-    panel = np.full((2 * cell_h + 3 * pad, 2 * cell_w + 3 * pad, 3), 255, np.uint8)
-    bins = np.arange(nbins)
-    for side in range(4):
-        r, c = divmod(side, 2)
-        x0, y0 = pad + c * (cell_w + pad), pad + r * (cell_h + pad)
-        base = y0 + chart_h
-        cv2.line(panel, (x0, base), (x0 + cell_w - 1, base), (120, 120, 120), 1)
-        for i, p in enumerate(probs[side]):
-            h = int(round(float(p) * (chart_h - 2)))
-            if h > 0:
-                cv2.rectangle(panel, (x0 + i * bar_w, base - h), (x0 + (i + 1) * bar_w - 2, base - 1), color, -1)
-        mean = float((probs[side] * bins).sum())
-        mx = int(round(x0 + (mean + 0.5) * bar_w - 1))
-        cv2.line(panel, (mx, y0), (mx, y0 + 4), (0, 0, 0), 1)
-        text = f"{SIDE_NAMES[side]} {spread[side]:.1f}px"
-        cv2.putText(panel, text, (x0, base + label_h - 2), cv2.FONT_HERSHEY_PLAIN, 0.7, (0, 0, 0), 1, cv2.LINE_AA)
-    cv2.rectangle(panel, (0, 0), (panel.shape[1] - 1, panel.shape[0] - 1), color, 1)
-    return panel
-
-
-def _place(canvas: np.ndarray, panel: np.ndarray, box: np.ndarray, taken: list) -> None:
-    """Paste ``panel`` next to ``box`` (right, left, below, above, inside), avoiding panels
-    already placed where possible."""
-    H, W = canvas.shape[:2]
-    ph, pw = panel.shape[:2]
-    x0, y0, x1, y1 = box
-    candidates = [(x1 + 2, y0), (x0 - pw - 2, y0), (x0, y1 + 2), (x0, y0 - ph - 2), (x0 + 2, y0 + 2)]
-    clipped = [(int(np.clip(x, 0, max(W - pw, 0))), int(np.clip(y, 0, max(H - ph, 0)))) for x, y in candidates]
-
-    def overlap(x, y):
-        return sum(
-            max(0, min(x + pw, tx + tw) - max(x, tx)) * max(0, min(y + ph, ty + th) - max(y, ty))
-            for tx, ty, tw, th in taken
-        )
-
-    x, y = min(clipped, key=lambda xy: overlap(*xy))
-    region = canvas[y : y + ph, x : x + pw]
-    region[:] = panel[: region.shape[0], : region.shape[1]]
-    taken.append((x, y, pw, ph))
-
-
 def draw_predictions(
     image_rgb: np.ndarray,
     instances: Instances,
@@ -264,7 +193,6 @@ def draw_predictions(
     show_distributions: bool = True,
     max_panels: int = 8,
     min_size: int = 768,
-    style: str = "edges",
     dedup_iou: float = 0.7,
 ) -> np.ndarray:
     """Draw boxes, class names and scores with Detectron2's Visualizer, and optionally the
@@ -279,16 +207,12 @@ def draw_predictions(
         show_distributions: draw the distributions (else only boxes and labels).
         max_panels: distributions for at most this many boxes (highest scores first).
         min_size: small images are upscaled so that the shorter side is at least this.
-        style: "edges" (each distribution across its edge, in image coordinates) or "panels"
-            (bar charts beside the box).
         dedup_iou: a box overlapping a box that already has distributions by more than this
             IoU gets none (its box and label are still drawn).
 
     Returns:
         (H', W', 3) uint8 RGB picture, H' = H * scale, scale = max(1, min_size / min(H, W)).
     """
-    if style not in _STYLES:
-        raise ValueError(f"style must be one of {_STYLES}, got {style!r}")
     instances = instances.to("cpu")
     instances = instances[instances.scores >= confidence_threshold]
     instances = instances[instances.scores.argsort(descending=True)]
@@ -307,7 +231,7 @@ def draw_predictions(
     with_dists = show_distributions and len(instances) > 0 and instances.has("pred_dists")
     chosen = select_boxes(boxes, instances.scores.numpy(), max_panels, dedup_iou) if with_dists else []
 
-    if with_dists and style == "edges" and chosen:
+    if chosen:
         probs = instances.pred_dists.float()
         pos = side_bin_positions(instances.pred_boxes.tensor, probs, instances.pred_strides, (height, width))
         pos = pos.numpy() * np.array([sx, sy, sx, sy], np.float32)[None, :, None]
@@ -324,11 +248,4 @@ def draw_predictions(
     ).get_image()
     canvas = np.ascontiguousarray(canvas[:out_h, :out_w])
 
-    if with_dists and style == "panels":
-        spread = side_spread(instances).numpy()  # in the input image's pixels
-        probs = instances.pred_dists.float().numpy()
-        bar_w = 3 if probs.shape[-1] <= 24 else 2
-        taken: list = []
-        for idx in chosen:
-            _place(canvas, _panel(probs[idx], spread[idx], colors[idx], bar_w), boxes[idx], taken)
     return canvas

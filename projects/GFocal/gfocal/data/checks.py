@@ -19,6 +19,7 @@ becomes a valid box reaching the image border and is trained on; a missing image
 loader worker at some iteration; an empty training set ends with AP ``nan``.
 """
 import contextlib
+import enum
 import gc
 import logging
 import os
@@ -35,13 +36,7 @@ from ..errors import DatasetError
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "OK",
-    "CLIPPED",
-    "MALFORMED",
-    "NON_FINITE",
-    "NON_POSITIVE_SIZE",
-    "OUTSIDE_IMAGE",
-    "REASONS",
+    "BoxCheck",
     "AnnotationReport",
     "classify_boxes",
     "validate_annotations",
@@ -50,24 +45,37 @@ __all__ = [
     "checked_dataset_dicts",
 ]
 
-# Outcome codes of :func:`classify_boxes`, one per box. A box gets exactly one code; the checks
-# run in the order of the codes (a nan box with zero width is "non-finite", not "empty").
-OK = 0  #: valid, kept unchanged
-CLIPPED = 1  #: partly outside the image: clipped to it and kept
-MALFORMED = 2  #: bbox missing / not 4 numbers, or bbox_mode / category_id missing: dropped
-NON_FINITE = 3  #: a coordinate is nan or +-inf: dropped
-NON_POSITIVE_SIZE = 4  #: zero or negative width or height: dropped
-OUTSIDE_IMAGE = 5  #: nothing left after clipping to the image: dropped
 
-#: code -> (short key used in :class:`AnnotationReport`, description used in the table)
-REASONS: Dict[int, Tuple[str, str]] = {
-    MALFORMED: ("malformed", "malformed (bbox not 4 numbers, no bbox_mode or category_id)"),
-    NON_FINITE: ("non_finite", "non-finite coordinates (nan/inf)"),
-    NON_POSITIVE_SIZE: ("non_positive_size", "zero or negative width/height"),
-    OUTSIDE_IMAGE: ("outside_image", "entirely outside the image"),
-    CLIPPED: ("clipped", "partly outside the image"),
+class BoxCheck(enum.IntEnum):
+    """The outcome of checking one box. A box gets exactly one; the checks run in the order of
+    the values (a nan box with zero width is NON_FINITE, not NON_POSITIVE_SIZE)."""
+
+    OK = 0  #: valid, kept unchanged
+    CLIPPED = 1  #: partly outside the image: clipped to it and kept
+    MALFORMED = 2  #: bbox missing / not 4 numbers, or bbox_mode / category_id missing: dropped
+    NON_FINITE = 3  #: a coordinate is nan or +-inf: dropped
+    NON_POSITIVE_SIZE = 4  #: zero or negative width or height: dropped
+    OUTSIDE_IMAGE = 5  #: nothing left after clipping to the image: dropped
+
+    @property
+    def key(self) -> str:
+        """The name used in :class:`AnnotationReport` (``"non_finite"``, ...)."""
+        return self.name.lower()
+
+    @property
+    def description(self) -> str:
+        return _DESCRIPTIONS[self]
+
+
+_DESCRIPTIONS = {
+    BoxCheck.OK: "valid",
+    BoxCheck.CLIPPED: "partly outside the image",
+    BoxCheck.MALFORMED: "malformed (bbox not 4 numbers, no bbox_mode or category_id)",
+    BoxCheck.NON_FINITE: "non-finite coordinates (nan/inf)",
+    BoxCheck.NON_POSITIVE_SIZE: "zero or negative width/height",
+    BoxCheck.OUTSIDE_IMAGE: "entirely outside the image",
 }
-_DROPPED = (MALFORMED, NON_FINITE, NON_POSITIVE_SIZE, OUTSIDE_IMAGE)
+_DROPPED = (BoxCheck.MALFORMED, BoxCheck.NON_FINITE, BoxCheck.NON_POSITIVE_SIZE, BoxCheck.OUTSIDE_IMAGE)
 _NUM_EXAMPLES = 3
 _MODES = {int(BoxMode.XYXY_ABS): "XYXY_ABS", int(BoxMode.XYWH_ABS): "XYWH_ABS"}
 
@@ -105,10 +113,10 @@ def classify_boxes(
             a non-finite or non-positive entry means "unknown" and skips the image checks.
 
     Returns:
-        ``(codes, clipped)``: ``codes`` int8 of shape (N,) holding one of :data:`OK`,
-        :data:`CLIPPED`, :data:`NON_FINITE`, :data:`NON_POSITIVE_SIZE`, :data:`OUTSIDE_IMAGE`;
+        ``(codes, clipped)``: ``codes`` int8 of shape (N,), each a :class:`BoxCheck` (all but
+        MALFORMED);
         ``clipped`` float64 of shape (N, 4), the boxes clipped to their image in their own mode
-        (equal to ``boxes`` for rows that are not :data:`CLIPPED`).
+        (equal to ``boxes`` for rows that are not :data:`BoxCheck.CLIPPED`).
     """
     b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     xywh = np.asarray(is_xywh, dtype=bool).reshape(-1)
@@ -139,11 +147,11 @@ def classify_boxes(
         changed = (cx0 != x0) | (cy0 != y0) | (cx1 != x1) | (cy1 != y1)
         partly = positive & known & ~outside & changed
 
-    codes = np.full(len(b), OK, dtype=np.int8)
-    codes[partly] = CLIPPED
-    codes[outside] = OUTSIDE_IMAGE
-    codes[finite & ~positive] = NON_POSITIVE_SIZE
-    codes[~finite] = NON_FINITE
+    codes = np.full(len(b), BoxCheck.OK, dtype=np.int8)
+    codes[partly] = BoxCheck.CLIPPED
+    codes[outside] = BoxCheck.OUTSIDE_IMAGE
+    codes[finite & ~positive] = BoxCheck.NON_POSITIVE_SIZE
+    codes[~finite] = BoxCheck.NON_FINITE
 
     clipped = b.copy()
     rows = np.flatnonzero(partly)
@@ -164,7 +172,7 @@ class AnnotationReport:
         dataset: the dataset name(s) as shown in messages.
         num_images: number of records checked.
         num_boxes: number of annotations checked.
-        counts: per reason key of :data:`REASONS` (``"malformed"``, ``"non_finite"``,
+        counts: per :attr:`BoxCheck.key` but "ok" (``"malformed"``, ``"non_finite"``,
             ``"non_positive_size"``, ``"outside_image"``, ``"clipped"``), the number of boxes.
         examples: per reason key, up to 3 distinct images as ``"image_id=<id> (<basename>)"``.
         num_unsized_images: records with annotations but no usable height/width: their boxes
@@ -187,7 +195,7 @@ class AnnotationReport:
     @property
     def num_dropped(self) -> int:
         """Number of boxes dropped (all reasons but ``"clipped"``)."""
-        return sum(self.counts.get(REASONS[c][0], 0) for c in _DROPPED)
+        return sum(self.counts.get(c.key, 0) for c in _DROPPED)
 
     @property
     def num_clipped(self) -> int:
@@ -341,17 +349,18 @@ def _validate(
     codes, clipped = classify_boxes(
         boxes, modes == int(BoxMode.XYWH_ABS), image_hw[record_of]
     )
-    codes[malformed] = MALFORMED
+    codes[malformed] = BoxCheck.MALFORMED
 
     report = AnnotationReport(dataset=name, num_images=len(records), num_boxes=n)
-    for code, (key, _) in REASONS.items():
+    for code in (*_DROPPED, BoxCheck.CLIPPED):
+        key = code.key
         recs = record_of[codes == code]
         report.counts[key] = int(len(recs))
         _, first = np.unique(recs, return_index=True)  # distinct images, in dataset order
         report.examples[key] = [
             _example(records[r], r) for r in recs[np.sort(first)[:_NUM_EXAMPLES]].tolist()
         ]
-    keep = (codes == OK) | (codes == CLIPPED)
+    keep = (codes == BoxCheck.OK) | (codes == BoxCheck.CLIPPED)
     report.num_valid_boxes = int(keep.sum())
     report.num_valid_noncrowd_boxes = int((keep & ~crowd).sum())
     report.num_unsized_images = int(((~sized) & (counts > 0)).sum())
@@ -368,7 +377,7 @@ def _validate(
     # Rebuild: new dicts everywhere, with the few clipped boxes replaced and dropped ones left
     # out (only records that lose a box are filtered element by element).
     new_anns = [dict(a) for a in anns]
-    for i in np.flatnonzero(codes == CLIPPED).tolist():
+    for i in np.flatnonzero(codes == BoxCheck.CLIPPED).tolist():
         new_anns[i]["bbox"] = [float(v) for v in clipped[i]]
     dropped_per_record = np.bincount(record_of[~keep], minlength=len(records))
     starts = np.concatenate([[0], np.cumsum(counts)])
@@ -392,10 +401,10 @@ def _summary(report: AnnotationReport) -> str:
         f"clipped to the image, {report.num_valid_boxes} kept."
     )
     rows = []
-    for code in (*_DROPPED, CLIPPED):
-        key, text = REASONS[code]
+    for code in (*_DROPPED, BoxCheck.CLIPPED):
+        key, text = code.key, code.description
         if report.counts.get(key):
-            action = "clipped, kept" if code == CLIPPED else "dropped"
+            action = "clipped, kept" if code == BoxCheck.CLIPPED else "dropped"
             rows.append([text, report.counts[key], action, ", ".join(report.examples[key])])
     lines = [head]
     if rows:

@@ -7,7 +7,7 @@ import numpy as np
 from . import backends as _backends
 from .postprocess import postprocess_outputs
 from .preprocess import preprocess_image
-from .spec import ExportSpec, load_spec
+from .spec import ExportSpec
 
 __all__ = ["Detector"]
 
@@ -23,8 +23,7 @@ class Detector:
         num_threads: the backend's intra-op thread count (None: its default).
 
     Attributes:
-        spec: the parsed ``model.json`` (:class:`~gfocal_runtime.spec.ExportSpec`; ``spec["key"]``
-            gives raw values).
+        spec: the parsed ``model.json`` (:class:`~gfocal_runtime.spec.ExportSpec`).
         class_names: the class names, indexed by the "classes" output.
         backend: the name of the backend in use.
         precision: the inference precision in use.
@@ -38,7 +37,12 @@ class Detector:
         precision: Optional[str] = None,
         num_threads: Optional[int] = None,
     ):
-        self.spec: ExportSpec = load_spec(model_dir)
+        self.spec = ExportSpec.load(model_dir)
+        if self.spec.artifact != "onnx":
+            raise ValueError(
+                f"{self.spec.path}: the artifact is {self.spec.artifact!r} ({self.spec.model_file}); gfocal_runtime "
+                "runs ONNX models only (a torch.export program needs torch): export again with --format onnx"
+            )
         model_path = self.spec.model_path
         if not os.path.isfile(model_path):
             raise FileNotFoundError(

@@ -10,13 +10,9 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image
 
-__all__ = ["resize_output_shape", "resize_image", "pad_to_divisible", "preprocess_image"]
+from .spec import INTERPOLATIONS
 
-_PIL_INTERPOLATION = {
-    "bilinear": Image.BILINEAR,
-    "nearest": Image.NEAREST,
-    "bicubic": Image.BICUBIC,
-}
+__all__ = ["resize_output_shape", "resize_image", "pad_to_divisible", "preprocess_image"]
 
 
 def resize_output_shape(
@@ -54,14 +50,10 @@ def resize_image(img: np.ndarray, new_h: int, new_w: int, interpolation: str = "
         raise ValueError(f"expected a uint8 image, got {img.dtype}")
     if img.shape[:2] == (new_h, new_w):
         return img
-    try:
-        resample = _PIL_INTERPOLATION[interpolation]
-    except KeyError:
-        raise ValueError(
-            f"unknown interpolation {interpolation!r}; expected one of {sorted(_PIL_INTERPOLATION)}"
-        ) from None
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(f"unknown interpolation {interpolation!r}; expected one of {list(INTERPOLATIONS)}")
     pil = Image.fromarray(np.ascontiguousarray(img))
-    return np.asarray(pil.resize((new_w, new_h), resample))
+    return np.asarray(pil.resize((new_w, new_h), INTERPOLATIONS[interpolation]))
 
 
 def pad_to_divisible(
