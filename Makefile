@@ -9,6 +9,8 @@ setup:
 	@bash tools/setup_env.sh
 
 test: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m pytest -q tests
 
 quickstart: setup

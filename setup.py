@@ -10,6 +10,7 @@ The repository's ``configs/`` is the one copy of the configs; as Detectron2 does
 zoo, the build links (or copies) it to ``gfocal/configs`` so that an installed package finds
 them (``gfocal.model_zoo.get_config``) from any directory.
 """
+
 import glob
 import os
 import shutil

@@ -16,12 +16,16 @@ every ``train.eval_period`` iterations (0: at the end only). ``--eval-only`` eva
 inference-optimised copy of the model (``--no-optimize``: the model as built). Mistakes in the
 input end with one line on stderr and exit status 2 (``--debug`` shows the traceback).
 """
+
 import sys
 
-import gfocal  # noqa: F401  (registers GFL and the built-in datasets)
+import gfocal  # noqa: F401  (first: registers GFL and the datasets, imports Detectron2 quietly)
+
+# isort: split
 from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
+
 from gfocal.checkpoint import require_weights
 from gfocal.cli import checked_parser, run
 from gfocal.config import load_config
@@ -30,9 +34,11 @@ from gfocal.engine import check_device, do_train, evaluate_checkpoint
 
 def get_parser():
     parser = default_argument_parser(epilog=__doc__)
-    parser.add_argument("--no-optimize", action="store_true",
-                        help="--eval-only: evaluate the model as built, not its inference-optimised copy")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks for input errors")
+    parser.add_argument(
+        "--no-optimize",
+        action="store_true",
+        help="--eval-only: evaluate the model as built, not its inference-optimised copy",
+    )
     return checked_parser(parser)
 
 

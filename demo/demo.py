@@ -15,6 +15,7 @@ With ``--exported DIR`` the pictures come from an exported model run by ``gfocal
 orientation applied; unreadable files are reported and skipped. With several inputs, pictures
 mirror the inputs' folders under ``--output`` so that equal file names never collide.
 """
+
 import argparse
 import glob
 import logging
@@ -22,12 +23,15 @@ import os
 import sys
 import time
 
-import gfocal  # noqa: F401  (registers GFL and the built-in datasets)
+import gfocal  # noqa: F401  (first: registers GFL and the datasets, imports Detectron2 quietly)
+
+# isort: split
 import cv2
 import numpy as np
 
 from detectron2.data.detection_utils import read_image
 from detectron2.utils.logger import setup_logger
+
 from gfocal.cli import checked_parser, run
 from gfocal.config import load_config
 from gfocal.errors import ConfigError
@@ -38,20 +42,32 @@ logger = logging.getLogger("gfocal.demo")
 
 
 def get_parser():
-    parser = argparse.ArgumentParser(description="GFocal demo", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser = argparse.ArgumentParser(
+        description="GFocal demo", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
+    )
     parser.add_argument("--config-file", metavar="FILE", help="path to a lazy config")
-    parser.add_argument("--exported", metavar="DIR", help="an exported model folder (tools/export_model.py) instead of a config")
-    parser.add_argument("--backend", help="with --exported: onnxruntime or openvino (default: the faster one installed)")
+    parser.add_argument(
+        "--exported", metavar="DIR", help="an exported model folder (tools/export_model.py) instead of a config"
+    )
+    parser.add_argument(
+        "--backend", help="with --exported: onnxruntime or openvino (default: the faster one installed)"
+    )
     parser.add_argument("--input", nargs="+", help="image files, folders, or glob patterns ('dir/*.jpg')")
     parser.add_argument("--output", help="output file (one input) or folder")
     parser.add_argument("--video-input", help="path to a video file")
     parser.add_argument("--webcam", action="store_true", help="read frames from the first camera")
     parser.add_argument("--confidence-threshold", type=float, default=0.3, help="minimum score to draw")
     parser.add_argument("--show-distributions", action="store_true", help="draw each box's L/T/R/B distributions")
-    parser.add_argument("--no-optimize", action="store_true", help="run the model as built, not its inference-optimised copy")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks for input errors")
-    parser.add_argument("--opts", dest="more_opts", nargs=argparse.REMAINDER, default=[],
-                        help="config overrides, as in Detectron2's demo")
+    parser.add_argument(
+        "--no-optimize", action="store_true", help="run the model as built, not its inference-optimised copy"
+    )
+    parser.add_argument(
+        "--opts",
+        dest="more_opts",
+        nargs=argparse.REMAINDER,
+        default=[],
+        help="config overrides, as in Detectron2's demo",
+    )
     parser.add_argument("opts", nargs=argparse.REMAINDER, default=[], help="config overrides key=value, last")
     return checked_parser(parser)
 
@@ -95,13 +111,17 @@ def output_paths(output, files):
     ext = os.path.splitext(output)[1].lower()
     if len(files) == 1 and ext and not os.path.isdir(output):
         if ext not in IMAGE_EXTS:
-            raise ConfigError(f"--output {output}: cannot write images as {ext!r}; use one of {sorted(IMAGE_EXTS)} or a folder")
+            raise ConfigError(
+                f"--output {output}: cannot write images as {ext!r}; use one of {sorted(IMAGE_EXTS)} or a folder"
+            )
         os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
         return [output]
     if os.path.isfile(output):
         raise ConfigError(f"--output {output} is an existing file, but {len(files)} inputs need a folder")
     root = os.path.commonpath([os.path.dirname(os.path.abspath(f)) for f in files])
-    paths = [os.path.join(output, os.path.splitext(os.path.relpath(os.path.abspath(f), root))[0] + ".png") for f in files]
+    paths = [
+        os.path.join(output, os.path.splitext(os.path.relpath(os.path.abspath(f), root))[0] + ".png") for f in files
+    ]
     if len(set(paths)) != len(paths):  # a.jpg and a.png in one folder
         paths = [os.path.join(output, os.path.relpath(os.path.abspath(f), root) + ".png") for f in files]
     return paths
@@ -154,7 +174,9 @@ class Demo:
             confidence_threshold=self.args.confidence_threshold,
             show_distributions=self.args.show_distributions,
         )
-        return np.ascontiguousarray(picture[:, :, ::-1]), int((instances.scores >= self.args.confidence_threshold).sum())
+        return np.ascontiguousarray(picture[:, :, ::-1]), int(
+            (instances.scores >= self.args.confidence_threshold).sum()
+        )
 
     def run_images(self, files) -> int:
         failed = 0

@@ -26,7 +26,9 @@ def _no_handlers_on_closed_streams():
         lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)
     ]
     dead = [
-        (lg, h) for lg in loggers for h in lg.handlers
+        (lg, h)
+        for lg in loggers
+        for h in lg.handlers
         if isinstance(h, logging.StreamHandler) and getattr(h.stream, "closed", False)
     ]
     for lg, h in dead:

@@ -1,9 +1,11 @@
 """Helpers shared by the tests: a small GFL built from the real config, and generated inputs."""
+
 import os
 
 import torch
 
-from detectron2.config import LazyCall as L, LazyConfig, instantiate
+from detectron2.config import LazyCall as L
+from detectron2.config import LazyConfig, instantiate
 from detectron2.layers import ShapeSpec
 from detectron2.modeling.backbone import ResNet
 from detectron2.structures import Boxes, Instances

@@ -14,10 +14,11 @@ same calls: deformable convolution as explicit bilinear sampling at the offset k
 (``F.grid_sample``, no ``torchvision.ops``), and the DGQP input by sorting each side's
 probabilities and laying the 20 statistics out in GFocalV2's channel order.
 """
+
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torchvision.models.resnet import ResNet, Bottleneck
+from torchvision.models.resnet import Bottleneck, ResNet
 
 
 class MMDeformConv(nn.Module):
@@ -106,8 +107,20 @@ class Scale(nn.Module):
 
 
 class MMGFL(nn.Module):
-    def __init__(self, depth=50, groups=1, width_per_group=64, dcn_stages=(), modulated=False,
-                 num_classes=80, reg_max=16, dgqp=False, channels=256, stacked=4, cls_out=None):
+    def __init__(
+        self,
+        depth=50,
+        groups=1,
+        width_per_group=64,
+        dcn_stages=(),
+        modulated=False,
+        num_classes=80,
+        reg_max=16,
+        dgqp=False,
+        channels=256,
+        stacked=4,
+        cls_out=None,
+    ):
         super().__init__()
         layers = {50: [3, 4, 6, 3], 101: [3, 4, 23, 3]}[depth]
         self.backbone = ResNet(Bottleneck, layers, groups=groups, width_per_group=width_per_group)
@@ -141,7 +154,11 @@ class MMGFL(nn.Module):
         gen = torch.Generator().manual_seed(0)
         for name, p in self.named_parameters():
             if "bn" in name or "downsample.1" in name or ".gn." in name:
-                p.copy_(1 + 0.1 * torch.randn(p.shape, generator=gen) if name.endswith("weight") else 0.1 * torch.randn(p.shape, generator=gen))
+                p.copy_(
+                    1 + 0.1 * torch.randn(p.shape, generator=gen)
+                    if name.endswith("weight")
+                    else 0.1 * torch.randn(p.shape, generator=gen)
+                )
             elif name.endswith("scale"):
                 p.fill_(float(0.5 + torch.rand(1, generator=gen)))
             elif "conv_offset" in name:

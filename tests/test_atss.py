@@ -1,4 +1,5 @@
 """ATSS on drawn cases whose answers are worked out by hand, and against a slow reference."""
+
 import math
 
 import torch
@@ -11,9 +12,7 @@ from gfocal.modeling import ATSSMatcher
 
 def make_anchors(grids, strides):
     """Reference anchors: squares of side 8 x stride centred on (x*stride, y*stride)."""
-    gen = DefaultAnchorGenerator(
-        sizes=[[8 * s] for s in strides], aspect_ratios=[1.0], strides=strides, offset=0.0
-    )
+    gen = DefaultAnchorGenerator(sizes=[[8 * s] for s in strides], aspect_ratios=[1.0], strides=strides, offset=0.0)
     features = [torch.zeros(1, 1, h, w) for h, w in grids]
     return gen(features)
 

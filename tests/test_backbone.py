@@ -1,4 +1,5 @@
 """Deformable and ResNeXt stages built on torchvision.ops."""
+
 import pytest
 import torch
 

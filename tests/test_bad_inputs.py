@@ -24,6 +24,7 @@ Each test's docstring is one line: "<case>: <expected outcome>" (the README tabl
 when..." is built from them). The case letters/numbers follow the bad-input brief (A checkpoints,
 B configs and overrides, C datasets, D training faults, E demo and outputs).
 """
+
 import contextlib
 import importlib.util
 import io
@@ -46,6 +47,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from gfl_testing import REPO, small_gfl
 from PIL import Image
 
 from detectron2.data import DatasetCatalog
@@ -60,8 +62,6 @@ from gfocal.errors import CheckpointError
 from gfocal.modeling import GFLHead
 from gfocal.plotting import read_metrics
 
-from gfl_testing import REPO, small_gfl
-
 CONFIG = os.path.join(REPO, "configs/Quickstart/gfl_shapes.py")
 CONFIG_MAX_ITER = 1600  # train.max_iter in CONFIG (case B7 names it)
 PREFIX = "badin_shapes"  # the tiny shapes dataset of this module: badin_shapes_{train,val}
@@ -73,6 +73,10 @@ SCRIPTS = {
     "demo": "demo/demo.py",
     "convert": "tools/convert_checkpoint.py",
     "export": "tools/export_model.py",
+    "benchmark": "tools/benchmark.py",
+    "benchmark_quickstart": "tools/benchmark_quickstart.py",
+    "plot_metrics": "tools/plot_metrics.py",
+    "model_zoo_table": "tools/model_zoo_table.py",
 }
 FORCE_UNSAFE = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
 
@@ -180,8 +184,13 @@ def call(name: str, argv: List[str]) -> Run:
     return Run(code=code, err=err.getvalue(), records=list(records), seconds=time.perf_counter() - start)
 
 
-def run_script(name: str, argv: List[str], env: Optional[Dict[str, str]] = None,
-               datasets: Optional[dict] = None, timeout: int = 300) -> Run:
+def run_script(
+    name: str,
+    argv: List[str],
+    env: Optional[Dict[str, str]] = None,
+    datasets: Optional[dict] = None,
+    timeout: int = 300,
+) -> Run:
     """Run an entry point as a subprocess (cwd = repository). With ``datasets``, the test
     datasets are registered first (see BOOT) and the script runs unmodified via runpy."""
     path = os.path.join(REPO, SCRIPTS[name])
@@ -208,8 +217,7 @@ def one_error(run: Run, *words: str, code: int = 2) -> str:
     every word in it. Returns the line."""
     lines = [line for line in run.err.splitlines() if line.startswith("error:")]
     assert run.code == code and len(lines) == 1 and "Traceback" not in run.err, (
-        f"expected exit {code} with one 'error:' line and no traceback; got exit {run.code}, "
-        f"stderr:\n{run.err[-3000:]}"
+        f"expected exit {code} with one 'error:' line and no traceback; got exit {run.code}, stderr:\n{run.err[-3000:]}"
     )
     missing = [w for w in words if w not in lines[0]]
     assert not missing, f"{missing} not in the error line {lines[0]!r}"
@@ -251,7 +259,8 @@ def write_coco(root, images, annotations, num_categories=4):
     index). Non-finite numbers are written as Python's json does (NaN, Infinity)."""
     os.makedirs(os.path.join(root, "images"), exist_ok=True)
     coco = {
-        "images": [], "annotations": [],
+        "images": [],
+        "annotations": [],
         "categories": [{"id": c + 1, "name": f"class{c}"} for c in range(num_categories)],
     }
     for i, (file_name, width, height, exists) in enumerate(images):
@@ -261,8 +270,16 @@ def write_coco(root, images, annotations, num_categories=4):
     for j, (image_index, bbox, category) in enumerate(annotations):
         w, h = bbox[2], bbox[3]
         area = w * h if all(map(math.isfinite, bbox)) else 0.0
-        coco["annotations"].append({"id": j + 1, "image_id": image_index + 1, "bbox": list(bbox),
-                                    "category_id": category + 1, "iscrowd": 0, "area": area})
+        coco["annotations"].append(
+            {
+                "id": j + 1,
+                "image_id": image_index + 1,
+                "bbox": list(bbox),
+                "category_id": category + 1,
+                "iscrowd": 0,
+                "area": area,
+            }
+        )
     json_file = os.path.join(root, "ann.json")
     with open(json_file, "w") as f:
         json.dump(coco, f)  # allow_nan: NaN / Infinity, which json.load accepts
@@ -440,8 +457,12 @@ def not_checkpoints(work, weights):
     pth = open(weights, "rb").read()
     pkl = pickle.dumps({"model": {"w": np.zeros((64, 64), np.float32)}, "__author__": "x"})
     contents = {
-        "text.pth": text, "random.pth": noise, "truncated.pth": pth[: len(pth) // 2],
-        "text.pkl": text, "random.pkl": noise, "truncated.pkl": pkl[: len(pkl) // 2],
+        "text.pth": text,
+        "random.pth": noise,
+        "truncated.pth": pth[: len(pth) // 2],
+        "text.pkl": text,
+        "random.pkl": noise,
+        "truncated.pkl": pkl[: len(pkl) // 2],
     }
     for name, data in contents.items():
         (folder / name).write_bytes(data)
@@ -470,8 +491,11 @@ def test_a4_four_class_checkpoint_with_seven_class_model(entry, weights, tmp_pat
 def finetuned(work, weights, datasets):
     """train_net (subprocess) fine-tuning the 4-class checkpoint with model.num_classes=7."""
     out = work / "finetune"
-    run = run_script("train_net", ["--config-file", CONFIG, *tiny(out, max_iter=1), f"train.init_checkpoint={weights}",
-                                   "model.num_classes=7"], datasets=datasets)
+    run = run_script(
+        "train_net",
+        ["--config-file", CONFIG, *tiny(out, max_iter=1), f"train.init_checkpoint={weights}", "model.num_classes=7"],
+        datasets=datasets,
+    )
     assert run.code == 0, run.err[-3000:]
     return out, run
 
@@ -530,7 +554,9 @@ def test_b6_plus_key_is_accepted(tmp_path, weights):
     """B6 +train.my_key=1 adds a key on purpose: the config has it, and the converter with --config-file runs with it (exit 0)."""
     assert load_config(CONFIG, ["+train.my_key=1"]).train.my_key == 1
     out = tmp_path / "converted.pth"
-    run = call("convert", [weights, "-o", out, "--config-file", CONFIG, *tiny(tmp_path, max_iter=None), "+train.my_key=1"])
+    run = call(
+        "convert", [weights, "-o", out, "--config-file", CONFIG, *tiny(tmp_path, max_iter=None), "+train.my_key=1"]
+    )
     assert run.code == 0, run.err[-3000:]
     assert out.exists()
 
@@ -559,8 +585,9 @@ def missing_config_runs(tmp_path_factory, image, weights):
     with the traceback switched on)."""
     tmp = tmp_path_factory.mktemp("missing_config")
     missing = str(tmp / "no_such_config.py")
-    jobs = {entry: config_argv(entry, [], tmp / entry, image, weights, config=missing) + (None, None)
-            for entry in ENTRIES}
+    jobs = {
+        entry: config_argv(entry, [], tmp / entry, image, weights, config=missing) + (None, None) for entry in ENTRIES
+    }
     name, argv = config_argv("train_net", [], tmp / "debug", image, weights, config=missing)
     jobs["--debug"] = (name, ["--debug"] + argv, None, None)
     name, argv = config_argv("convert", [], tmp / "env", image, weights, config=missing)
@@ -600,7 +627,7 @@ def test_b9_device_settings_this_machine_cannot_run(setting, entry, tmp_path, im
         run = call(name, argv + ["train.device=cuda"])
         line = one_error(run, "train.device=cuda")
         assert re.search(r"no CUDA device", line), line
-    assert not (tmp_path / "out" / "metrics.json").exists()
+    assert not (tmp_path / "out").exists(), "something was written before the check"
 
 
 @pytest.mark.parametrize("entry", ["train_net", "quickstart"])
@@ -638,10 +665,16 @@ def bad_boxes(work):
     inf, nan = float("inf"), float("nan")
     images = [(f"img{i}.jpg", 64, 64, True) for i in range(4)]
     annotations = [
-        (0, [8, 8, 20, 20], 0), (0, [nan, 10, 20, 20], 1),
-        (1, [30, 30, 16, 16], 2), (1, [10, 10, inf, 20], 0),
-        (2, [5, 5, 30, 30], 3), (2, [10, 10, 0, 20], 0), (2, [10, 10, 20, -5], 1),
-        (3, [20, 20, 10, 10], 1), (3, [200, 200, 20, 20], 2), (3, [50, 50, 30, 30], 3),
+        (0, [8, 8, 20, 20], 0),
+        (0, [nan, 10, 20, 20], 1),
+        (1, [30, 30, 16, 16], 2),
+        (1, [10, 10, inf, 20], 0),
+        (2, [5, 5, 30, 30], 3),
+        (2, [10, 10, 0, 20], 0),
+        (2, [10, 10, 20, -5], 1),
+        (3, [20, 20, 10, 10], 1),
+        (3, [200, 200, 20, 20], 2),
+        (3, [50, 50, 30, 30], 3),
     ]
     json_file, image_root = write_coco(str(work / "bad_boxes"), images, annotations)
     assert "Infinity" in open(json_file).read() and "NaN" in open(json_file).read()
@@ -700,7 +733,9 @@ def test_c11_strict_lists_the_reasons(bad_boxes, tmp_path):
     """C11 the same data with dataloader.train.dataset.strict=True: exit 2 before training, the error lists every reason a box was rejected."""
     name = bad_boxes[0]
     out = tmp_path / "out"
-    run = call("train_net", ["--config-file", CONFIG, *tiny(out, train_set=name), "dataloader.train.dataset.strict=True"])
+    run = call(
+        "train_net", ["--config-file", CONFIG, *tiny(out, train_set=name), "dataloader.train.dataset.strict=True"]
+    )
     assert run.code == 2 and "Traceback" not in run.err, run.err[-3000:]
     assert run.err.startswith("error:") or "\nerror:" in run.err, run.err
     for reason in ("non_finite", "non_positive_size", "outside_image"):
@@ -811,9 +846,13 @@ def test_d15_resume_with_a_damaged_last_checkpoint(scenario, trained, work):
 def test_d16_read_metrics_keeps_the_last_entry_per_iteration(tmp_path, trained, work):
     """D16 metrics.json with duplicate iterations after a resume: gfocal.plotting.read_metrics keeps the last entry per iteration."""
     path = tmp_path / "metrics.json"
-    rows = [{"iteration": 1, "total_loss": 3.0}, {"iteration": 2, "total_loss": 2.0},
-            {"iteration": 2, "total_loss": 9.0}, {"iteration": 1, "total_loss": 7.0},
-            {"iteration": 3, "total_loss": 1.0}]
+    rows = [
+        {"iteration": 1, "total_loss": 3.0},
+        {"iteration": 2, "total_loss": 2.0},
+        {"iteration": 2, "total_loss": 9.0},
+        {"iteration": 1, "total_loss": 7.0},
+        {"iteration": 3, "total_loss": 1.0},
+    ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert read_metrics(str(path))["total_loss"] == [(1, 7.0), (2, 9.0), (3, 1.0)]
 
@@ -906,3 +945,139 @@ def test_e19_exif_orientation_is_applied(tmp_path, weights):
     assert run.code == 0, run.err[-3000:]
     picture = cv2.imread(str(out))
     assert picture is not None and abs(picture.shape[0] / picture.shape[1] - 2.0) < 0.05, picture.shape
+
+
+# ============================================== F. export and command-line arguments, found first
+def _no_model_built(monkeypatch):
+    """Building a model in the export command fails the test: its checks must come first."""
+
+    def boom(*args, **kwargs):
+        raise AssertionError("the model was built before the arguments were checked")
+
+    monkeypatch.setattr(script("export"), "instantiate", boom)
+
+
+@pytest.mark.parametrize(
+    "case,argv,words",
+    [
+        ("calib-not-a-number", ["--int8", "--calib-images", "foo"], ["--calib-images 'foo'", "neither"]),
+        ("calib-zero", ["--int8", "--calib-images", "0"], ["--calib-images", "at least 1"]),
+        ("calib-empty-folder", ["--int8", "--calib-images", "{empty}"], ["--calib-images", "no readable image"]),
+        ("calib-no-images", ["--int8", "--calib-images", "{texts}"], ["--calib-images", "no readable image"]),
+        ("int8-torch-export", ["--int8", "--format", "torch-export"], ["--int8 needs --format onnx"]),
+        ("unknown-format", ["--format", "tflite"], ["--format", "'tflite'"]),
+        ("output-is-a-file", ["--output", "{file}"], ["--output", "is a file"]),
+        ("missing-weights", ["train.init_checkpoint={missing}"], ["no such file", "missing.pth"]),
+    ],
+)
+def test_f21_export_mistakes_are_found_before_any_work(case, argv, words, tmp_path, weights, monkeypatch):
+    """F21 export: --calib-images foo / 0 / an empty folder / a folder without images, --int8 with torch-export, an unknown --format, --output naming a file, missing weights: exit 2, one line naming the argument, before the model is built; the output folder is not created."""
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "texts").mkdir()
+    (tmp_path / "texts" / "notes.txt").write_text("not an image")
+    (tmp_path / "file").write_text("a file")
+    fill = {
+        "empty": tmp_path / "empty",
+        "texts": tmp_path / "texts",
+        "file": tmp_path / "file",
+        "missing": tmp_path / "missing.pth",
+    }
+    argv = [a.format(**fill) for a in argv]
+    _no_model_built(monkeypatch)
+    out = tmp_path / "export"
+    flags, overrides = [a for a in argv if "=" not in a], [a for a in argv if "=" in a]
+    overrides = [*tiny(tmp_path / "train"), f"train.init_checkpoint={weights}", *overrides]
+    run = call("export", ["--config-file", CONFIG, "--output", out, *flags, *overrides])
+    one_error(run, *words)
+    assert not out.exists()
+
+
+def test_f21_failed_export_leaves_nothing_behind(tmp_path, weights, monkeypatch):
+    """F21 an export that fails half-way (the ONNX writer dies after writing part of a file): exit 2, the output folder gets no file and no temporary folder is left beside it."""
+    import gfocal.export
+    from gfocal.errors import GFocalError
+
+    def dies(module, path, opset=18):
+        with open(path, "wb") as f:
+            f.write(b"half a model")
+        raise GFocalError("the ONNX writer died")
+
+    monkeypatch.setattr(gfocal.export, "export_onnx", dies)
+    out = tmp_path / "export"
+    out.mkdir()
+    run = call(
+        "export", ["--config-file", CONFIG, "--output", out, *tiny(tmp_path / "t"), f"train.init_checkpoint={weights}"]
+    )
+    one_error(run, "the ONNX writer died")
+    assert os.listdir(out) == [] and os.listdir(tmp_path) == ["export"]
+
+
+def test_f22_int8_export_is_quiet_and_demo_says_why_no_distributions(tmp_path, weights, image):
+    """F22 --int8 (a tiny model, 2 calibration images) prints no onnxruntime advice and leaves the root logger as it was; the demo's --show-distributions on an export without distributions says why, once, and draws the boxes."""
+    out = tmp_path / "int8"
+    root_handlers = list(logging.getLogger().handlers)
+    run = call(
+        "export",
+        [
+            "--config-file",
+            CONFIG,
+            "--output",
+            out,
+            "--int8",
+            "--calib-images",
+            "2",
+            *tiny(tmp_path / "t"),
+            f"train.init_checkpoint={weights}",
+        ],
+    )
+    assert run.code == 0, run.err[-3000:]
+    assert "pre-processing" not in run.log and logging.getLogger().handlers == root_handlers
+    assert sorted(os.listdir(out)) == ["model.json", "model.onnx"]
+    demo = call("demo", ["--exported", out, "--input", image, "--output", tmp_path / "pic.png", "--show-distributions"])
+    assert demo.code == 0, demo.err[-3000:]
+    said = [w for w in demo.warnings() if "without distributions" in w]
+    assert len(said) == 1 and "--with-distributions" in said[0], demo.log
+    assert cv2.imread(str(tmp_path / "pic.png")) is not None
+
+
+@pytest.mark.parametrize("name", sorted(SCRIPTS))
+def test_f23_unknown_argument_is_one_line(name, tmp_path):
+    """F23 an unknown flag (--no-such-flag) to every command: exit 2, one 'error:' line naming it and pointing to --help, no usage text."""
+    argv = {
+        "convert": ["x.pth", "-o", tmp_path / "y.pth"],
+        "plot_metrics": [tmp_path / "metrics.json"],
+        "export": ["--config-file", CONFIG, "--output", tmp_path / "out"],
+    }.get(name, [])
+    run = call(name, [*argv, "--no-such-flag"])
+    one_error(run, "--no-such-flag", "--help")
+    assert "usage:" not in run.err
+
+
+@pytest.mark.parametrize(
+    "name,argv,words",
+    [
+        (
+            "demo",
+            ["--input", "x.jpg", "--backend", "onnxruntime", "--config-file", CONFIG],
+            ["--backend", "--exported"],
+        ),
+        (
+            "demo",
+            ["--input", "x.jpg", "--confidence-threshold", "2", "--config-file", CONFIG],
+            ["--confidence-threshold", "[0, 1]"],
+        ),
+        ("quickstart", ["--pictures", "0"], ["--pictures", "at least 1"]),
+        ("benchmark", ["--amp"], ["--amp needs --device cuda"]),
+        ("benchmark", ["--height", "0"], ["--height"]),
+        ("benchmark_quickstart", ["train.max_itr=1"], ["train.max_itr", "closest existing keys"]),
+        ("plot_metrics", ["{missing}"], ["no such file"]),
+        ("convert", ["{weights}", "-o", "{folder}"], ["is a folder"]),
+    ],
+)
+def test_f23_command_argument_mistakes(name, argv, words, tmp_path, weights):
+    """F23 other argument mistakes (demo --backend without --exported, a threshold outside [0, 1], quickstart --pictures 0, benchmark --amp on the CPU or --height 0, benchmark_quickstart with a misspelt override, plot_metrics on a missing file, convert -o naming a folder): exit 2, one line naming the argument, nothing written."""
+    fill = {"missing": tmp_path / "metrics.json", "weights": weights, "folder": tmp_path}
+    before = sorted(os.listdir(tmp_path))
+    run = call(name, [a.format(**fill) if isinstance(a, str) else a for a in argv])
+    one_error(run, *words)
+    assert sorted(os.listdir(tmp_path)) == before

@@ -1,16 +1,16 @@
 """Official-checkpoint conversion: exact outputs against a reference with mmdetection names."""
+
 import os
 
 import pytest
 import torch
+from gfl_testing import REPO
+from mmdet_reference import MMGFL
 
 from detectron2.config import LazyConfig, instantiate
 
 from gfocal.checkpoint import ConversionError, GFLCheckpointer, convert_state_dict, load_checkpoint_file
 from gfocal.errors import CheckpointError
-
-from gfl_testing import REPO
-from mmdet_reference import MMGFL
 
 PIXEL_MEAN = torch.tensor([123.675, 116.28, 103.53]).view(3, 1, 1)
 PIXEL_STD = torch.tensor([58.395, 57.12, 57.375]).view(3, 1, 1)
@@ -37,9 +37,11 @@ CASES = [
     ("gfl_R_50_FPN_1x.py", dict(), {}),
     ("gflv2_R_50_FPN_1x.py", dict(dgqp=True), {}),
     ("gfl_R_101_DCN_FPN_ms2x.py", dict(depth=101, dcn_stages=("res3", "res4", "res5")), {}),
-    ("gflv2_X_101_32x4d_DCN_FPN_ms2x.py",
-     dict(depth=101, groups=32, width_per_group=4, dcn_stages=("res4", "res5"), modulated=True, dgqp=True),
-     dict(deform_modulated=True)),
+    (
+        "gflv2_X_101_32x4d_DCN_FPN_ms2x.py",
+        dict(depth=101, groups=32, width_per_group=4, dcn_stages=("res4", "res5"), modulated=True, dgqp=True),
+        dict(deform_modulated=True),
+    ),
 ]
 
 
@@ -132,8 +134,10 @@ def test_mmdet1_background_output_is_dropped():
 def test_mmdet1_dcn_names_convert_like_2x():
     """mmdetection 1.x stores a DCN block's offset conv as conv2_offset, 2.x/3.x as conv2.conv_offset."""
     ref = MMGFL(dcn_stages=("res5",)).mmdet_state_dict()
-    old = {"state_dict": {k.replace("conv2.conv_offset", "conv2_offset"): v for k, v in ref["state_dict"].items()},
-           "meta": {"mmdet_version": "1.1.0"}}
+    old = {
+        "state_dict": {k.replace("conv2.conv_offset", "conv2_offset"): v for k, v in ref["state_dict"].items()},
+        "meta": {"mmdet_version": "1.1.0"},
+    }
     assert any("conv2_offset" in k for k in old["state_dict"])
     new_2x, _ = convert_state_dict(ref)
     new_1x, info = convert_state_dict(old)
@@ -143,18 +147,30 @@ def test_mmdet1_dcn_names_convert_like_2x():
 
 
 def test_detects_what_it_converted():
-    _, info = convert_state_dict(MMGFL(depth=101, groups=32, width_per_group=4, dcn_stages=("res4", "res5"),
-                                       dgqp=True).mmdet_state_dict())
+    _, info = convert_state_dict(
+        MMGFL(depth=101, groups=32, width_per_group=4, dcn_stages=("res4", "res5"), dgqp=True).mmdet_state_dict()
+    )
     assert (info.depth, info.groups, info.deform_stages, info.deform_modulated, info.dgqp, info.reg_max) == (
-        101, 32, ["res4", "res5"], False, True, 16)
+        101,
+        32,
+        ["res4", "res5"],
+        False,
+        True,
+        16,
+    )
     assert "integral.project" in " ".join(info.dropped)
 
 
 def test_refuses_other_architectures_clearly(tmp_path):
-    retina = {"state_dict": {"backbone.conv1.weight": torch.zeros(64, 3, 7, 7),
-                             "bbox_head.retina_cls.weight": torch.zeros(720, 256, 3, 3)}}
+    retina = {
+        "state_dict": {
+            "backbone.conv1.weight": torch.zeros(64, 3, 7, 7),
+            "bbox_head.retina_cls.weight": torch.zeros(720, 256, 3, 3),
+        }
+    }
     with pytest.raises(ConversionError, match="not a GFL checkpoint.*RetinaNet"):
         convert_state_dict(retina)
+
     # A pickle that would run code is refused by the safe loader.
     class Evil:
         def __reduce__(self):

@@ -1,13 +1,13 @@
 """Every config under configs/ loads, instantiates its model and runs one CPU forward."""
+
 import glob
 import os
 
 import pytest
 import torch
+from gfl_testing import REPO
 
 from detectron2.config import LazyConfig, instantiate
-
-from gfl_testing import REPO
 
 CONFIGS = sorted(
     os.path.relpath(p, REPO)

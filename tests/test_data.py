@@ -1,4 +1,5 @@
 """The built-in shapes dataset: deterministic, valid COCO, reused, regenerated when broken."""
+
 import json
 import os
 
@@ -24,9 +25,10 @@ def test_generation_is_deterministic_and_valid_coco(tmp_path):
         ja, jb = read(a, split), read(b, split)
         assert ja == jb and len(ja["images"]) == count
         for im in ja["images"][:5]:
-            with open(os.path.join(a, split, im["file_name"]), "rb") as fa, open(
-                os.path.join(b, split, im["file_name"]), "rb"
-            ) as fb:
+            with (
+                open(os.path.join(a, split, im["file_name"]), "rb") as fa,
+                open(os.path.join(b, split, im["file_name"]), "rb") as fb,
+            ):
                 assert fa.read() == fb.read()
         coco = COCO(os.path.join(a, "annotations", f"{split}.json"))
         assert [c["name"] for c in coco.loadCats(coco.getCatIds())] == CLASS_NAMES

@@ -1,4 +1,5 @@
 """Load-time dataset checks: bad boxes dropped or clipped, missing images, empty sets, classes."""
+
 import copy
 import json
 import logging
@@ -50,15 +51,26 @@ def make_set(mode):
         if name == "crowd":
             ann["iscrowd"] = 1
         dicts.append(
-            {"file_name": f"/img/{name}.jpg", "height": H, "width": W, "image_id": name,
-             "annotations": [ann], "other_key": [name]}
+            {
+                "file_name": f"/img/{name}.jpg",
+                "height": H,
+                "width": W,
+                "image_id": name,
+                "annotations": [ann],
+                "other_key": [name],
+            }
         )
     dicts.append(
-        {"file_name": "/img/mixed.jpg", "height": H, "width": W, "image_id": "mixed",
-         "annotations": [
-             {"bbox": list(GOOD["good"][col]), "bbox_mode": mode, "category_id": 0},
-             {"bbox": list(BAD["inf_width"][col]), "bbox_mode": mode, "category_id": 2},
-         ]}
+        {
+            "file_name": "/img/mixed.jpg",
+            "height": H,
+            "width": W,
+            "image_id": "mixed",
+            "annotations": [
+                {"bbox": list(GOOD["good"][col]), "bbox_mode": mode, "category_id": 0},
+                {"bbox": list(BAD["inf_width"][col]), "bbox_mode": mode, "category_id": 2},
+            ],
+        }
     )
     return dicts
 
@@ -71,14 +83,14 @@ def test_each_bad_kind_counted_once_partly_outside_clipped(mode, caplog):
     with caplog.at_level(logging.INFO, logger=LOGGER):
         out, report = validate_annotations(dicts, dataset_name="hand")
 
-    assert report.counts == {
-        "malformed": 0, "non_finite": 3, "non_positive_size": 2, "outside_image": 1, "clipped": 1
-    }
+    assert report.counts == {"malformed": 0, "non_finite": 3, "non_positive_size": 2, "outside_image": 1, "clipped": 1}
     assert report.num_boxes == 10 and report.num_images == 9
     assert report.num_dropped == 6 and report.num_valid_boxes == 4
     assert report.num_valid_noncrowd_boxes == 3 and report.num_unsized_images == 0
     assert report.examples["non_finite"] == [
-        "image_id=nan (nan.jpg)", "image_id=inf_width (inf_width.jpg)", "image_id=mixed (mixed.jpg)"
+        "image_id=nan (nan.jpg)",
+        "image_id=inf_width (inf_width.jpg)",
+        "image_id=mixed (mixed.jpg)",
     ]
     # the input is untouched (repr: nan != nan)
     assert repr(dicts) == before
@@ -101,8 +113,10 @@ def test_each_bad_kind_counted_once_partly_outside_clipped(mode, caplog):
     msg = records[0].getMessage()
     assert "Annotation check of dataset 'hand': 10 boxes in 9 images; 6 dropped, 1 clipped" in msg
     for text, n in [
-        ("non-finite coordinates (nan/inf)", 3), ("zero or negative width/height", 2),
-        ("entirely outside the image", 1), ("partly outside the image", 1),
+        ("non-finite coordinates (nan/inf)", 3),
+        ("zero or negative width/height", 2),
+        ("entirely outside the image", 1),
+        ("partly outside the image", 1),
     ]:
         (line,) = [ln for ln in msg.splitlines() if text in ln]
         assert [c.strip() for c in line.split("|")][2] == str(n), line
@@ -111,8 +125,15 @@ def test_each_bad_kind_counted_once_partly_outside_clipped(mode, caplog):
 @pytest.mark.parametrize("mode", [BoxMode.XYWH_ABS, BoxMode.XYXY_ABS])
 def test_inf_box_is_dropped_never_clipped(mode):
     # Detectron2's mapper would clip x1=inf to the image border: a valid-looking box.
-    dicts = [{"file_name": "a.jpg", "height": 480, "width": 640, "image_id": 1,
-              "annotations": [{"bbox": [10, 10, INF, 20], "bbox_mode": mode, "category_id": 0}]}]
+    dicts = [
+        {
+            "file_name": "a.jpg",
+            "height": 480,
+            "width": 640,
+            "image_id": 1,
+            "annotations": [{"bbox": [10, 10, INF, 20], "bbox_mode": mode, "category_id": 0}],
+        }
+    ]
     out, report = validate_annotations(dicts, log=False)
     assert out[0]["annotations"] == []
     assert report.counts["non_finite"] == 1 and report.counts["clipped"] == 0
@@ -122,22 +143,31 @@ def test_inf_box_is_dropped_never_clipped(mode):
 
 
 def test_overflow_and_edges():
-    boxes = np.array([
-        [1e308, 0, 1e308, 10],  # XYWH: x0 + w overflows to inf
-        [100, 10, 5, 5],  # starts on the right border: nothing left after clipping
-        [-5, 10, 5, 5],  # ends on the left border
-        [0, 0, 100, 80],  # exactly the image
-        [-1, 0, 10, 10],  # partly outside on the left
-        [5, 5, 10, 10],  # image size unknown: only intrinsic checks
-        [200, 10, 0, 5],  # empty and outside: counted once, as empty
-        [NAN, 5, -3, 10],  # nan and negative width: counted once, as non-finite
-        [-INF, 5, 10, 10],  # non-finite and outside: counted once, as non-finite
-    ])
+    boxes = np.array(
+        [
+            [1e308, 0, 1e308, 10],  # XYWH: x0 + w overflows to inf
+            [100, 10, 5, 5],  # starts on the right border: nothing left after clipping
+            [-5, 10, 5, 5],  # ends on the left border
+            [0, 0, 100, 80],  # exactly the image
+            [-1, 0, 10, 10],  # partly outside on the left
+            [5, 5, 10, 10],  # image size unknown: only intrinsic checks
+            [200, 10, 0, 5],  # empty and outside: counted once, as empty
+            [NAN, 5, -3, 10],  # nan and negative width: counted once, as non-finite
+            [-INF, 5, 10, 10],  # non-finite and outside: counted once, as non-finite
+        ]
+    )
     hw = np.array([[80, 100]] * 5 + [[NAN, NAN]] + [[80, 100]] * 3, dtype=float)
     codes, clipped = classify_boxes(boxes, np.ones(9, bool), hw)
     assert codes.tolist() == [
-        BoxCheck.NON_FINITE, BoxCheck.OUTSIDE_IMAGE, BoxCheck.OUTSIDE_IMAGE, BoxCheck.OK, BoxCheck.CLIPPED, BoxCheck.OK,
-        BoxCheck.NON_POSITIVE_SIZE, BoxCheck.NON_FINITE, BoxCheck.NON_FINITE,
+        BoxCheck.NON_FINITE,
+        BoxCheck.OUTSIDE_IMAGE,
+        BoxCheck.OUTSIDE_IMAGE,
+        BoxCheck.OK,
+        BoxCheck.CLIPPED,
+        BoxCheck.OK,
+        BoxCheck.NON_POSITIVE_SIZE,
+        BoxCheck.NON_FINITE,
+        BoxCheck.NON_FINITE,
     ]
     assert clipped[4].tolist() == [0, 0, 9, 10]
     np.testing.assert_array_equal(clipped[[3, 5]], boxes[[3, 5]])
@@ -145,13 +175,17 @@ def test_overflow_and_edges():
 
 def test_malformed_and_unsized(caplog):
     dicts = [
-        {"file_name": "a.jpg", "image_id": 1, "annotations": [  # no height/width
-            {"bbox": [500, 500, 10, 10], "bbox_mode": BoxMode.XYWH_ABS, "category_id": 0},
-            {"bbox": [1, 2, 3], "bbox_mode": BoxMode.XYWH_ABS, "category_id": 0},
-            {"bbox": None, "bbox_mode": BoxMode.XYWH_ABS, "category_id": 0},
-            {"bbox": [1, 2, 3, 4], "category_id": 0},
-            {"bbox": [1, 2, 3, 4], "bbox_mode": BoxMode.XYWH_ABS},
-        ]},
+        {
+            "file_name": "a.jpg",
+            "image_id": 1,
+            "annotations": [  # no height/width
+                {"bbox": [500, 500, 10, 10], "bbox_mode": BoxMode.XYWH_ABS, "category_id": 0},
+                {"bbox": [1, 2, 3], "bbox_mode": BoxMode.XYWH_ABS, "category_id": 0},
+                {"bbox": None, "bbox_mode": BoxMode.XYWH_ABS, "category_id": 0},
+                {"bbox": [1, 2, 3, 4], "category_id": 0},
+                {"bbox": [1, 2, 3, 4], "bbox_mode": BoxMode.XYWH_ABS},
+            ],
+        },
         {"file_name": "b.jpg", "image_id": 2, "height": 10, "width": 10},  # no annotations key
     ]
     with caplog.at_level(logging.INFO, logger=LOGGER):
@@ -161,20 +195,39 @@ def test_malformed_and_unsized(caplog):
     assert report.num_unsized_images == 1 and "annotations" not in out[1]
     assert "1 images with annotations have no usable height/width" in caplog.text
     with pytest.raises(ValueError, match="XYWHA_ABS is not supported"):
-        validate_annotations([{"height": 5, "width": 5, "annotations": [
-            {"bbox": [1, 1, 2, 2, 0], "bbox_mode": BoxMode.XYWHA_ABS, "category_id": 0}]}])
+        validate_annotations(
+            [
+                {
+                    "height": 5,
+                    "width": 5,
+                    "annotations": [{"bbox": [1, 1, 2, 2, 0], "bbox_mode": BoxMode.XYWHA_ABS, "category_id": 0}],
+                }
+            ]
+        )
 
 
 def test_strict_raises_with_the_summary():
     with pytest.raises(ValueError) as e:
         validate_annotations(make_set(BoxMode.XYWH_ABS), dataset_name="hand", strict=True)
     msg = str(e.value)
-    for text in ("non-finite coordinates (nan/inf)", "zero or negative width/height",
-                 "entirely outside the image", "dataset 'hand'", "strict=True"):
+    for text in (
+        "non-finite coordinates (nan/inf)",
+        "zero or negative width/height",
+        "entirely outside the image",
+        "dataset 'hand'",
+        "strict=True",
+    ):
         assert text in msg
     # clipping is a fix, not an error, even when strict
-    dicts = [{"file_name": "a.jpg", "height": H, "width": W, "image_id": 0, "annotations": [
-        {"bbox": list(PARTLY[0]), "bbox_mode": BoxMode.XYWH_ABS, "category_id": 0}]}]
+    dicts = [
+        {
+            "file_name": "a.jpg",
+            "height": H,
+            "width": W,
+            "image_id": 0,
+            "annotations": [{"bbox": list(PARTLY[0]), "bbox_mode": BoxMode.XYWH_ABS, "category_id": 0}],
+        }
+    ]
     out, report = validate_annotations(dicts, strict=True, log=False)
     assert out[0]["annotations"][0]["bbox"] == PARTLY_CLIPPED[0]
 
@@ -186,9 +239,9 @@ def test_validation_is_one_vectorised_call_and_handles_200k_boxes(monkeypatch):
     wh = rng.uniform(1, 40, size=(n, 2))
     boxes = np.concatenate([xy, wh], axis=1)
     q = n // 4
-    boxes[q:2 * q, 0] = np.nan  # non-finite
-    boxes[2 * q:3 * q, 2] = 0  # empty
-    boxes[3 * q:, 0] += 1000  # outside
+    boxes[q : 2 * q, 0] = np.nan  # non-finite
+    boxes[2 * q : 3 * q, 2] = 0  # empty
+    boxes[3 * q :, 0] += 1000  # outside
     codes, clipped = classify_boxes(boxes, np.ones(n, bool), np.tile([[100.0, 100.0]], (n, 1)))
     assert np.bincount(codes, minlength=6).tolist() == [q, 0, 0, q, q, q]
     np.testing.assert_array_equal(clipped[:q], boxes[:q])
@@ -202,10 +255,18 @@ def test_validation_is_one_vectorised_call_and_handles_200k_boxes(monkeypatch):
         return real(b, x, hw)
 
     monkeypatch.setattr(checks, "classify_boxes", spy)
-    dicts = [{"file_name": f"{i}.jpg", "height": 100, "width": 100, "image_id": i, "annotations": [
-        {"bbox": b, "bbox_mode": BoxMode.XYWH_ABS, "category_id": 0}
-        for b in boxes[i::1000].tolist()
-    ]} for i in range(1000)]
+    dicts = [
+        {
+            "file_name": f"{i}.jpg",
+            "height": 100,
+            "width": 100,
+            "image_id": i,
+            "annotations": [
+                {"bbox": b, "bbox_mode": BoxMode.XYWH_ABS, "category_id": 0} for b in boxes[i::1000].tolist()
+            ],
+        }
+        for i in range(1000)
+    ]
     out, report = validate_annotations(dicts, log=False)
     assert calls == [n]
     assert report.num_valid_boxes == q and sum(len(d["annotations"]) for d in out) == q
@@ -264,10 +325,20 @@ def box(b, cat=0, **kw):
 
 def test_all_invalid_training_set_raises(registry):
     dicts = [
-        {"file_name": "a.jpg", "height": 10, "width": 10, "image_id": 0,
-         "annotations": [box([1, 1, INF, 2]), box([1, 1, 0, 2])]},
-        {"file_name": "b.jpg", "height": 10, "width": 10, "image_id": 1,
-         "annotations": [box([1, 1, 2, 2], iscrowd=1)]},  # valid, but crowd: not trained on
+        {
+            "file_name": "a.jpg",
+            "height": 10,
+            "width": 10,
+            "image_id": 0,
+            "annotations": [box([1, 1, INF, 2]), box([1, 1, 0, 2])],
+        },
+        {
+            "file_name": "b.jpg",
+            "height": 10,
+            "width": 10,
+            "image_id": 1,
+            "annotations": [box([1, 1, 2, 2], iscrowd=1)],
+        },  # valid, but crowd: not trained on
         {"file_name": "c.jpg", "height": 10, "width": 10, "image_id": 2, "annotations": []},
     ]
     name = registry(dicts, ["a"])
@@ -279,12 +350,21 @@ def test_all_invalid_training_set_raises(registry):
 def test_validate_before_filter_empty(registry, tmp_path):
     write_images(tmp_path, ["a.jpg", "b.jpg", "c.jpg"])
     dicts = [
-        {"file_name": str(tmp_path / "a.jpg"), "height": 10, "width": 10, "image_id": 0,
-         "annotations": [box([1, 1, INF, 2])]},
-        {"file_name": str(tmp_path / "b.jpg"), "height": 10, "width": 10, "image_id": 1,
-         "annotations": [box([8, 8, 4, 4], cat=1)]},
-        {"file_name": str(tmp_path / "c.jpg"), "height": 10, "width": 10, "image_id": 2,
-         "annotations": []},
+        {
+            "file_name": str(tmp_path / "a.jpg"),
+            "height": 10,
+            "width": 10,
+            "image_id": 0,
+            "annotations": [box([1, 1, INF, 2])],
+        },
+        {
+            "file_name": str(tmp_path / "b.jpg"),
+            "height": 10,
+            "width": 10,
+            "image_id": 1,
+            "annotations": [box([8, 8, 4, 4], cat=1)],
+        },
+        {"file_name": str(tmp_path / "c.jpg"), "height": 10, "width": 10, "image_id": 2, "annotations": []},
     ]
     first = registry(dicts, ["a", "b"])
     second = registry(dicts[:1], ["a", "b"])
@@ -329,19 +409,27 @@ def test_coco_json_round_trip(tmp_path, caplog):
     image_root = tmp_path / "images"
     write_images(image_root, ["1.jpg", "2.jpg", "3.jpg"])
     coco = {
-        "images": [
-            {"id": i, "file_name": f"{i}.jpg", "height": 60, "width": 80} for i in (1, 2, 3)
-        ],
+        "images": [{"id": i, "file_name": f"{i}.jpg", "height": 60, "width": 80} for i in (1, 2, 3)],
         "categories": [{"id": 7, "name": "cat"}, {"id": 9, "name": "dog"}],
         "annotations": [
-            {"id": 1, "image_id": 1, "category_id": 7, "bbox": [10, 10, 20, 20], "area": 400,
-             "iscrowd": 0},
-            {"id": 2, "image_id": 1, "category_id": 9, "bbox": [70, 50, 20, 20], "area": 400,
-             "iscrowd": 0},  # partly outside
-            {"id": 3, "image_id": 2, "category_id": 9, "bbox": [10, 10, math.inf, 20],
-             "area": 400, "iscrowd": 0},  # the only box of image 2
-            {"id": 4, "image_id": 3, "category_id": 7, "bbox": [1, 2, 3, 4], "area": 12,
-             "iscrowd": 0},
+            {"id": 1, "image_id": 1, "category_id": 7, "bbox": [10, 10, 20, 20], "area": 400, "iscrowd": 0},
+            {
+                "id": 2,
+                "image_id": 1,
+                "category_id": 9,
+                "bbox": [70, 50, 20, 20],
+                "area": 400,
+                "iscrowd": 0,
+            },  # partly outside
+            {
+                "id": 3,
+                "image_id": 2,
+                "category_id": 9,
+                "bbox": [10, 10, math.inf, 20],
+                "area": 400,
+                "iscrowd": 0,
+            },  # the only box of image 2
+            {"id": 4, "image_id": 3, "category_id": 7, "bbox": [1, 2, 3, 4], "area": 12, "iscrowd": 0},
         ],
     }
     json_file = tmp_path / "train.json"

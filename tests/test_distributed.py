@@ -1,15 +1,15 @@
 """Loss normalisation across workers: two gloo processes on CPU vs one process."""
+
 import os
 import socket
 
 import pytest
 import torch
+from gfl_testing import make_input, small_gfl
 
 from detectron2.engine import launch
 from detectron2.utils import comm
 from detectron2.utils.events import EventStorage
-
-from gfl_testing import make_input, small_gfl
 
 H, W = 128, 160
 

@@ -1,4 +1,5 @@
 """FastCOCOEvaluator (faster-coco-eval) gives pycocotools' numbers on the built-in val split."""
+
 import numpy as np
 import pytest
 import torch
@@ -71,7 +72,11 @@ def test_no_predictions_gives_nan_like_detectron2(builtin_val):
     empty = []
     for r in records:
         inst = Instances((r["height"], r["width"]))
-        inst.pred_boxes, inst.scores, inst.pred_classes = Boxes(torch.zeros(0, 4)), torch.zeros(0), torch.zeros(0, dtype=torch.int64)
+        inst.pred_boxes, inst.scores, inst.pred_classes = (
+            Boxes(torch.zeros(0, 4)),
+            torch.zeros(0),
+            torch.zeros(0, dtype=torch.int64),
+        )
         empty.append({"instances": inst})
     result = evaluate(FastCOCOEvaluator(builtin_val, distributed=False), records, empty)
     assert np.isnan(result["AP"])

@@ -1,6 +1,6 @@
 """Export (ONNX, torch.export, int8), the torch-free runtime, the optimised eager copy and FLOP
 counting, end to end on a small GFL v1 / v2 (CPU, seconds per case)."""
-import json
+
 import os
 import subprocess
 import sys
@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from gfl_testing import REPO
 
 from detectron2.config import instantiate
 from detectron2.structures import Boxes, pairwise_iou
@@ -20,8 +21,6 @@ from gfocal.export import GFLExportModule, export_model
 from gfocal.predictor import LazyPredictor
 from gfocal_runtime import Detector, ExportSpec
 from gfocal_runtime.spec import ResizeSpec
-
-from gfl_testing import REPO
 
 CONFIGS = {1: "configs/Quickstart/gfl_shapes.py", 2: "configs/Quickstart/gflv2_shapes.py"}
 SMALL = [
@@ -180,8 +179,17 @@ def test_torch_export_program_matches_pytorch(data_dir, tmp_path, version):
     with pytest.raises(ValueError, match="runs ONNX models only"):
         Detector(str(tmp_path))
     res = subprocess.run(  # the demo says so in one line
-        [sys.executable, os.path.join(REPO, "demo/demo.py"), "--exported", str(tmp_path), "--input",
-         os.path.join(REPO, "README.md")], capture_output=True, text=True, cwd=REPO,
+        [
+            sys.executable,
+            os.path.join(REPO, "demo/demo.py"),
+            "--exported",
+            str(tmp_path),
+            "--input",
+            os.path.join(REPO, "README.md"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
     )
     assert res.returncode == 2 and "--format onnx" in res.stderr and "Traceback" not in res.stderr
 
@@ -249,9 +257,22 @@ def test_demo_draws_from_an_exported_model(exported, tmp_path):
     image.parent.mkdir()
     cv2.imwrite(str(image), odd_images()[1])
     res = subprocess.run(
-        [sys.executable, os.path.join(REPO, "demo/demo.py"), "--exported", folder, "--input", str(image),
-         "--output", str(tmp_path / "out"), "--show-distributions", "--confidence-threshold", "0.3"],
-        capture_output=True, text=True, cwd=REPO,
+        [
+            sys.executable,
+            os.path.join(REPO, "demo/demo.py"),
+            "--exported",
+            folder,
+            "--input",
+            str(image),
+            "--output",
+            str(tmp_path / "out"),
+            "--show-distributions",
+            "--confidence-threshold",
+            "0.3",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
     )
     assert res.returncode == 0, res.stderr[-2000:]
     picture = cv2.imread(str(tmp_path / "out" / "x.png"))
@@ -267,7 +288,11 @@ def test_model_json_is_complete(exported):
     assert parsed.strides == (8, 16, 32, 64, 128) and parsed.reg_max == 16
     assert parsed.input_format == "RGB" and parsed.size_divisibility == 32 and parsed.resize is None
     assert (parsed.score_thresh, parsed.topk_per_level, parsed.nms_thresh, parsed.max_detections) == (
-        0.3, 1000, 0.6, 100)
+        0.3,
+        1000,
+        0.6,
+        100,
+    )
     np.testing.assert_allclose(parsed.pad_value, model.pixel_mean.flatten().numpy())
     assert sorted(os.listdir(folder)) == ["model.json", "model.onnx"]  # no temporary file left
 

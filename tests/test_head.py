@@ -1,10 +1,9 @@
 import torch
+from gfl_testing import small_gfl
 
 from detectron2.layers import ShapeSpec
 
 from gfocal.modeling import GFLHead, distribution_statistics
-
-from gfl_testing import small_gfl
 
 
 def make_head(**kwargs):
@@ -69,8 +68,9 @@ def test_dgqp_statistics_are_top4_and_mean_per_side():
 
 
 def test_p7_is_computed_from_p6_without_relu():
-    from detectron2.modeling.backbone.fpn import LastLevelP6P7
     from torch.nn import functional as F
+
+    from detectron2.modeling.backbone.fpn import LastLevelP6P7
 
     from gfocal.modeling import LastLevelP6P7NoReLU
 

@@ -11,16 +11,16 @@ The case: 2 images, 2 classes, reg_max n = 4, two levels (strides 8 and 16) of 4
 Image 0 has two positives, A (stride 8, centre (16, 16), class 0) and B (stride 16, centre
 (32, 48), class 1); image 1 has none, so the QFL normaliser is max(2, 1) + max(0, 1) = 3.
 """
+
 import math
 
 import pytest
 import torch
+from gfl_testing import small_gfl_cfg
 
+from detectron2.config import instantiate
 from detectron2.structures import Boxes
 from detectron2.utils.events import EventStorage
-
-from gfl_testing import small_gfl_cfg
-from detectron2.config import instantiate
 
 K, N_BINS = 2, 5  # classes; bins 0..4 (reg_max 4)
 STRIDES = (8, 16)
@@ -99,8 +99,8 @@ def expectation(p):
 
 def decoded(center, p):
     """Box in stride units from a centre and the four side distributions."""
-    l, t, r, b = (expectation(side) for side in p)
-    return (center[0] - l, center[1] - t, center[0] + r, center[1] + b)
+    left, top, right, bottom = (expectation(side) for side in p)
+    return (center[0] - left, center[1] - top, center[0] + right, center[1] + bottom)
 
 
 def area(box):
@@ -122,7 +122,7 @@ def dfl(p, y):
 
 
 def qfl(s, y, beta=2.0):
-    return -abs(y - s) ** beta * ((1 - y) * math.log(1 - s) + y * math.log(s))
+    return -(abs(y - s) ** beta) * ((1 - y) * math.log(1 - s) + y * math.log(s))
 
 
 def positive_terms(center, stride, gt_pixels, p):
@@ -142,7 +142,9 @@ def expected_losses(scores, beta=2.0):
     targets = {(0, A, 0): iou_a, (0, B, 1): iou_b}
     qfl_sum = sum(
         qfl(scores[i][r][k], targets.get((i, r, k), 0.0), beta)
-        for i in range(2) for r in range(len(scores[0])) for k in range(K)
+        for i in range(2)
+        for r in range(len(scores[0]))
+        for k in range(K)
     )
     w_a, w_b = max(scores[0][A]), max(scores[0][B])
     norm_pos = max(2, 1) + max(0, 1)

@@ -1,14 +1,14 @@
 """End-to-end behaviour of the GFL meta-architecture on small generated inputs (CPU)."""
+
 import math
 
 import pytest
 import torch
+from gfl_testing import make_input, small_gfl
 
 from detectron2.modeling import META_ARCH_REGISTRY
 from detectron2.structures import pairwise_iou
 from detectron2.utils.events import EventStorage
-
-from gfl_testing import make_input, small_gfl
 
 ODD_SIZES = [(200, 250), (200, 249)]
 
@@ -29,8 +29,10 @@ def test_registered_in_detectron2():
 @pytest.mark.parametrize("use_dgqp", [False, True])
 def test_losses_full_half_empty_and_empty_gt(use_dgqp):
     model = small_gfl(use_dgqp)
-    full = [make_input(h, w, [(20, 30, 120, 150), (100, 40, 180, 110)], [1, 3], seed=i)
-            for i, (h, w) in enumerate(ODD_SIZES)]
+    full = [
+        make_input(h, w, [(20, 30, 120, 150), (100, 40, 180, 110)], [1, 3], seed=i)
+        for i, (h, w) in enumerate(ODD_SIZES)
+    ]
     half = [full[0], make_input(*ODD_SIZES[1])]
     empty = [make_input(h, w) for h, w in ODD_SIZES]
 
@@ -52,8 +54,10 @@ def test_losses_full_half_empty_and_empty_gt(use_dgqp):
 @pytest.mark.parametrize("use_dgqp", [False, True])
 def test_every_trainable_parameter_gets_a_gradient(use_dgqp):
     model = small_gfl(use_dgqp)
-    inputs = [make_input(h, w, [(20, 30, 120, 150), (100, 40, 180, 110)], [1, 3], seed=i)
-              for i, (h, w) in enumerate(ODD_SIZES)]
+    inputs = [
+        make_input(h, w, [(20, 30, 120, 150), (100, 40, 180, 110)], [1, 3], seed=i)
+        for i, (h, w) in enumerate(ODD_SIZES)
+    ]
     losses, _ = train_losses(model, inputs)
     sum(losses.values()).backward()
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]

@@ -1,16 +1,16 @@
 """gfocal.model_zoo and tools/convert_checkpoint.py."""
+
 import os
 import subprocess
 import sys
 
 import pytest
 import torch
+from gfl_testing import REPO
+from mmdet_reference import MMGFL
 
 from gfocal import model_zoo
 from gfocal.errors import CheckpointError, ConfigError
-
-from gfl_testing import REPO
-from mmdet_reference import MMGFL
 
 NAME = "COCO-Detection/gfl_R_50_FPN_1x.py"
 
@@ -74,8 +74,9 @@ def test_offline_download_is_a_clear_error(tmp_path):
 
 
 def run_convert(*args):
-    return subprocess.run([sys.executable, os.path.join(REPO, "tools/convert_checkpoint.py"), *args],
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, os.path.join(REPO, "tools/convert_checkpoint.py"), *args], capture_output=True, text=True
+    )
 
 
 def test_convert_checkpoint_cli(tmp_path):
@@ -103,5 +104,7 @@ def test_readme_model_zoo_table_is_generated_from_the_configs():
     spec.loader.exec_module(module)
     text = module.table()
     assert text.count("\n| `COCO-Detection/") == len(model_zoo.MODELS)
-    assert "| `COCO-Detection/gflv2_X_101_32x4d_DCN_FPN_ms2x.py` | v2 | X-101-32x4d DCN c4-c5 | 2x, 480-960 | 48.8" in text
+    assert (
+        "| `COCO-Detection/gflv2_X_101_32x4d_DCN_FPN_ms2x.py` | v2 | X-101-32x4d DCN c4-c5 | 2x, 480-960 | 48.8" in text
+    )
     assert module.main(["--check"]) == 0, "run tools/model_zoo_table.py --write"

@@ -1,10 +1,10 @@
 """The package as a user installs it, and commands that start quietly."""
+
 import os
 import subprocess
 import sys
 
 import pytest
-
 from gfl_testing import REPO
 
 
@@ -16,7 +16,9 @@ def test_installed_wheel_finds_every_config_outside_the_checkout(tmp_path):
     """`pip install .` (here: the wheel it builds, installed into a folder of its own) works
     from any directory: the configs ship inside the package."""
     wheels, site = tmp_path / "wheels", tmp_path / "site"
-    res = run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels), REPO])
+    res = run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels), REPO]
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     (wheel,) = wheels.iterdir()
     res = run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)])
@@ -88,9 +90,23 @@ def test_runtime_wheel_requires_no_torch(tmp_path):
     import zipfile
 
     source = tmp_path / "runtime"  # a copy: an in-place build would leave build/ in the checkout
-    shutil.copytree(os.path.join(REPO, "projects/GFocal/runtime"), source, ignore=shutil.ignore_patterns("build", "*.egg-info"))
-    res = run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path),
-               str(source)])
+    shutil.copytree(
+        os.path.join(REPO, "projects/GFocal/runtime"), source, ignore=shutil.ignore_patterns("build", "*.egg-info")
+    )
+    res = run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(source),
+        ]
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     (wheel,) = tmp_path.glob("gfocal_runtime-*.whl")
     with zipfile.ZipFile(wheel) as z:
@@ -101,5 +117,8 @@ def test_runtime_wheel_requires_no_torch(tmp_path):
     extras = sorted(r.split(";")[0].strip() for r in requires if "extra ==" in r)
     assert plain == ["Pillow", "numpy", "opencv-python"], requires
     assert [e.split(">")[0] for e in extras] == ["onnxruntime", "openvino"], requires
-    assert {n.split("/")[0] for n in names} == {"gfocal_runtime", wheel.name.split("-")[0] + "-" + wheel.name.split("-")[1] + ".dist-info"}
+    assert {n.split("/")[0] for n in names} == {
+        "gfocal_runtime",
+        wheel.name.split("-")[0] + "-" + wheel.name.split("-")[1] + ".dist-info",
+    }
     assert all(not n.startswith(("gfocal/", "torch", "detectron2")) for n in names)

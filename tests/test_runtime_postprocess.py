@@ -6,6 +6,7 @@ torchvision's batched_nms, detector_postprocess. A small ONNX detector built her
 no exporter needed) checks the whole Detector on both backends, and a subprocess checks that the
 package runs with torch and detectron2 blocked.
 """
+
 import functools
 import json
 import math
@@ -19,6 +20,11 @@ import pytest
 import torch
 import torchvision
 
+from detectron2.data import transforms as T
+from detectron2.layers import batched_nms as d2_batched_nms
+from detectron2.modeling.postprocessing import detector_postprocess
+from detectron2.structures import Boxes, ImageList, Instances
+
 import gfocal_runtime.postprocess as P
 from gfocal_runtime import Detector, ExportSpec
 from gfocal_runtime.postprocess import (
@@ -30,11 +36,6 @@ from gfocal_runtime.postprocess import (
     select_candidates,
 )
 from gfocal_runtime.preprocess import preprocess_image, resize_image, resize_output_shape
-
-from detectron2.data import transforms as T
-from detectron2.layers import batched_nms as d2_batched_nms
-from detectron2.modeling.postprocessing import detector_postprocess
-from detectron2.structures import Boxes, ImageList, Instances
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PIXEL_MEAN = [123.675, 116.28, 103.53]
@@ -138,10 +139,17 @@ def test_nms_threshold_is_strict_and_compared_in_double():
     # Float32 rounding of the union, (area_i + area_j) - inter, decides these pairs (IoU within an
     # ulp of 0.6); area_i + (area_j - inter) would decide them the other way.
     kept = [
-        ([[0.0, 0.0, 6611.99072265625, 4120.87158203125],
-          [1652.998046875, 0.0, 8264.98828125, 4120.87158203125]], [0, 1]),
-        ([[0.0, 0.0, 6539.80712890625, 3918.694091796875],
-          [1634.951416015625, 0.0, 8174.7587890625, 3918.694091796875]], [0]),
+        (
+            [[0.0, 0.0, 6611.99072265625, 4120.87158203125], [1652.998046875, 0.0, 8264.98828125, 4120.87158203125]],
+            [0, 1],
+        ),
+        (
+            [
+                [0.0, 0.0, 6539.80712890625, 3918.694091796875],
+                [1634.951416015625, 0.0, 8174.7587890625, 3918.694091796875],
+            ],
+            [0],
+        ),
     ]
     for pair, expected in kept:
         pair = np.array(pair, np.float32)
@@ -161,8 +169,9 @@ def test_nms_reproduces_torchvision_coordinate_trick_rounding(monkeypatch):
     second = np.stack([xs, np.zeros(n), xs + 10, np.ones(n)], axis=1).astype(np.float32)
     boxes = np.concatenate([first, second, [[1300, 1300, 1333, 1333]]]).astype(np.float32)
     classes = np.concatenate([np.arange(n), np.arange(n), [0]]).astype(np.int64)
-    scores = (np.concatenate([np.full(n, 0.9), np.full(n, 0.8), [0.1]])
-              - np.arange(2 * n + 1) * 1e-5).astype(np.float32)
+    scores = (np.concatenate([np.full(n, 0.9), np.full(n, 0.8), [0.1]]) - np.arange(2 * n + 1) * 1e-5).astype(
+        np.float32
+    )
     ref = tv_nms(boxes, scores, classes, 0.5)
     np.testing.assert_array_equal(batched_nms(boxes, scores, classes, 0.5), ref)
     # Without the shift the decisions differ: the case above does test the emulation.
@@ -200,9 +209,7 @@ def test_resize_output_shape_rounding_and_no_limit():
             assert resize_output_shape(h, w, short, max_size) == T.ResizeShortestEdge.get_output_shape(
                 h, w, short, max_size
             )
-        assert resize_output_shape(h, w, 800, None) == T.ResizeShortestEdge.get_output_shape(
-            h, w, 800, sys.maxsize
-        )
+        assert resize_output_shape(h, w, 800, None) == T.ResizeShortestEdge.get_output_shape(h, w, 800, sys.maxsize)
 
 
 def test_preprocess_equals_detectron2_input():
@@ -238,7 +245,7 @@ def torch_select(scores, sizes, thresh, topk):
     locs, classes, kept = [], [], []
     start = 0
     for size in sizes:
-        level = torch.from_numpy(scores[start:start + size])
+        level = torch.from_numpy(scores[start : start + size])
         keep = level > thresh
         level_scores = level[keep]
         idxs = torch.nonzero(keep)
@@ -278,7 +285,9 @@ def test_select_candidates_equals_dense_detector_rule():
 # --------------------------------------------------------------------------- rescale
 
 
-@pytest.mark.parametrize("image_hw,out_hw", [((800, 1067), (427, 569)), ((640, 853), (1201, 1599)), ((320, 320), (320, 320))])
+@pytest.mark.parametrize(
+    "image_hw,out_hw", [((800, 1067), (427, 569)), ((640, 853), (1201, 1599)), ((320, 320), (320, 320))]
+)
 def test_rescale_equals_detector_postprocess(image_hw, out_hw):
     rng = np.random.default_rng(sum(image_hw))
     h, w = image_hw
@@ -349,7 +358,10 @@ def test_spec_loads_and_writes_itself(tmp_path):
         (lambda d: d.pop("nms_thresh"), ["'nms_thresh'", "missing"]),
         (lambda d: d["resize"].pop("max_size"), ["'resize.max_size'", "missing"]),
         (lambda d: d.update(input_format="YUV"), ["'input_format'", "YUV", "'RGB' or 'BGR'"]),
-        (lambda d: d.update(format_version=1), ["format_version", "1", "only format_version 2", "export the model again"]),
+        (
+            lambda d: d.update(format_version=1),
+            ["format_version", "1", "only format_version 2", "export the model again"],
+        ),
         (lambda d: d.update(artifact="tflite"), ["'artifact'", "tflite"]),
         (lambda d: d.update(classes=[]), ["'classes'", "non-empty"]),
         (lambda d: d.update(pad_value=[1, 2]), ["'pad_value'", "3 finite numbers"]),
@@ -419,15 +431,24 @@ def make_toy_onnx(path, num_classes=3, strides=(8, 16, 32, 64, 128), reg_max=4, 
         nodes.append(helper.make_node(op, inputs, [out], **attrs))
         return out
 
-    x = node("Div", [node("Sub", ["images", const(np.reshape(PIXEL_MEAN, (1, 3, 1, 1)))]),
-                     const(np.reshape(PIXEL_STD, (1, 3, 1, 1)))])
+    x = node(
+        "Div",
+        [
+            node("Sub", ["images", const(np.reshape(PIXEL_MEAN, (1, 3, 1, 1)))]),
+            const(np.reshape(PIXEL_STD, (1, 3, 1, 1))),
+        ],
+    )
     n1 = reg_max + 1
     scores, boxes, dists = [], [], []
     for s in strides:
         p = node("MaxPool", [x], kernel_shape=[s, s], strides=[s, s], ceil_mode=1)
         cls_w = rng.normal(0, 1.0, (num_classes, 3, 1, 1))
         logits = node("Conv", [p, const(cls_w), const(np.full(num_classes, -3.5))])
-        sc = node("Transpose", [node("Reshape", [node("Sigmoid", [logits]), const([0, num_classes, -1], np.int64)])], perm=[0, 2, 1])
+        sc = node(
+            "Transpose",
+            [node("Reshape", [node("Sigmoid", [logits]), const([0, num_classes, -1], np.int64)])],
+            perm=[0, 2, 1],
+        )
         scores.append(sc)
         d = node("Conv", [p, const(rng.normal(0, 1.0, (4, 3, 1, 1))), const(rng.normal(1.0, 0.3, 4))])
         d = node("Mul", [node("Add", [node("Relu", [d]), const(0.5)]), const(2.0 * s)])
@@ -435,8 +456,20 @@ def make_toy_onnx(path, num_classes=3, strides=(8, 16, 32, 64, 128), reg_max=4, 
         shape = node("Shape", [p])
         h = node("Gather", [shape, const(2, np.int64)], axis=0)
         w = node("Gather", [shape, const(3, np.int64)], axis=0)
-        ys = node("Mul", [node("Cast", [node("Range", [const(0, np.int64), h, const(1, np.int64)])], to=TensorProto.FLOAT), const(float(s))])
-        xs = node("Mul", [node("Cast", [node("Range", [const(0, np.int64), w, const(1, np.int64)])], to=TensorProto.FLOAT), const(float(s))])
+        ys = node(
+            "Mul",
+            [
+                node("Cast", [node("Range", [const(0, np.int64), h, const(1, np.int64)])], to=TensorProto.FLOAT),
+                const(float(s)),
+            ],
+        )
+        xs = node(
+            "Mul",
+            [
+                node("Cast", [node("Range", [const(0, np.int64), w, const(1, np.int64)])], to=TensorProto.FLOAT),
+                const(float(s)),
+            ],
+        )
         ys = node("Unsqueeze", [ys, const([1], np.int64)])  # (h, 1)
         xs = node("Unsqueeze", [xs, const([0], np.int64)])  # (1, w)
         cy = node("Reshape", [node("Add", [ys, node("Mul", [xs, const(0.0)])]), const([1, 1, -1], np.int64)])
@@ -458,9 +491,11 @@ def make_toy_onnx(path, num_classes=3, strides=(8, 16, 32, 64, 128), reg_max=4, 
         nodes.append(helper.make_node("Concat", parts, [name], axis=1))
         outputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, shape))
     graph = helper.make_graph(
-        nodes, "toy_gfl",
+        nodes,
+        "toy_gfl",
         [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 3, "height", "width"])],
-        outputs, inits,
+        outputs,
+        inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
@@ -494,15 +529,19 @@ def torch_reference(outputs, strides, image_hw, out_hw, post):
     start = 0
     for s in strides:
         size = math.ceil(hp / s) * math.ceil(wp / s)
-        level = scores[start:start + size]
+        level = scores[start : start + size]
         keep = level > post["score_thresh"]
         kept_scores = level[keep]
         idxs = torch.nonzero(keep)
         kept_scores, order = kept_scores.topk(min(idxs.shape[0], post["topk_per_level"]))
         loc, cls = idxs[order].unbind(dim=1)
         loc = loc + start
-        fields = dict(pred_boxes=Boxes(boxes[loc]), scores=kept_scores, pred_classes=cls,
-                      pred_strides=torch.full_like(kept_scores, float(s)))
+        fields = dict(
+            pred_boxes=Boxes(boxes[loc]),
+            scores=kept_scores,
+            pred_classes=cls,
+            pred_strides=torch.full_like(kept_scores, float(s)),
+        )
         if dists is not None:
             fields["pred_dists"] = dists[loc]
         parts.append(Instances(image_hw, **fields))
@@ -571,8 +610,10 @@ def test_postprocess_outputs_equals_gfl_model_code():
     input_hw, image_hw, out_hw = (224, 320), (213, 300), (640, 901)
     post = postprocess_settings(spec)
     model = SimpleNamespace(
-        test_score_thresh=post["score_thresh"], test_topk_candidates=post["topk_per_level"],
-        test_nms_thresh=post["nms_thresh"], max_detections_per_image=post["max_detections"],
+        test_score_thresh=post["score_thresh"],
+        test_topk_candidates=post["topk_per_level"],
+        test_nms_thresh=post["nms_thresh"],
+        max_detections_per_image=post["max_detections"],
         strides=list(spec.strides),
     )
     model._select_level = functools.partial(GFL._select_level, model)
@@ -591,7 +632,9 @@ def reference_detect(model_dir, image_bgr):
 
     spec = ExportSpec.load(model_dir)
     rgb = np.ascontiguousarray(image_bgr[:, :, ::-1])
-    resized = T.ResizeShortestEdge(spec.resize.short_edge_length, spec.resize.max_size).get_transform(rgb).apply_image(rgb)
+    resized = (
+        T.ResizeShortestEdge(spec.resize.short_edge_length, spec.resize.max_size).get_transform(rgb).apply_image(rgb)
+    )
     tensor = torch.as_tensor(resized.astype("float32").transpose(2, 0, 1))
     h, w = tensor.shape[-2:]
     hp, wp = math.ceil(h / 32) * 32, math.ceil(w / 32) * 32
@@ -600,8 +643,9 @@ def reference_detect(model_dir, image_bgr):
     session = ort.InferenceSession(os.path.join(model_dir, "model.onnx"), providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
     outputs = dict(zip(names, session.run(names, {"images": batch.numpy()})))
-    return torch_reference({**outputs, "input_hw": (hp, wp)}, spec.strides, (h, w), image_bgr.shape[:2],
-                           postprocess_settings(spec))
+    return torch_reference(
+        {**outputs, "input_hw": (hp, wp)}, spec.strides, (h, w), image_bgr.shape[:2], postprocess_settings(spec)
+    )
 
 
 @pytest.mark.parametrize("with_dists", [True, False])
@@ -664,7 +708,7 @@ counts = []
 for backend in ("onnxruntime", "openvino"):
     out = Detector({model_dir!r}, backend=backend)(image)
     counts.append(len(out["scores"]))
-leaked = [m for m in sys.modules if m.split(".")[0] in ("torch", "detectron2", "torchvision") and sys.modules[m] is not None]
+leaked = [m for m, mod in sys.modules.items() if m.split(".")[0] in ("torch", "detectron2", "torchvision") and mod]
 assert not leaked, leaked
 print("OK", counts)
 """

@@ -1,5 +1,6 @@
 """Pictures of GFL's side distributions (gfocal.visualization) and the uncertainty-vs-error
 analysis (gfocal.uncertainty). CPU, hand-made Instances, seconds."""
+
 import os
 
 import cv2
@@ -38,7 +39,9 @@ def make_instances(centres, dists, scores=None, classes=None, image_size=(128, 1
     dists = np.asarray(dists, np.float64)  # (M, 4, NBINS)
     expect = (dists * np.arange(NBINS)).sum(-1) * stride  # (M, 4)
     c = np.asarray(centres, np.float64)
-    boxes = np.stack([c[:, 0] - expect[:, 0], c[:, 1] - expect[:, 1], c[:, 0] + expect[:, 2], c[:, 1] + expect[:, 3]], 1)
+    boxes = np.stack(
+        [c[:, 0] - expect[:, 0], c[:, 1] - expect[:, 1], c[:, 0] + expect[:, 2], c[:, 1] + expect[:, 3]], 1
+    )
     m = len(boxes)
     inst = Instances(image_size)
     inst.pred_boxes = Boxes(torch.tensor(boxes, dtype=torch.float32))
@@ -54,7 +57,7 @@ def gray(h=128, w=128):
 
 
 def changed(a, b, tol=8):
-    return (np.abs(a.astype(int) - b.astype(int)).max(-1) > tol)
+    return np.abs(a.astype(int) - b.astype(int)).max(-1) > tol
 
 
 # Box from location (64, 64): L one-hot at bin 3 -> x0 = 40; T, R, B at bins 4 -> 32..96.
@@ -257,13 +260,19 @@ def test_collect_converts_boxes_and_concatenates(tmp_path):
         cv2.imwrite(f, np.full((100, 100, 3), i * 50, np.uint8))
         files.append(f)
     records = [
-        {"file_name": files[0], "annotations": [
-            {"bbox": [0, 0, 10, 10], "bbox_mode": BoxMode.XYWH_ABS, "category_id": 0},
-            {"bbox": [50, 50, 20, 20], "bbox_mode": BoxMode.XYWH_ABS, "category_id": 1},
-        ]},
-        {"file_name": files[1], "annotations": [
-            {"bbox": [0, 0, 10, 10], "bbox_mode": BoxMode.XYXY_ABS, "category_id": 0},
-        ]},
+        {
+            "file_name": files[0],
+            "annotations": [
+                {"bbox": [0, 0, 10, 10], "bbox_mode": BoxMode.XYWH_ABS, "category_id": 0},
+                {"bbox": [50, 50, 20, 20], "bbox_mode": BoxMode.XYWH_ABS, "category_id": 1},
+            ],
+        },
+        {
+            "file_name": files[1],
+            "annotations": [
+                {"bbox": [0, 0, 10, 10], "bbox_mode": BoxMode.XYXY_ABS, "category_id": 0},
+            ],
+        },
     ]
     seen = []
 
@@ -302,13 +311,13 @@ def test_correlations_match_numpy():
     xt, yt = np.round(x), np.round(y * 2)  # with ties
     assert spearman(xt, yt) == pytest.approx(_reference_spearman(xt, yt), abs=1e-12)
     assert spearman(x, np.exp(x)) == pytest.approx(1.0)
-    assert spearman(x, -(x ** 3)) == pytest.approx(-1.0)
+    assert spearman(x, -(x**3)) == pytest.approx(-1.0)
     assert np.isnan(pearson([1.0], [2.0])) and np.isnan(pearson([1, 1, 1], [1, 2, 3]))
 
 
 def test_plot_returns_numpy_correlations_and_writes_png(tmp_path):
     spread = np.linspace(0.01, 0.3, 60)
-    iou = 1.0 - spread ** 2 * 5  # monotone, not linear
+    iou = 1.0 - spread**2 * 5  # monotone, not linear
     data = {"spread": spread, "iou": iou, "score": np.linspace(0.3, 1.0, 60), "top1": 1 - spread}
     out = str(tmp_path / "sub" / "unc.png")
     res = plot_uncertainty_vs_error(data, out, title="test")

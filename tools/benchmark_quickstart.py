@@ -9,6 +9,7 @@ their val box AP side by side.
 Each run is `train_net.py --config-file configs/Quickstart/<model>_shapes.py` into
 output/quickstart_benchmark/<model>/ (a finished run is reused: delete it to retrain).
 """
+
 import argparse
 import json
 import os
@@ -16,6 +17,9 @@ import re
 import subprocess
 import sys
 
+from gfocal.cli import checked_parser, run
+from gfocal.config import load_config
+from gfocal.errors import GFocalError
 from gfocal.plotting import read_records
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -59,21 +63,29 @@ def main(argv=None):
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--output-root", default=os.path.join(REPO, "output/quickstart_benchmark"))
     parser.add_argument("opts", nargs=argparse.REMAINDER, default=[], help="overrides for every run")
-    args = parser.parse_args(argv)
+    args = checked_parser(parser).parse_args(argv)
+    for key in args.models:  # every override checked against every config before any training
+        load_config(os.path.join(REPO, f"configs/Quickstart/{key}_shapes.py"), args.opts)
 
     rows = {}
     for key in args.models:
         out = os.path.join(args.output_root, key)
         config = os.path.join(REPO, f"configs/Quickstart/{key}_shapes.py")
         if not os.path.isfile(os.path.join(out, "model_final.pth")):
-            cmd = [sys.executable, os.path.join(REPO, "train_net.py"), "--config-file", config,
-                   f"train.output_dir={out}", *args.opts]
+            cmd = [
+                sys.executable,
+                os.path.join(REPO, "train_net.py"),
+                "--config-file",
+                config,
+                f"train.output_dir={out}",
+                *args.opts,
+            ]
             print(f"== {MODELS[key]}: {' '.join(cmd)}", flush=True)
-            subprocess.run(cmd, check=True)
+            if subprocess.run(cmd).returncode != 0:
+                raise GFocalError(f"training {MODELS[key]} failed (see above); its output is in {out}")
         metrics = final_metrics(os.path.join(out, "metrics.json"))
         if metrics is None:
-            print(f"error: no evaluation found in {out}/metrics.json", file=sys.stderr)
-            return 1
+            raise GFocalError(f"no evaluation found in {out}/metrics.json")
         metrics["minutes"] = training_minutes(os.path.join(out, "log.txt")) or float("nan")
         rows[key] = metrics
 
@@ -87,4 +99,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(lambda: main(sys.argv[1:])))

@@ -10,13 +10,17 @@ implus/GFocalV2) or a torchvision ImageNet ResNet into a file Detectron2 loads i
 With --config-file the result is loaded into that config's model and every missing or unexpected
 key is reported (non-zero exit if any). Files are read with torch.load(weights_only=True).
 """
+
 import argparse
 import logging
 import os
 import sys
 
-import gfocal  # noqa: F401
+import gfocal  # noqa: F401  (first: registers GFL and the datasets, imports Detectron2 quietly)
+
+# isort: split
 from detectron2.config import instantiate
+
 from gfocal.checkpoint import convert_state_dict, load_checkpoint_file, save_checkpoint
 from gfocal.cli import checked_parser, run
 from gfocal.config import load_config
@@ -30,7 +34,6 @@ def main(argv=None) -> int:
     parser.add_argument("input", help="official checkpoint (.pth)")
     parser.add_argument("-o", "--output", required=True, help="converted checkpoint to write (.pth)")
     parser.add_argument("--config-file", help="check the result against this config's model")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks for input errors")
     parser.add_argument("opts", nargs="*", default=[], help="config overrides key=value")
     args = parser.parse_intermixed_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -41,14 +44,19 @@ def main(argv=None) -> int:
     checkpoint = load_checkpoint_file(args.input)
     state, info = convert_state_dict(checkpoint, num_classes=cfg.model.num_classes if cfg else None)
     print(f"source:  {info.summary()}")
-    print(f"mapped:  {len(state)} tensors; dropped {len(info.dropped)} ({', '.join(info.dropped[:4])}"
-          f"{' ...' if len(info.dropped) > 4 else ''})")
+    print(
+        f"mapped:  {len(state)} tensors; dropped {len(info.dropped)} ({', '.join(info.dropped[:4])}"
+        f"{' ...' if len(info.dropped) > 4 else ''})"
+    )
 
     if cfg is not None:
         model = instantiate(cfg.model)
         result = model.load_state_dict(state, strict=False)
-        shapes = {k: (tuple(v.shape), tuple(model.state_dict()[k].shape)) for k, v in state.items()
-                  if k in model.state_dict() and v.shape != model.state_dict()[k].shape}
+        shapes = {
+            k: (tuple(v.shape), tuple(model.state_dict()[k].shape))
+            for k, v in state.items()
+            if k in model.state_dict() and v.shape != model.state_dict()[k].shape
+        }
         if result.missing_keys or result.unexpected_keys or shapes:
             print(f"error: does not match {args.config_file}:", file=sys.stderr)
             for k in result.missing_keys[:20]:
@@ -58,9 +66,12 @@ def main(argv=None) -> int:
             for k, (a, b) in list(shapes.items())[:20]:
                 print(f"  shape {a} vs model {b}: {k}", file=sys.stderr)
             if info.deform_stages:
-                print(f"  (the checkpoint has {'modulated ' if info.deform_modulated else ''}DCN on "
-                      f"{info.deform_stages}: set model.backbone.bottom_up.stages.deform_on_stages / "
-                      "deform_modulated accordingly)", file=sys.stderr)
+                print(
+                    f"  (the checkpoint has {'modulated ' if info.deform_modulated else ''}DCN on "
+                    f"{info.deform_stages}: set model.backbone.bottom_up.stages.deform_on_stages / "
+                    "deform_modulated accordingly)",
+                    file=sys.stderr,
+                )
             return 1
         print(f"checked: loads into {args.config_file} with no missing or unexpected keys")
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)

@@ -15,14 +15,18 @@ for benchmarks). ``--int8`` quantises the convolutions (QDQ, per-channel), calib
 of the config's training set or on the images of a folder. Every argument is checked before the
 export starts, and DIR gets its files only when the export has succeeded.
 """
+
 import argparse
 import logging
 import os
 import sys
 
-import gfocal  # noqa: F401  (registers GFL and the built-in datasets)
+import gfocal  # noqa: F401  (first: registers GFL and the datasets, imports Detectron2 quietly)
+
+# isort: split
 from detectron2.config import instantiate
 from detectron2.utils.logger import setup_logger
+
 from gfocal.checkpoint import GFLCheckpointer, require_weights
 from gfocal.cli import checked_parser, run
 from gfocal.config import load_config
@@ -43,7 +47,6 @@ def get_parser():
     parser.add_argument(
         "--with-distributions", action="store_true", help="also output the four side distributions of every location"
     )
-    parser.add_argument("--debug", action="store_true", help="show tracebacks for input errors")
     parser.add_argument("opts", nargs=argparse.REMAINDER, default=[], help="config overrides key=value, last")
     return checked_parser(parser)
 

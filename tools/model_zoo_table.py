@@ -6,6 +6,7 @@ gfocal.model_zoo.MODELS.
     python tools/model_zoo_table.py --write    # replace it in projects/GFocal/README.md
     python tools/model_zoo_table.py --check    # exit 1 if the README's table is stale
 """
+
 import argparse
 import os
 import sys

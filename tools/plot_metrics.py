@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """Plot a Detectron2 run's metrics.json: losses, learning rate and box AP over iterations.
 
-    python tools/plot_metrics.py output/quickstart/gfl/metrics.json -o output/quickstart/gfl/curves.png
+python tools/plot_metrics.py output/quickstart/gfl/metrics.json -o output/quickstart/gfl/curves.png
 """
+
 import argparse
 import os
 import sys
@@ -21,7 +22,11 @@ def main(argv=None):
     if not os.path.isfile(args.metrics):
         raise InputError(f"no such file {args.metrics}")
     try:
-        output = plot(read_metrics(args.metrics), args.output or os.path.join(os.path.dirname(args.metrics), "curves.png"), args.title)
+        output = plot(
+            read_metrics(args.metrics),
+            args.output or os.path.join(os.path.dirname(args.metrics), "curves.png"),
+            args.title,
+        )
     except ValueError as e:
         raise InputError(f"{args.metrics}: {e}") from None
     print(output)

@@ -12,13 +12,16 @@ Writes into ``train.output_dir``: model_final.pth, metrics.json, log.txt, curves
 pictures/ (one PNG per val image with each box's side distributions drawn along its edges, plus
 overview.png) and uncertainty.png (distribution spread against localisation error on val).
 """
+
 import json
 import logging
 import os
 import sys
 import time
 
-import gfocal  # noqa: F401  (registers GFL and the built-in dataset)
+import gfocal  # noqa: F401  (first: registers GFL and the datasets, imports Detectron2 quietly)
+
+# isort: split
 import cv2
 import numpy as np
 import torch
@@ -27,11 +30,12 @@ from detectron2.data import DatasetCatalog
 from detectron2.engine import default_argument_parser, default_setup
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
+
 from gfocal.cli import checked_parser, run
 from gfocal.config import load_config
-from gfocal.errors import ConfigError
 from gfocal.data import first_dataset_name
 from gfocal.engine import check_device, do_train
+from gfocal.errors import ConfigError
 from gfocal.plotting import plot, plot_uncertainty_vs_error, read_metrics
 from gfocal.predictor import LazyPredictor
 from gfocal.uncertainty import collect
@@ -66,7 +70,6 @@ def get_parser():
     parser = default_argument_parser(epilog=__doc__)
     parser.set_defaults(config_file=DEFAULT_CONFIG)
     parser.add_argument("--pictures", type=int, default=16, help="val images to draw")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks for input errors")
     return checked_parser(parser)
 
 
@@ -123,11 +126,14 @@ def main(argv=None):
     with open(os.path.join(out, "quickstart_summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
     print("\n=== GFocal quick start ===")
-    print(f"val box AP: {ap.get('bbox/AP', float('nan')):.1f}  (AP50 {ap.get('bbox/AP50', float('nan')):.1f}, AP75 {ap.get('bbox/AP75', float('nan')):.1f})")
+    ap_, ap50, ap75 = (ap.get(f"bbox/{k}", float("nan")) for k in ("AP", "AP50", "AP75"))
+    print(f"val box AP: {ap_:.1f}  (AP50 {ap50:.1f}, AP75 {ap75:.1f})")
     print(f"weights:  {weights}")
     print(f"pictures: {os.path.dirname(overview)}/  (overview: {overview})")
-    print(f"uncertainty: {uncertainty['output']}  (spread vs 1 - IoU over {uncertainty['n']} detections: "
-          f"Spearman {uncertainty['spearman']:.2f}, Pearson {uncertainty['pearson']:.2f})")
+    print(
+        f"uncertainty: {uncertainty['output']}  (spread vs 1 - IoU over {uncertainty['n']} detections: "
+        f"Spearman {uncertainty['spearman']:.2f}, Pearson {uncertainty['pearson']:.2f})"
+    )
     if curves:
         print(f"curves:   {curves}")
     print(f"time:     {total / 60:.1f} min")

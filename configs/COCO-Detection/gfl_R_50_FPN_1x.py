@@ -1,4 +1,5 @@
 """GFL v1, R-50-FPN, 1x (90k iterations at batch 16), COCO 2017. Reference: 40.2 box AP (mmdet)."""
+
 from ..common.coco_gfl import dataloader, optimizer, train
 from ..common.gfl_schedule import lr_multiplier_1x as lr_multiplier
 from ..common.models.gfl import model

@@ -1,4 +1,5 @@
 """GFL v1, R-50-FPN, multi-scale 2x. Reference: 42.9 box AP (mmdetection GFL)."""
+
 from ..common.coco_gfl_ms2x import dataloader, lr_multiplier, optimizer, train
 from ..common.models.gfl import model
 

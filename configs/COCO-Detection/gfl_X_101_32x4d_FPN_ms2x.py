@@ -1,4 +1,5 @@
 """GFL v1, ResNeXt-101 32x4d FPN, multi-scale 2x. Reference: 45.9 box AP (mmdetection GFL)."""
+
 from ..common.backbones import X101_32X4D_IMAGENET, X101_32X4D_STAGES
 from .gfl_R_50_FPN_ms2x import dataloader, lr_multiplier, model, optimizer, train
 

@@ -1,4 +1,5 @@
 """GFL v2 (DGQP), R-50-FPN, 1x, COCO 2017. Reference: 41.0 box AP (official GFocalV2)."""
+
 from ..common.coco_gfl import dataloader, optimizer, train
 from ..common.gfl_schedule import lr_multiplier_1x as lr_multiplier
 from ..common.models.gflv2 import model

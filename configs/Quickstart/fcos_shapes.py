@@ -1,5 +1,6 @@
 """Detectron2's FCOS on the built-in shapes dataset, with the quick-start GFL's backbone, head
 width, schedule, batch and seed (for tools/benchmark_quickstart.py)."""
+
 from detectron2.config import LazyCall as L
 from detectron2.modeling.meta_arch.fcos import FCOS, FCOSHead
 

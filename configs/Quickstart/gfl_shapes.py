@@ -1,4 +1,5 @@
 """GFL v1 on the built-in shapes dataset: the `make quickstart` recipe (CPU, minutes)."""
+
 from detectron2 import model_zoo
 from detectron2.config import LazyCall as L
 

@@ -1,4 +1,5 @@
 """GFL v2 (DGQP) on the built-in shapes dataset: the quick-start recipe with a v2 head."""
+
 from .gfl_shapes import dataloader, lr_multiplier, model, optimizer, train
 
 model.head.use_dgqp = True

@@ -1,6 +1,7 @@
 """Detectron2's RetinaNet on the built-in shapes dataset, with the quick-start GFL's backbone,
 head width, schedule, batch and seed (for tools/benchmark_quickstart.py). Anchors, matcher and
 losses are Detectron2's COCO defaults."""
+
 from detectron2 import model_zoo
 
 from .gfl_shapes import dataloader, lr_multiplier, optimizer, train

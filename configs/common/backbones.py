@@ -4,6 +4,7 @@ Each ``*_STAGES`` dict updates ``model.backbone.bottom_up.stages`` (``make_resne
 each ``*_IMAGENET`` is the reference's ImageNet initialisation (torchvision / open-mmlab names;
 ``GFLCheckpointer`` converts them on load).
 """
+
 R101_STAGES = dict(depth=101)
 R101_IMAGENET = "https://download.pytorch.org/models/resnet101-5d3b4d8f.pth"  # torchvision://resnet101
 

@@ -3,6 +3,7 @@
 Single-scale training at (800, max 1333) with horizontal flip, RGB input; SGD lr 0.01 at batch
 16, momentum 0.9, weight decay 1e-4 on every parameter (norms included, as mmdetection).
 """
+
 import detectron2.data.transforms as T
 from detectron2 import model_zoo
 from detectron2.config import LazyCall as L

@@ -1,4 +1,7 @@
 """Data of the built-in quick-start dataset (gfocal_shapes, 128x128 images, 4 classes)."""
+
+from omegaconf import OmegaConf
+
 import detectron2.data.transforms as T
 from detectron2.config import LazyCall as L
 from detectron2.data import (
@@ -7,7 +10,6 @@ from detectron2.data import (
     build_detection_train_loader,
     get_detection_dataset_dicts,
 )
-from omegaconf import OmegaConf
 
 from gfocal.data import checked_dataset_dicts
 from gfocal.evaluation import FastCOCOEvaluator

@@ -1,5 +1,6 @@
 """GFL v1 on ResNet-50 + FPN (P3-P7), as the reference: torchvision-style ResNet (stride in the
 3x3 conv, RGB input), FPN with P6 from the P5 output and no ReLU before P7, ATSS matching."""
+
 from detectron2.config import LazyCall as L
 from detectron2.layers import ShapeSpec
 from detectron2.modeling.anchor_generator import DefaultAnchorGenerator

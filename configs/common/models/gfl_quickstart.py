@@ -1,6 +1,7 @@
 """A small GFL for the quick start: a half-width ResNet-18 (base 32 channels) + 96-channel FPN
 trained from scratch (BN), and a 2-conv head. Everything else (ATSS, anchors, losses,
 inference) is the reference GFL."""
+
 from detectron2.config import LazyCall as L
 from detectron2.layers import ShapeSpec
 

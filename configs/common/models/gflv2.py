@@ -1,4 +1,5 @@
 """GFL v2: GFL v1 plus the Distribution-Guided Quality Predictor (top-4 + mean per side)."""
+
 from .gfl import model
 
 model.head.use_dgqp = True

@@ -6,6 +6,7 @@ warning filter: the known third-party notices that importing Detectron2 prints a
 for that import (entry points silence them for good with
 :func:`gfocal.cli.quiet_third_party_warnings`).
 """
+
 import warnings
 
 from .cli import quiet_third_party_warnings

@@ -18,6 +18,7 @@ Name map (mmdetection -> GFocal):
 A class branch with K+1 outputs (mmdetection 1.x softmax-style layout, background first) loses
 its first output so that class c of the result is class c of the dataset.
 """
+
 import logging
 import os
 import pickle
@@ -77,7 +78,9 @@ class CheckpointInfo:
             kind = "modulated DCN v2" if self.deform_modulated else "DCN v1"
             parts.append(f"{kind} on {','.join(self.deform_stages)}")
         if self.num_classes is not None:
-            parts.append(f"{self.num_classes} classes, reg_max {self.reg_max}, {'GFL v2 (DGQP)' if self.dgqp else 'GFL v1'}")
+            parts.append(
+                f"{self.num_classes} classes, reg_max {self.reg_max}, {'GFL v2 (DGQP)' if self.dgqp else 'GFL v1'}"
+            )
         if self.class_offset:
             parts.append("background output dropped (mmdet 1.x layout)")
         return "; ".join(parts)
@@ -183,7 +186,7 @@ def _state_dict(checkpoint: dict) -> Dict[str, torch.Tensor]:
 
 
 def detect_format(state: Dict[str, torch.Tensor]) -> str:
-    """"mmdet-gfl", "torchvision-resnet" or "gfocal"; anything else raises ConversionError."""
+    """ "mmdet-gfl", "torchvision-resnet" or "gfocal"; anything else raises ConversionError."""
     if "bbox_head.gfl_cls.weight" in state and "bbox_head.gfl_reg.weight" in state:
         return "mmdet-gfl"
     if "head.gfl_cls.weight" in state and "backbone.bottom_up.stem.conv1.weight" in state:
@@ -288,7 +291,9 @@ def _describe_backbone(state: Dict[str, torch.Tensor], prefix: str, info: Checkp
         info.deform_modulated = modulated.pop()
 
 
-def convert_state_dict(checkpoint: dict, num_classes: Optional[int] = None) -> Tuple["OrderedDict[str, torch.Tensor]", CheckpointInfo]:
+def convert_state_dict(
+    checkpoint: dict, num_classes: Optional[int] = None
+) -> Tuple["OrderedDict[str, torch.Tensor]", CheckpointInfo]:
     """Convert a loaded checkpoint (any supported source) to GFocal names.
 
     Args:
@@ -369,8 +374,7 @@ class GFLCheckpointer(DetectionCheckpointer):
             fresh initialisation, said in one warning line.
     """
 
-    def __init__(self, model, save_dir: str = "", *, save_to_disk=None, for_inference: bool = False,
-                 **checkpointables):
+    def __init__(self, model, save_dir: str = "", *, save_to_disk=None, for_inference: bool = False, **checkpointables):
         super().__init__(model, save_dir, save_to_disk=save_to_disk, **checkpointables)
         self.for_inference = for_inference
         self._loading = None
@@ -420,8 +424,11 @@ class GFLCheckpointer(DetectionCheckpointer):
             logger.warning(
                 f"{os.path.join(self.save_dir, 'last_checkpoint')} names {os.path.basename(named) or 'nothing'} "
                 f"({state}); "
-                + (f"resuming from the newest intact checkpoint, {os.path.basename(fallback)}"
-                   if fallback else "no intact checkpoint, starting over")
+                + (
+                    f"resuming from the newest intact checkpoint, {os.path.basename(fallback)}"
+                    if fallback
+                    else "no intact checkpoint, starting over"
+                )
             )
         return fallback
 
@@ -460,10 +467,12 @@ class GFLCheckpointer(DetectionCheckpointer):
         missing = [k for k in incompatible.missing_keys if k not in {s[0] for s in incompatible.incorrect_shapes}]
         if problems or missing:
             hint = _class_hint(incompatible.incorrect_shapes)
-            lines = problems[:4] + ([f"{len(missing)} model tensors missing from the file, e.g. {', '.join(missing[:3])}"] if missing else [])
-            raise CheckpointError(
-                f"{self._loading}: the weights do not fit the model ({'; '.join(lines)}){hint}"
+            lines = problems[:4] + (
+                [f"{len(missing)} model tensors missing from the file, e.g. {', '.join(missing[:3])}"]
+                if missing
+                else []
             )
+            raise CheckpointError(f"{self._loading}: the weights do not fit the model ({'; '.join(lines)}){hint}")
         return incompatible
 
     def _log_incompatible_keys(self, incompatible) -> None:

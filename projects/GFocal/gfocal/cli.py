@@ -12,6 +12,7 @@
   missing file) into one line on stderr and exit status 2. ``--debug`` on the command line or
   ``GFOCAL_DEBUG=1`` shows the traceback instead.
 """
+
 import argparse
 import os
 import sys
@@ -41,8 +42,10 @@ def quiet_third_party_warnings() -> None:
 
 
 def checked_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """``parser`` with its usage errors raised as :class:`ConfigError` (one line through
-    :func:`run`) instead of argparse's usage text and exit."""
+    """``parser`` with a ``--debug`` switch (tracebacks instead of one-line errors) and its usage
+    errors raised as :class:`ConfigError` (one line through :func:`run`) instead of argparse's
+    usage text and exit."""
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for input errors")
 
     def error(message: str):
         raise ConfigError(f"{message} (see {parser.prog} --help)")

@@ -10,6 +10,7 @@ does not make:
   (``train.max_iter=abc`` is an error), a number for a float, a boolean for a boolean, a list for
   a list, a mapping for a nested config. Interpolations (``${...}``) and ``null`` are accepted.
 """
+
 import difflib
 import inspect
 import os
@@ -86,7 +87,8 @@ def _target_parameters(cfg, parent: str) -> Optional[Dict[str, inspect.Parameter
     if any(p.kind == inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return {}
     return {
-        name: p for name, p in params.items()
+        name: p
+        for name, p in params.items()
         if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
     }
 
@@ -115,9 +117,7 @@ def _unknown_key(cfg, key: str, text: str) -> ConfigError:
 
 
 def _type_error(key: str, text: str, current, value) -> ConfigError:
-    return ConfigError(
-        f"override {text!r}: {key} is {current!r} ({_kind(current)}), got {value!r} ({_kind(value)})"
-    )
+    return ConfigError(f"override {text!r}: {key} is {current!r} ({_kind(current)}), got {value!r} ({_kind(value)})")
 
 
 def _kind(value) -> str:
@@ -178,7 +178,7 @@ def apply_overrides(cfg, overrides: Sequence[str]):
     for text in overrides:
         try:
             (override,) = parser.parse_overrides([text])
-        except HydraException as e:
+        except HydraException:
             raise ConfigError(f"cannot parse override {text!r}: expected key.sub=value") from None
         if override.is_delete():
             raise ConfigError(f"override {text!r}: deleting keys (~key) is not supported")

@@ -2,6 +2,7 @@
 
 ``train_net.py`` is the command line around these; ``tools/quickstart.py`` reuses them.
 """
+
 import logging
 
 import torch
@@ -26,9 +27,7 @@ def do_test(cfg, model):
     """Run the config's test loader through its evaluator; returns the metrics dict."""
     if "evaluator" not in cfg.dataloader:
         return {}
-    results = inference_on_dataset(
-        model, instantiate(cfg.dataloader.test), instantiate(cfg.dataloader.evaluator)
-    )
+    results = inference_on_dataset(model, instantiate(cfg.dataloader.test), instantiate(cfg.dataloader.evaluator))
     if comm.is_main_process():
         print_csv_format(results)
     return results
@@ -60,9 +59,7 @@ def do_train(cfg, resume: bool = False):
         [
             hooks.IterationTimer(),
             hooks.LRScheduler(scheduler=instantiate(cfg.lr_multiplier)),
-            hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer)
-            if comm.is_main_process()
-            else None,
+            hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer) if comm.is_main_process() else None,
             hooks.EvalHook(cfg.train.eval_period, lambda: do_test(cfg, model)),
             hooks.PeriodicWriter(
                 default_writers(cfg.train.output_dir, cfg.train.max_iter),

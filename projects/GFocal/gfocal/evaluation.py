@@ -6,6 +6,7 @@ install lacks, so it falls back to pycocotools' pure-Python ``COCOeval`` (minute
 faster-coco-eval (a maintained C++ implementation of the same protocol): the same 12 COCO stats
 and per-category AP as pycocotools (tested to 1e-6 on the built-in val split).
 """
+
 import itertools
 import logging
 from typing import Optional
@@ -49,8 +50,9 @@ class FastCOCOEvaluator(COCOEvaluator):
     (arguments, outputs, saved ``coco_instances_results.json``, logs) is Detectron2's. Other
     tasks (masks, keypoints) and custom ``max_dets_per_image`` fall back to pycocotools."""
 
-    def __init__(self, dataset_name: str, tasks=None, distributed: bool = True, output_dir: Optional[str] = None,
-                 **kwargs):
+    def __init__(
+        self, dataset_name: str, tasks=None, distributed: bool = True, output_dir: Optional[str] = None, **kwargs
+    ):
         kwargs["use_fast_impl"] = False  # Detectron2's C++ evaluator is not available here
         super().__init__(dataset_name, tasks, distributed, output_dir, **kwargs)
 

@@ -16,12 +16,13 @@ A level of stride s has ceil(H / s) x ceil(W / s) locations. Thresholding, top-k
 class-aware NMS and rescaling belong to the runtime (:mod:`gfocal_runtime`), which reads
 everything else from ``model.json`` (:class:`gfocal_runtime.ExportSpec`) written beside the model.
 """
+
 import copy
 import logging
-from dataclasses import replace
 import os
 import shutil
 import tempfile
+from dataclasses import replace
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -30,6 +31,7 @@ from torch import Tensor, nn
 
 from detectron2.data import MetadataCatalog
 from detectron2.data import transforms as T
+
 from gfocal_runtime.spec import INTERPOLATIONS, ExportSpec, ResizeSpec
 
 from .data import first_dataset_name
@@ -167,7 +169,9 @@ def _resize_spec(augmentations: Sequence[T.Augmentation]) -> Optional[ResizeSpec
                 "exported model needs one fixed size"
             )
         if aug.interp not in names:
-            raise ConfigError(f"cannot export the resize interpolation {aug.interp!r}; expected one of {list(INTERPOLATIONS)}")
+            raise ConfigError(
+                f"cannot export the resize interpolation {aug.interp!r}; expected one of {list(INTERPOLATIONS)}"
+            )
         return ResizeSpec(sizes[0], int(aug.max_size), names[aug.interp])
     return None
 

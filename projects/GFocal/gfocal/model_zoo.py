@@ -9,6 +9,7 @@ to GFocal names (once) and caches both under ``$GFOCAL_CACHE`` (default ``~/.cac
 Offline, or for checkpoints without a direct URL (GFocalV2's are on Google Drive), download the
 file elsewhere and pass ``checkpoint=PATH`` or run ``tools/convert_checkpoint.py``.
 """
+
 import hashlib
 import logging
 import os
@@ -30,6 +31,7 @@ __all__ = ["ZooEntry", "MODELS", "get_config_file", "get_config", "get_checkpoin
 logger = logging.getLogger(__name__)
 
 _MMDET = "https://download.openmmlab.com/mmdetection/v2.0/gfl"
+_MMDET_PAGE = "https://github.com/open-mmlab/mmdetection/tree/main/configs/gfl"
 _GFOCALV2 = "https://github.com/implus/GFocalV2#models"
 
 
@@ -44,43 +46,33 @@ class ZooEntry:
     page: str
 
 
+def _mmdet(ap: float, folder: str, stamp: str) -> ZooEntry:
+    name = f"{folder}_{stamp}.pth"
+    return ZooEntry(ap, "mmdetection", name, f"{_MMDET}/{folder}/{name}", _MMDET_PAGE)
+
+
+def _gfocalv2(ap: float, name: str) -> ZooEntry:
+    return ZooEntry(ap, "GFocalV2 (official)", f"{name} (Google Drive)", None, _GFOCALV2)
+
+
 MODELS: Dict[str, ZooEntry] = {
-    "COCO-Detection/gfl_R_50_FPN_1x.py": ZooEntry(
-        40.2, "mmdetection", "gfl_r50_fpn_1x_coco_20200629_121244-25944287.pth",
-        f"{_MMDET}/gfl_r50_fpn_1x_coco/gfl_r50_fpn_1x_coco_20200629_121244-25944287.pth",
-        "https://github.com/open-mmlab/mmdetection/tree/main/configs/gfl"),
-    "COCO-Detection/gfl_R_50_FPN_ms2x.py": ZooEntry(
-        42.9, "mmdetection", "gfl_r50_fpn_mstrain_2x_coco_20200629_213802-37bb1edc.pth",
-        f"{_MMDET}/gfl_r50_fpn_mstrain_2x_coco/gfl_r50_fpn_mstrain_2x_coco_20200629_213802-37bb1edc.pth",
-        "https://github.com/open-mmlab/mmdetection/tree/main/configs/gfl"),
-    "COCO-Detection/gfl_R_101_FPN_ms2x.py": ZooEntry(
-        44.7, "mmdetection", "gfl_r101_fpn_mstrain_2x_coco_20200629_200126-dd12f847.pth",
-        f"{_MMDET}/gfl_r101_fpn_mstrain_2x_coco/gfl_r101_fpn_mstrain_2x_coco_20200629_200126-dd12f847.pth",
-        "https://github.com/open-mmlab/mmdetection/tree/main/configs/gfl"),
-    "COCO-Detection/gfl_R_101_DCN_FPN_ms2x.py": ZooEntry(
-        47.1, "mmdetection", "gfl_r101_fpn_dconv_c3-c5_mstrain_2x_coco_20200630_102002-134b07df.pth",
-        f"{_MMDET}/gfl_r101_fpn_dconv_c3-c5_mstrain_2x_coco/"
-        "gfl_r101_fpn_dconv_c3-c5_mstrain_2x_coco_20200630_102002-134b07df.pth",
-        "https://github.com/open-mmlab/mmdetection/tree/main/configs/gfl"),
-    "COCO-Detection/gfl_X_101_32x4d_FPN_ms2x.py": ZooEntry(
-        45.9, "mmdetection", "gfl_x101_32x4d_fpn_mstrain_2x_coco_20200630_102002-50c1ffdb.pth",
-        f"{_MMDET}/gfl_x101_32x4d_fpn_mstrain_2x_coco/gfl_x101_32x4d_fpn_mstrain_2x_coco_20200630_102002-50c1ffdb.pth",
-        "https://github.com/open-mmlab/mmdetection/tree/main/configs/gfl"),
-    "COCO-Detection/gfl_X_101_32x4d_DCN_FPN_ms2x.py": ZooEntry(
-        48.1, "mmdetection", "gfl_x101_32x4d_fpn_dconv_c4-c5_mstrain_2x_coco_20200630_102002-14a2bf25.pth",
-        f"{_MMDET}/gfl_x101_32x4d_fpn_dconv_c4-c5_mstrain_2x_coco/"
-        "gfl_x101_32x4d_fpn_dconv_c4-c5_mstrain_2x_coco_20200630_102002-14a2bf25.pth",
-        "https://github.com/open-mmlab/mmdetection/tree/main/configs/gfl"),
-    "COCO-Detection/gflv2_R_50_FPN_1x.py": ZooEntry(
-        41.0, "GFocalV2 (official)", "GFocal_R_50_FPN_1x (Google Drive)", None, _GFOCALV2),
-    "COCO-Detection/gflv2_R_50_FPN_ms2x.py": ZooEntry(
-        43.9, "GFocalV2 (official)", "GFocal_R_50_FPN_2x (Google Drive)", None, _GFOCALV2),
-    "COCO-Detection/gflv2_R_101_FPN_ms2x.py": ZooEntry(
-        45.8, "GFocalV2 (official)", "GFocal_R_101_FPN_2x (Google Drive)", None, _GFOCALV2),
-    "COCO-Detection/gflv2_R_101_DCN_FPN_ms2x.py": ZooEntry(
-        48.0, "GFocalV2 (official)", "GFocal_R_101_dcnv2_FPN_2x (Google Drive)", None, _GFOCALV2),
-    "COCO-Detection/gflv2_X_101_32x4d_DCN_FPN_ms2x.py": ZooEntry(
-        48.8, "GFocalV2 (official)", "GFocal_X_101_dcnv2_FPN_2x (Google Drive)", None, _GFOCALV2),
+    "COCO-Detection/gfl_R_50_FPN_1x.py": _mmdet(40.2, "gfl_r50_fpn_1x_coco", "20200629_121244-25944287"),
+    "COCO-Detection/gfl_R_50_FPN_ms2x.py": _mmdet(42.9, "gfl_r50_fpn_mstrain_2x_coco", "20200629_213802-37bb1edc"),
+    "COCO-Detection/gfl_R_101_FPN_ms2x.py": _mmdet(44.7, "gfl_r101_fpn_mstrain_2x_coco", "20200629_200126-dd12f847"),
+    "COCO-Detection/gfl_R_101_DCN_FPN_ms2x.py": _mmdet(
+        47.1, "gfl_r101_fpn_dconv_c3-c5_mstrain_2x_coco", "20200630_102002-134b07df"
+    ),
+    "COCO-Detection/gfl_X_101_32x4d_FPN_ms2x.py": _mmdet(
+        45.9, "gfl_x101_32x4d_fpn_mstrain_2x_coco", "20200630_102002-50c1ffdb"
+    ),
+    "COCO-Detection/gfl_X_101_32x4d_DCN_FPN_ms2x.py": _mmdet(
+        48.1, "gfl_x101_32x4d_fpn_dconv_c4-c5_mstrain_2x_coco", "20200630_102002-14a2bf25"
+    ),
+    "COCO-Detection/gflv2_R_50_FPN_1x.py": _gfocalv2(41.0, "GFocal_R_50_FPN_1x"),
+    "COCO-Detection/gflv2_R_50_FPN_ms2x.py": _gfocalv2(43.9, "GFocal_R_50_FPN_2x"),
+    "COCO-Detection/gflv2_R_101_FPN_ms2x.py": _gfocalv2(45.8, "GFocal_R_101_FPN_2x"),
+    "COCO-Detection/gflv2_R_101_DCN_FPN_ms2x.py": _gfocalv2(48.0, "GFocal_R_101_dcnv2_FPN_2x"),
+    "COCO-Detection/gflv2_X_101_32x4d_DCN_FPN_ms2x.py": _gfocalv2(48.8, "GFocal_X_101_dcnv2_FPN_2x"),
 }
 
 
@@ -136,7 +128,9 @@ def _download(url: str, root: str) -> str:
     os.makedirs(folder, exist_ok=True)
     logger.info(f"Downloading {url} ...")
     try:
-        torch.hub.download_url_to_file(url, path + ".part", hash_prefix=match.group(1) if match else None, progress=True)
+        torch.hub.download_url_to_file(
+            url, path + ".part", hash_prefix=match.group(1) if match else None, progress=True
+        )
     except RuntimeError as e:  # torch.hub: "invalid hash value"
         raise CheckpointError(
             f"{url}: the downloaded file does not match the sha256 prefix {match.group(1)} in its name ({e}); "
@@ -151,8 +145,9 @@ def _download(url: str, root: str) -> str:
     return path
 
 
-def get_checkpoint(name: str, *, url: Optional[str] = None, checkpoint: Optional[str] = None,
-                   cache_dir: Optional[str] = None) -> str:
+def get_checkpoint(
+    name: str, *, url: Optional[str] = None, checkpoint: Optional[str] = None, cache_dir: Optional[str] = None
+) -> str:
     """A converted checkpoint for ``name``, made once and cached.
 
     Downloads use https only and are checked against the sha256 prefix that official file

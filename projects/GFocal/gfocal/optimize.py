@@ -8,6 +8,7 @@ and weights in ``channels_last`` memory format, which the CPU convolution kernel
 Outputs equal the plain model's to float rounding (tested within 1e-4). Run it under
 ``torch.inference_mode()``. The original model is not modified.
 """
+
 import copy
 import logging
 

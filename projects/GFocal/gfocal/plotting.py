@@ -1,5 +1,6 @@
 """Plots: training curves from a Detectron2 run's metrics.json (losses, learning rate, box AP),
 and distribution spread against localisation error (:mod:`gfocal.uncertainty`'s data)."""
+
 import json
 import os
 import sys
@@ -151,7 +152,13 @@ def plot_uncertainty_vs_error(
     for name, c in others.items():
         text += f"\n  {_SHORT.get(name, name)}: {c['spearman']:+.2f}"
     ax.text(
-        0.02, 0.98, text, transform=ax.transAxes, va="top", ha="left", fontsize=9,
+        0.02,
+        0.98,
+        text,
+        transform=ax.transAxes,
+        va="top",
+        ha="left",
+        fontsize=9,
         bbox=dict(boxstyle="round", facecolor="white", alpha=0.85, edgecolor="0.7"),
     )
     ax.set_title(title or "GFL: distribution spread vs localisation error")

@@ -1,5 +1,6 @@
 """A single-image predictor for lazy configs, in the spirit of Detectron2's DefaultPredictor, and
 the test-time input that evaluation, the predictor, the demo and the exporter share."""
+
 import logging
 from typing import Dict, List, Optional, Tuple
 

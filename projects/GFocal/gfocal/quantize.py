@@ -1,4 +1,5 @@
 """Static int8 quantisation of an exported GFL (ONNX, QDQ) and its calibration images."""
+
 import contextlib
 import logging
 import os
@@ -8,6 +9,7 @@ import cv2
 import numpy as np
 
 from detectron2.data import DatasetCatalog
+
 from gfocal_runtime.preprocess import preprocess_image
 from gfocal_runtime.spec import ExportSpec
 

@@ -17,7 +17,8 @@ of its four side distributions:
 ``collect`` runs a predictor over Detectron2 dataset dicts; :func:`gfocal.plotting.plot_uncertainty_vs_error`
 draws spread against 1 - IoU with the Pearson and Spearman correlations.
 """
-from typing import Callable, Dict, Iterable, Optional, Sequence
+
+from typing import Callable, Dict, Iterable, Sequence
 
 import numpy as np
 import torch

@@ -18,12 +18,12 @@ Small images are upscaled (shorter side at least ``min_size``) with the distribu
 accordingly; with many boxes only the ``max_panels`` highest-scoring ones get distributions, and a
 box overlapping an already drawn one by IoU > ``dedup_iou`` is skipped.
 """
+
 from typing import List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 import torch
-
 from torchvision.ops import box_iou
 
 from detectron2.structures import Instances
@@ -40,8 +40,18 @@ __all__ = [
 
 # Distinct colours (RGB), one per drawn box, assigned in score order.
 _PALETTE = [
-    (230, 25, 75), (0, 130, 200), (60, 180, 75), (255, 140, 0), (145, 30, 180), (0, 190, 190),
-    (240, 50, 230), (128, 128, 0), (170, 110, 40), (0, 0, 128), (128, 0, 0), (70, 240, 240),
+    (230, 25, 75),
+    (0, 130, 200),
+    (60, 180, 75),
+    (255, 140, 0),
+    (145, 30, 180),
+    (0, 190, 190),
+    (240, 50, 230),
+    (128, 128, 0),
+    (170, 110, 40),
+    (0, 0, 128),
+    (128, 0, 0),
+    (70, 240, 240),
 ]
 
 

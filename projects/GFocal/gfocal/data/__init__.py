@@ -4,6 +4,7 @@
 :mod:`gfocal.data.shapes`). It is written under ``$DETECTRON2_DATASETS`` the first time either
 split is requested (``DatasetCatalog.get``), and reused afterwards.
 """
+
 import os
 from typing import Optional
 
@@ -34,9 +35,7 @@ def first_dataset_name(names) -> str:
 
 def _load_split(name: str, split: str, spec: Optional[ShapesSpec], root: Optional[str]):
     root = ensure_shapes_dataset(spec, root)
-    return load_coco_json(
-        os.path.join(root, "annotations", f"{split}.json"), os.path.join(root, split), name
-    )
+    return load_coco_json(os.path.join(root, "annotations", f"{split}.json"), os.path.join(root, split), name)
 
 
 def register_shapes(
@@ -54,9 +53,7 @@ def register_shapes(
         name = f"{prefix}_{split}"
         if name in DatasetCatalog.list():
             continue
-        DatasetCatalog.register(
-            name, lambda name=name, split=split: _load_split(name, split, spec, root)
-        )
+        DatasetCatalog.register(name, lambda name=name, split=split: _load_split(name, split, spec, root))
         MetadataCatalog.get(name).set(
             thing_classes=list(CLASS_NAMES),
             json_file=os.path.join(root, "annotations", f"{split}.json"),

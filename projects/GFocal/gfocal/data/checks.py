@@ -18,6 +18,7 @@ Why: Detectron2's mapper clips every box to the image, so a ``[10, 10, inf, 20]`
 becomes a valid box reaching the image border and is trained on; a missing image crashes a
 loader worker at some iteration; an empty training set ends with AP ``nan``.
 """
+
 import contextlib
 import enum
 import gc
@@ -95,9 +96,7 @@ def _as_list(names: Union[str, Sequence[str]]) -> List[str]:
 # --------------------------------------------------------------------------------------------
 # Boxes
 # --------------------------------------------------------------------------------------------
-def classify_boxes(
-    boxes: np.ndarray, is_xywh: np.ndarray, image_hw: np.ndarray
-) -> Tuple[np.ndarray, np.ndarray]:
+def classify_boxes(boxes: np.ndarray, is_xywh: np.ndarray, image_hw: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """Classify and clip N boxes at once (no Python loop over boxes).
 
     Checks, in this order, so that each box gets exactly one outcome: non-finite coordinates
@@ -346,9 +345,7 @@ def _validate(
         sized = np.isfinite(image_hw).all(axis=1) & (image_hw > 0).all(axis=1)
     record_of = np.repeat(np.arange(len(records)), counts)
 
-    codes, clipped = classify_boxes(
-        boxes, modes == int(BoxMode.XYWH_ABS), image_hw[record_of]
-    )
+    codes, clipped = classify_boxes(boxes, modes == int(BoxMode.XYWH_ABS), image_hw[record_of])
     codes[malformed] = BoxCheck.MALFORMED
 
     report = AnnotationReport(dataset=name, num_images=len(records), num_boxes=n)
@@ -357,9 +354,7 @@ def _validate(
         recs = record_of[codes == code]
         report.counts[key] = int(len(recs))
         _, first = np.unique(recs, return_index=True)  # distinct images, in dataset order
-        report.examples[key] = [
-            _example(records[r], r) for r in recs[np.sort(first)[:_NUM_EXAMPLES]].tolist()
-        ]
+        report.examples[key] = [_example(records[r], r) for r in recs[np.sort(first)[:_NUM_EXAMPLES]].tolist()]
     keep = (codes == BoxCheck.OK) | (codes == BoxCheck.CLIPPED)
     report.num_valid_boxes = int(keep.sum())
     report.num_valid_noncrowd_boxes = int((keep & ~crowd).sum())
@@ -408,9 +403,7 @@ def _summary(report: AnnotationReport) -> str:
             rows.append([text, report.counts[key], action, ", ".join(report.examples[key])])
     lines = [head]
     if rows:
-        lines.append(
-            tabulate(rows, headers=["problem", "boxes", "action", "examples"], tablefmt="pipe")
-        )
+        lines.append(tabulate(rows, headers=["problem", "boxes", "action", "examples"], tablefmt="pipe"))
     else:
         lines.append("All boxes are valid.")
     if report.num_unsized_images:
@@ -535,11 +528,7 @@ def check_num_classes(
             sources.append((len(classes), f"{len(classes)} thing_classes in '{n}'"))
     if dataset_dicts is not None:
         ids = np.fromiter(
-            (
-                _to_float(a.get("category_id"))
-                for r in dataset_dicts
-                for a in (r.get("annotations") or ())
-            ),
+            (_to_float(a.get("category_id")) for r in dataset_dicts for a in (r.get("annotations") or ())),
             dtype=np.float64,
         )
         ids = ids[np.isfinite(ids)]
@@ -581,12 +570,7 @@ def _require_boxes(num_valid_noncrowd: int, names: List[str], context: str) -> N
 
 
 def _count_noncrowd(dataset_dicts: Iterable[Dict[str, Any]]) -> int:
-    return sum(
-        1
-        for r in dataset_dicts
-        for a in (r.get("annotations") or ())
-        if not a.get("iscrowd", 0)
-    )
+    return sum(1 for r in dataset_dicts for a in (r.get("annotations") or ()) if not a.get("iscrowd", 0))
 
 
 def checked_dataset_dicts(

@@ -14,6 +14,7 @@ Layout under ``$DETECTRON2_DATASETS`` (default ``datasets/``)::
       annotations/train.json      annotations/val.json
       COMPLETE                    written last; holds the generation parameters
 """
+
 import json
 import logging
 import math
@@ -114,10 +115,7 @@ def generate_image(rng: np.random.Generator, spec: ShapesSpec) -> Tuple[np.ndarr
             mask = _shape_mask(cls, w, h, rng)
             full[y0 : y0 + h, x0 : x0 + w] = mask > 0.5
             # Reject a placement that would hide too much of an earlier object.
-            ok = all(
-                (v & ~full).sum() >= (1 - spec.max_hidden) * o["area_px"]
-                for v, o in zip(visible, objects)
-            )
+            ok = all((v & ~full).sum() >= (1 - spec.max_hidden) * o["area_px"] for v, o in zip(visible, objects))
             if ok:
                 break
         else:
@@ -133,9 +131,7 @@ def generate_image(rng: np.random.Generator, spec: ShapesSpec) -> Tuple[np.ndarr
         img = img * (1 - alpha[..., None]) + (color * shade) * alpha[..., None]
         visible = [v & ~full for v in visible]
         visible.append(full)
-        objects.append(
-            {"bbox": [x0, y0, w, h], "category_id": cls + 1, "blurred": blurred, "area_px": int(full.sum())}
-        )
+        objects.append({"bbox": [x0, y0, w, h], "category_id": cls + 1, "blurred": blurred, "area_px": int(full.sum())})
     for v, o in zip(visible, objects):
         o["hidden"] = round(1 - v.sum() / max(o.pop("area_px"), 1), 3)
     return np.clip(img, 0, 255).astype(np.uint8), objects

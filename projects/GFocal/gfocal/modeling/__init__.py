@@ -1,4 +1,5 @@
 """GFL modeling: importing this registers the ``GFL`` meta-architecture."""
+
 from .atss import ATSSMatcher
 from .backbone import DeformBottleneckBlock, DeformConv, make_resnet_stages
 from .fpn import LastLevelP6P7NoReLU

@@ -1,4 +1,5 @@
 """Adaptive Training Sample Selection (Zhang et al., CVPR 2020), as GFL uses it."""
+
 from typing import List, Optional, Tuple
 
 import torch
@@ -36,9 +37,7 @@ class ATSSMatcher:
         return f"ATSSMatcher(topk={self.topk}, center_eps={self.center_eps})"
 
     @torch.no_grad()
-    def __call__(
-        self, anchors: List[Boxes], gt_boxes: Boxes, valid: Optional[Tensor] = None
-    ) -> Tuple[Tensor, Tensor]:
+    def __call__(self, anchors: List[Boxes], gt_boxes: Boxes, valid: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
         """
         Args:
             anchors: per-level anchors of one image, level l holding R_l boxes.
@@ -91,9 +90,9 @@ class ATSSMatcher:
         # Candidate centres must lie inside the gt.
         cx = anchor_centers[candidates, 0]  # (C, M)
         cy = anchor_centers[candidates, 1]
-        inside = torch.stack(
-            [cx - gt[:, 0], cy - gt[:, 1], gt[:, 2] - cx, gt[:, 3] - cy], dim=-1
-        ).amin(dim=-1)  # (C, M)
+        inside = torch.stack([cx - gt[:, 0], cy - gt[:, 1], gt[:, 2] - cx, gt[:, 3] - cy], dim=-1).amin(
+            dim=-1
+        )  # (C, M)
         is_pos &= inside > self.center_eps
 
         # An anchor claimed by several gts goes to the highest IoU.

@@ -5,6 +5,7 @@ torchvision does (CPU and CUDA). Both DCN v1 (18 offset channels per deformable 
 modulated DCN v2 (27: offsets then a sigmoid mask, as mmcv lays them out) are supported; offsets
 start at zero, so a fresh deformable block computes exactly what the plain block would.
 """
+
 import logging
 from typing import List, Optional, Sequence
 
@@ -27,8 +28,7 @@ class DeformConv(nn.Module):
     Parameters: ``weight`` (C_out, C_in / groups, k, k), optional ``norm``; no bias.
     """
 
-    def __init__(self, in_channels, out_channels, kernel_size=3, stride=1, padding=1, dilation=1,
-                 groups=1, norm=None):
+    def __init__(self, in_channels, out_channels, kernel_size=3, stride=1, padding=1, dilation=1, groups=1, norm=None):
         super().__init__()
         self.stride, self.padding, self.dilation = stride, padding, dilation
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, kernel_size, kernel_size))
@@ -38,8 +38,13 @@ class DeformConv(nn.Module):
     def forward(self, x: Tensor, offset: Tensor, mask: Optional[Tensor] = None) -> Tensor:
         """x (N, C_in, H, W), offset (N, 2*g*k*k, H', W'), mask (N, g*k*k, H', W') or None."""
         out = deform_conv2d(
-            x, offset.to(x.dtype), self.weight.to(x.dtype), None,
-            stride=self.stride, padding=self.padding, dilation=self.dilation,
+            x,
+            offset.to(x.dtype),
+            self.weight.to(x.dtype),
+            None,
+            stride=self.stride,
+            padding=self.padding,
+            dilation=self.dilation,
             mask=None if mask is None else mask.to(x.dtype),
         )
         return self.norm(out) if self.norm is not None else out
@@ -49,12 +54,29 @@ class DeformBottleneckBlock(BottleneckBlock):
     """Detectron2's bottleneck block with a deformable 3x3 conv (``conv2``) whose offsets (and
     DCN v2 mask) come from a plain 3x3 conv ``conv2_offset`` initialised to zero."""
 
-    def __init__(self, in_channels, out_channels, *, bottleneck_channels, stride=1, num_groups=1,
-                 norm="BN", stride_in_1x1=False, dilation=1, deform_modulated=False,
-                 deform_num_groups=1):
+    def __init__(
+        self,
+        in_channels,
+        out_channels,
+        *,
+        bottleneck_channels,
+        stride=1,
+        num_groups=1,
+        norm="BN",
+        stride_in_1x1=False,
+        dilation=1,
+        deform_modulated=False,
+        deform_num_groups=1,
+    ):
         super().__init__(
-            in_channels, out_channels, bottleneck_channels=bottleneck_channels, stride=stride,
-            num_groups=num_groups, norm=norm, stride_in_1x1=stride_in_1x1, dilation=dilation,
+            in_channels,
+            out_channels,
+            bottleneck_channels=bottleneck_channels,
+            stride=stride,
+            num_groups=num_groups,
+            norm=norm,
+            stride_in_1x1=stride_in_1x1,
+            dilation=dilation,
         )
         if num_groups != 1 and deform_num_groups != 1:
             logger.warning("grouped deformable conv: only the offsets are grouped by deform_num_groups")
@@ -62,15 +84,25 @@ class DeformBottleneckBlock(BottleneckBlock):
         stride_3x3 = 1 if stride_in_1x1 else stride
         plain = self.conv2
         self.conv2 = DeformConv(
-            bottleneck_channels, bottleneck_channels, 3, stride_3x3, dilation, dilation,
-            groups=num_groups, norm=get_norm(norm, bottleneck_channels),
+            bottleneck_channels,
+            bottleneck_channels,
+            3,
+            stride_3x3,
+            dilation,
+            dilation,
+            groups=num_groups,
+            norm=get_norm(norm, bottleneck_channels),
         )
         with torch.no_grad():
             self.conv2.weight.copy_(plain.weight)
         per_position = 3 if deform_modulated else 2
         self.conv2_offset = nn.Conv2d(
-            bottleneck_channels, per_position * deform_num_groups * 9, kernel_size=3,
-            stride=stride_3x3, padding=dilation, dilation=dilation,
+            bottleneck_channels,
+            per_position * deform_num_groups * 9,
+            kernel_size=3,
+            stride=stride_3x3,
+            padding=dilation,
+            dilation=dilation,
         )
         nn.init.constant_(self.conv2_offset.weight, 0)
         nn.init.constant_(self.conv2_offset.bias, 0)

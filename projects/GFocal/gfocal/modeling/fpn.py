@@ -1,9 +1,9 @@
 """FPN top block of the GFL reference: P6 from the P5 output, P7 from P6 with no ReLU between."""
+
 from typing import List
 
-from torch import Tensor, nn
-
 import fvcore.nn.weight_init as weight_init
+from torch import Tensor, nn
 
 __all__ = ["LastLevelP6P7NoReLU"]
 

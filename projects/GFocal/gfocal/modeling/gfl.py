@@ -1,4 +1,5 @@
 """GFL (v1 and v2) as a Detectron2 dense detector."""
+
 import logging
 import math
 from typing import Dict, List, Optional, Tuple
@@ -107,15 +108,11 @@ class GFL(DenseDetector):
             pixel_mean, pixel_std: per-channel normalisation, in ``input_format`` order.
             input_format: channel order of the input images ("RGB" for torchvision backbones).
         """
-        super().__init__(
-            backbone, head, head_in_features, pixel_mean=pixel_mean, pixel_std=pixel_std
-        )
+        super().__init__(backbone, head, head_in_features, pixel_mean=pixel_mean, pixel_std=pixel_std)
         if not hasattr(head, "reg_max") or not hasattr(head, "use_dgqp"):
             raise ValueError(f"GFL needs a head with `reg_max` and `use_dgqp`, got {type(head)}")
         if head.num_classes != num_classes:
-            raise ValueError(
-                f"num_classes={num_classes} but the head predicts {head.num_classes} classes"
-            )
+            raise ValueError(f"num_classes={num_classes} but the head predicts {head.num_classes} classes")
         self.num_classes = num_classes
         self.reg_max = head.reg_max
         self.use_dgqp = head.use_dgqp
@@ -126,9 +123,7 @@ class GFL(DenseDetector):
             raise ValueError(f"GFL needs one anchor per location, the generator has {sizes}")
         self.strides = list(anchor_generator.strides)
         # (n+1,) the values 0..n of the general distribution.
-        self.register_buffer(
-            "project", torch.arange(self.reg_max + 1, dtype=torch.float32), persistent=False
-        )
+        self.register_buffer("project", torch.arange(self.reg_max + 1, dtype=torch.float32), persistent=False)
 
         # Loss parameters:
         self.qfl_beta = qfl_beta
@@ -218,9 +213,7 @@ class GFL(DenseDetector):
             probs: (N, R, 4, n+1) float32 side distributions (left, top, right, bottom).
         """
         logits, dists, quality = self._transpose(predictions)
-        scores = self._joint_scores(
-            torch.cat(logits, dim=1), None if quality is None else torch.cat(quality, dim=1)
-        )
+        scores = self._joint_scores(torch.cat(logits, dim=1), None if quality is None else torch.cat(quality, dim=1))
         probs, distances = self._integral(torch.cat(dists, dim=1))  # (N, R, 4, n+1), (N, R, 4)
         centers, strides = self._location_centers(features)  # (R, 2), (R,)
         boxes = distance2bbox(centers, distances * strides[:, None])
@@ -284,9 +277,7 @@ class GFL(DenseDetector):
                 gt_labels.append(torch.full((num_anchors,), self.num_classes, device=device))
                 matched_gt_boxes.append(torch.zeros(num_anchors, 4, device=device))
                 continue
-            matched_idxs, _ = self.anchor_matcher(
-                anchors, inst.gt_boxes, None if valid is None else valid[i]
-            )
+            matched_idxs, _ = self.anchor_matcher(anchors, inst.gt_boxes, None if valid is None else valid[i])
             labels = inst.gt_classes[matched_idxs.clamp(min=0)]
             labels[matched_idxs < 0] = self.num_classes
             gt_labels.append(labels)
@@ -339,9 +330,9 @@ class GFL(DenseDetector):
         cls_targets = torch.zeros_like(logits, dtype=torch.float32)  # (N, R, K)
         cls_targets[pos + (gt_labels[pos],)] = aligned_iou(pred_boxes.detach(), target_boxes)
         # Each positive's box terms are weighted by its detached predicted quality.
-        weights = self._joint_scores(
-            logits[pos].detach(), None if quality is None else quality[pos].detach()
-        ).amax(dim=1)  # (P,)
+        weights = self._joint_scores(logits[pos].detach(), None if quality is None else quality[pos].detach()).amax(
+            dim=1
+        )  # (P,)
 
         # 2. The three terms, summed.
         if quality is None:
@@ -352,9 +343,11 @@ class GFL(DenseDetector):
         if valid is not None:
             loss_qfl = loss_qfl * valid[..., None]
         loss_box = giou_loss(pred_boxes, target_boxes, reduction="none")  # (P,)
-        loss_dfl = distribution_focal_loss(
-            pos_dist_logits.reshape(-1, n + 1), dfl_targets.clamp(0, n - 0.1).flatten()
-        ).reshape(-1, 4).mean(dim=1)  # (P,)
+        loss_dfl = (
+            distribution_focal_loss(pos_dist_logits.reshape(-1, n + 1), dfl_targets.clamp(0, n - 0.1).flatten())
+            .reshape(-1, 4)
+            .mean(dim=1)
+        )  # (P,)
 
         # 3. Normalisers, averaged over workers.
         num_pos_per_image = pos_mask.sum(dim=1)  # (N,)
@@ -379,9 +372,7 @@ class GFL(DenseDetector):
         return norm_pos, norm_quality
 
     @staticmethod
-    def _log_training_stats(
-        num_pos_per_image: Tensor, norm_pos: Tensor, norm_quality: Tensor, clamped: Tensor
-    ) -> None:
+    def _log_training_stats(num_pos_per_image: Tensor, norm_pos: Tensor, norm_quality: Tensor, clamped: Tensor) -> None:
         """Counters to EventStorage (one host sync for all of them)."""
         clamped_frac = clamped.float().mean() if clamped.numel() else norm_pos.new_zeros(())
         values = torch.stack([num_pos_per_image.float().mean(), norm_pos, norm_quality, clamped_frac])
@@ -416,8 +407,10 @@ class GFL(DenseDetector):
         level_sizes = [f.shape[-2] * f.shape[-1] for f in features]
         return [
             self.inference_single_image(
-                scores[i].split(level_sizes), boxes[i].split(level_sizes),
-                probs[i].split(level_sizes), image_size,
+                scores[i].split(level_sizes),
+                boxes[i].split(level_sizes),
+                probs[i].split(level_sizes),
+                image_size,
             )
             for i, image_size in enumerate(images.image_sizes)
         ]

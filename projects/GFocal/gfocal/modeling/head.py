@@ -1,6 +1,7 @@
 """The GFL head: shared class and distribution towers, with GFLv2's optional DGQP branch."""
+
 import math
-from typing import List, Optional, Tuple
+from typing import List, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -82,9 +83,7 @@ class GFLHead(nn.Module):
         if reg_max < 1:
             raise ValueError(f"reg_max must be >= 1, got {reg_max}")
         if len({s.channels for s in input_shape}) != 1:
-            raise ValueError(
-                f"GFLHead needs the same channels on every level, got {[s.channels for s in input_shape]}"
-            )
+            raise ValueError(f"GFLHead needs the same channels on every level, got {[s.channels for s in input_shape]}")
         if use_dgqp and not 1 <= dgqp_topk <= reg_max + 1:
             raise ValueError(f"dgqp_topk must be in [1, reg_max + 1], got {dgqp_topk}")
         self.num_classes = num_classes
@@ -160,9 +159,7 @@ class GFLHead(nn.Module):
             dist = scale(self.gfl_reg(reg_feat))
             dist_logits.append(dist)
             if self.use_dgqp:
-                stat = distribution_statistics(
-                    dist, self.reg_max, self.dgqp_topk, self.dgqp_add_mean
-                )
+                stat = distribution_statistics(dist, self.reg_max, self.dgqp_topk, self.dgqp_add_mean)
                 quality.append(self.reg_conf(stat))
         if self.use_dgqp:
             return cls_logits, dist_logits, quality

@@ -4,6 +4,7 @@ Each function returns per-element losses for ``reduction="none"``; normalisation
 the number of positives or by the summed quality weights) belongs to the caller, as in
 Detectron2's own losses.
 """
+
 import torch
 from torch import Tensor
 from torch.nn import functional as F
@@ -32,9 +33,7 @@ def reduce_loss(loss: Tensor, reduction: str) -> Tensor:
     raise ValueError(f"reduction must be 'none', 'sum' or 'mean'; got {reduction!r}")
 
 
-def quality_focal_loss(
-    logits: Tensor, targets: Tensor, beta: float = 2.0, reduction: str = "none"
-) -> Tensor:
+def quality_focal_loss(logits: Tensor, targets: Tensor, beta: float = 2.0, reduction: str = "none") -> Tensor:
     """Quality Focal Loss (paper eq. 2) on raw logits.
 
     QFL(s) = -|y - s|^beta * ((1 - y) log(1 - s) + y log s), with s = sigmoid(logit).
@@ -50,9 +49,7 @@ def quality_focal_loss(
         (N, K) for "none", else a scalar. Computed in float32.
     """
     if logits.shape != targets.shape:
-        raise ValueError(
-            f"logits {tuple(logits.shape)} and targets {tuple(targets.shape)} must have one shape"
-        )
+        raise ValueError(f"logits {tuple(logits.shape)} and targets {tuple(targets.shape)} must have one shape")
     logits = logits.float()
     targets = targets.to(logits.dtype)
     ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
@@ -60,9 +57,7 @@ def quality_focal_loss(
     return reduce_loss(ce * modulator, reduction)
 
 
-def quality_focal_loss_with_prob(
-    probs: Tensor, targets: Tensor, beta: float = 2.0, reduction: str = "none"
-) -> Tensor:
+def quality_focal_loss_with_prob(probs: Tensor, targets: Tensor, beta: float = 2.0, reduction: str = "none") -> Tensor:
     """Quality Focal Loss on probabilities, as GFLv2 trains sigmoid(cls) * quality.
 
     The joint score of GFLv2 is a product of two sigmoids, so it has no single logit. The loss is
@@ -80,9 +75,7 @@ def quality_focal_loss_with_prob(
         (N, K) float32 for "none", else a scalar.
     """
     if probs.shape != targets.shape:
-        raise ValueError(
-            f"probs {tuple(probs.shape)} and targets {tuple(targets.shape)} must have one shape"
-        )
+        raise ValueError(f"probs {tuple(probs.shape)} and targets {tuple(targets.shape)} must have one shape")
     with torch.autocast(device_type=probs.device.type, enabled=False):
         probs = probs.float()
         targets = targets.float()
@@ -107,8 +100,7 @@ def distribution_focal_loss(logits: Tensor, target: Tensor, reduction: str = "no
     """
     if logits.dim() != 2 or target.shape != logits.shape[:1]:
         raise ValueError(
-            f"expected logits (N, n+1) and target (N,); got {tuple(logits.shape)} and "
-            f"{tuple(target.shape)}"
+            f"expected logits (N, n+1) and target (N,); got {tuple(logits.shape)} and {tuple(target.shape)}"
         )
     logits = logits.float()
     target = target.float()

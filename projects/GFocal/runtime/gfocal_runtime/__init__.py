@@ -20,6 +20,7 @@ level the (location, class) pairs above the threshold and their top-k, clipping,
 as torchvision's, and rescaling as ``detector_postprocess`` (:mod:`.postprocess`). ``model.json``
 is :class:`ExportSpec` (:mod:`.spec`).
 """
+
 from .backends import DEFAULT_BACKENDS
 from .detector import Detector
 from .spec import ExportSpec

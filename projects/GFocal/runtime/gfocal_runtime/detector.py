@@ -1,10 +1,11 @@
 """``Detector``: an exported GFL model directory, run end to end on BGR images."""
+
 import os
 from typing import Dict, Optional, Tuple
 
 import numpy as np
 
-from . import backends as _backends
+from .backends import load_backend
 from .postprocess import postprocess_outputs
 from .preprocess import preprocess_image
 from .spec import ExportSpec
@@ -46,14 +47,10 @@ class Detector:
         model_path = self.spec.model_path
         if not os.path.isfile(model_path):
             raise FileNotFoundError(
-                f"{self.spec.path}: 'model_file' names {self.spec.model_file!r}, which is not in "
-                f"{self.spec.model_dir}"
+                f"{self.spec.path}: 'model_file' names {self.spec.model_file!r}, which is not in {self.spec.model_dir}"
             )
-        name = _backends.resolve_backend(backend)
-        self._runner = _backends.create_backend(
-            name, model_path, precision=precision, num_threads=num_threads
-        )
-        self.backend: str = name
+        self._runner = load_backend(backend, model_path, precision=precision, num_threads=num_threads)
+        self.backend: str = self._runner.name
         self.precision: str = self._runner.precision
         self.class_names: Tuple[str, ...] = self.spec.classes
 
@@ -70,9 +67,7 @@ class Detector:
         """
         batch, image_hw = preprocess_image(image_bgr, self.spec)
         outputs = self._runner(batch)
-        return postprocess_outputs(
-            outputs, self.spec, batch.shape[2:4], image_hw, tuple(image_bgr.shape[:2])
-        )
+        return postprocess_outputs(outputs, self.spec, batch.shape[2:4], image_hw, tuple(image_bgr.shape[:2]))
 
     def __repr__(self) -> str:
         return (

@@ -8,6 +8,7 @@ Each step mirrors one piece of the PyTorch model (CPU):
 * :func:`batched_nms` - ``torchvision.ops.batched_nms`` on the CPU, float32 arithmetic included.
 * :func:`rescale_boxes` - ``detector_postprocess`` (scale, clip, ``Boxes.nonempty``).
 """
+
 import math
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -95,7 +96,7 @@ def select_candidates(
     locs, classes, kept, levels = [], [], [], []
     start = 0
     for level, size in enumerate(sizes):
-        flat = scores[start:start + size].reshape(-1)
+        flat = scores[start : start + size].reshape(-1)
         passing = np.flatnonzero(flat > thresh)
         top = passing[_topk_desc(flat[passing], topk_per_level)]
         locs.append(start + top // num_classes)
@@ -281,13 +282,10 @@ def postprocess_outputs(
         dists = _check_output(outputs, "dists")
         if dists.shape != (num_r, 4, spec.reg_max + 1):
             raise ValueError(
-                f"output 'dists' has shape {dists.shape} per image, expected "
-                f"({num_r}, 4, {spec.reg_max + 1})"
+                f"output 'dists' has shape {dists.shape} per image, expected ({num_r}, 4, {spec.reg_max + 1})"
             )
 
-    locs, classes, cand_scores, levels = select_candidates(
-        scores, sizes, spec.score_thresh, spec.topk_per_level
-    )
+    locs, classes, cand_scores, levels = select_candidates(scores, sizes, spec.score_thresh, spec.topk_per_level)
     cand_boxes = boxes[locs].astype(np.float32, copy=False)
     finite = np.isfinite(cand_boxes).all(axis=1)
     if not finite.all():

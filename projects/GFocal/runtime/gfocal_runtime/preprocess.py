@@ -4,6 +4,7 @@ BGR -> the model's channel order, ``ResizeShortestEdge`` (size rule of
 ``ResizeShortestEdge.get_output_shape``, pixels by PIL as ``ResizeTransform.apply_image`` does for
 uint8 images), float32 CHW, bottom/right padding to ``size_divisibility`` with ``pad_value``.
 """
+
 import sys
 from typing import Optional, Sequence, Tuple
 
@@ -15,9 +16,7 @@ from .spec import INTERPOLATIONS
 __all__ = ["resize_output_shape", "resize_image", "pad_to_divisible", "preprocess_image"]
 
 
-def resize_output_shape(
-    h: int, w: int, short_edge_length: int, max_size: Optional[int]
-) -> Tuple[int, int]:
+def resize_output_shape(h: int, w: int, short_edge_length: int, max_size: Optional[int]) -> Tuple[int, int]:
     """The (new_h, new_w) that Detectron2's ``ResizeShortestEdge`` gives an (h, w) image.
 
     Scale the short edge to ``short_edge_length``; if the long edge then exceeds ``max_size``
@@ -56,9 +55,7 @@ def resize_image(img: np.ndarray, new_h: int, new_w: int, interpolation: str = "
     return np.asarray(pil.resize((new_w, new_h), INTERPOLATIONS[interpolation]))
 
 
-def pad_to_divisible(
-    chw: np.ndarray, size_divisibility: int, pad_value: Sequence[float]
-) -> np.ndarray:
+def pad_to_divisible(chw: np.ndarray, size_divisibility: int, pad_value: Sequence[float]) -> np.ndarray:
     """Pad a (C, H, W) float32 image at the bottom and right to multiples of ``size_divisibility``.
 
     Channel c of the padding is ``pad_value[c]``. ``size_divisibility`` <= 1: no padding
@@ -101,9 +98,7 @@ def preprocess_image(image_bgr: np.ndarray, spec) -> Tuple[np.ndarray, Tuple[int
     img = image_bgr[:, :, ::-1] if spec.input_format == "RGB" else image_bgr
     if spec.resize is not None:
         h, w = img.shape[:2]
-        new_h, new_w = resize_output_shape(
-            h, w, spec.resize.short_edge_length, spec.resize.max_size
-        )
+        new_h, new_w = resize_output_shape(h, w, spec.resize.short_edge_length, spec.resize.max_size)
         img = resize_image(img, new_h, new_w, spec.resize.interpolation)
     h, w = img.shape[:2]
     chw = img.transpose(2, 0, 1).astype(np.float32)

@@ -20,6 +20,7 @@ Layout (``format_version`` 2)::
     parity, source                    the export's measured differences from PyTorch, and where
                                       it came from (config, weights, overrides, calibration)
 """
+
 import dataclasses
 import json
 import math
@@ -166,7 +167,9 @@ class ExportSpec:
             raise ValueError(f"{path}: expected a JSON object at the top level, got {type(data).__name__}")
         # Identify the file before anything else, so that a foreign or newer file gets the clearest message.
         if data.get("format") != FORMAT:
-            raise ValueError(f"{path}: 'format' must be {FORMAT!r}, got {data.get('format')!r}; is this a GFocal export?")
+            raise ValueError(
+                f"{path}: 'format' must be {FORMAT!r}, got {data.get('format')!r}; is this a GFocal export?"
+            )
         if data.get("format_version") != FORMAT_VERSION:
             raise ValueError(
                 f"{path}: 'format_version' is {data.get('format_version')!r}, but this gfocal_runtime reads only "
