@@ -29,7 +29,8 @@ from detectron2.utils.logger import setup_logger
 from gfocal.checkpoint import require_weights
 from gfocal.cli import checked_parser, run
 from gfocal.config import load_config
-from gfocal.engine import check_device, do_train, evaluate_checkpoint
+from gfocal.engine import check_device, check_teacher, do_train, evaluate_checkpoint
+from gfocal.tta import check_tta_settings
 
 
 def get_parser():
@@ -60,6 +61,11 @@ def invoke_main(argv=None) -> int:
         check_device(cfg)
         if args.eval_only:
             require_weights(cfg.train.init_checkpoint)
+            tta = cfg.dataloader.get("tta", {})
+            if tta.get("enabled", False):
+                check_tta_settings(list(tta.min_sizes), tta.max_size)
+        else:
+            check_teacher(cfg)
         return launch(
             main,
             args.num_gpus,

@@ -34,3 +34,5 @@ dataloader.test = L(build_detection_test_loader)(
 )
 # Box AP by faster-coco-eval (pycocotools' numbers at compiled speed; see gfocal.evaluation).
 dataloader.evaluator = L(FastCOCOEvaluator)(dataset_name="${..test.dataset.names}")
+# Test-time augmentation for --eval-only (gfocal.tta.GFLWithTTA; Detectron2's TEST.AUG names).
+dataloader.tta = dict(enabled=False, min_sizes=[128, 192], max_size=4000, flip=True)

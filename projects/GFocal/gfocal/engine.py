@@ -4,6 +4,7 @@
 """
 
 import logging
+import os
 
 import torch
 
@@ -15,10 +16,10 @@ from detectron2.utils import comm
 
 from .checkpoint import GFLCheckpointer, require_weights
 from .data import check_num_classes
-from .errors import ConfigError
+from .errors import CheckpointError, ConfigError
 from .optimize import optimize_for_inference
 
-__all__ = ["check_device", "do_test", "do_train", "evaluate_checkpoint"]
+__all__ = ["check_device", "check_teacher", "do_test", "do_train", "evaluate_checkpoint"]
 
 logger = logging.getLogger("detectron2")
 
@@ -46,6 +47,8 @@ def do_train(cfg, resume: bool = False):
     train_loader = instantiate(cfg.dataloader.train)
     check_num_classes(cfg.dataloader.train.dataset.names, cfg.model.num_classes)
     model = instantiate(cfg.model)
+    if "distill" in cfg:  # a frozen teacher (Localization Distillation), attached, never a submodule
+        instantiate(cfg.distill).attach(model)
     logger.info("Model:\n{}".format(model))
     model.to(cfg.train.device)
 
@@ -94,6 +97,12 @@ def evaluate_checkpoint(cfg, weights: str, optimize: bool = True):
     GFLCheckpointer(model, for_inference=True).load(weights)
     if optimize:
         model = optimize_for_inference(model)
+    tta = cfg.dataloader.get("tta", {})
+    if tta.get("enabled", False):
+        from .tta import GFLWithTTA
+
+        model = GFLWithTTA(model, min_sizes=list(tta.min_sizes), max_size=tta.max_size, flip=tta.flip)
+        logger.info(f"Test-time augmentation: {model.views} (short side, flipped), max size {model.max_size}")
     # No DDP wrapper: inference needs no gradient sync (each rank evaluates its shard and the
     # evaluator gathers), and DDP refuses a model without trainable parameters.
     with torch.inference_mode():
@@ -110,4 +119,14 @@ def check_device(cfg) -> None:
         raise ConfigError(
             f"train.amp.enabled=True needs a CUDA device (train.device={device}); mixed precision "
             "is not used on the CPU: set train.amp.enabled=False"
+        )
+
+
+def check_teacher(cfg) -> None:
+    """A distillation config's teacher weights (``distill.teacher.weights``) must exist."""
+    weights = cfg.get("distill", {}).get("teacher", {}).get("weights", None)
+    if weights is not None and "://" not in weights and not os.path.isfile(weights):
+        raise CheckpointError(
+            f"distill.teacher.weights: no such file {weights!r} (train that model first; the built-in "
+            "data's teacher is the quick-start model: make quickstart)"
         )

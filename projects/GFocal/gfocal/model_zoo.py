@@ -17,16 +17,17 @@ import re
 import urllib.error
 import urllib.parse
 from dataclasses import dataclass
-from typing import Dict, Optional
+from typing import Dict, Optional, Sequence
 
 import torch
 
 from detectron2.config import LazyConfig, instantiate
 
 from .checkpoint import GFLCheckpointer, convert_state_dict, load_checkpoint_file, save_checkpoint
+from .config import load_config
 from .errors import CheckpointError, ConfigError
 
-__all__ = ["ZooEntry", "MODELS", "get_config_file", "get_config", "get_checkpoint", "get"]
+__all__ = ["ZooEntry", "MODELS", "get_config_file", "get_config", "get_checkpoint", "get", "load_trained"]
 
 logger = logging.getLogger(__name__)
 
@@ -209,3 +210,16 @@ def get(name: str, trained: bool = True, device: Optional[str] = None, **kwargs)
     if trained:
         GFLCheckpointer(model, for_inference=True).load(cfg.train.init_checkpoint)
     return model
+
+
+def load_trained(config_file: str, weights: str, overrides: Sequence[str] = ()):
+    """A trained model in eval mode with gradients off (e.g. a distillation teacher), from its
+    lazy config (a path, or a GFocal config name such as "COCO-Detection/gfl_R_101_FPN_ms2x.py")
+    and weights (GFocal or official GFL checkpoints, a path or a URL)."""
+    cfg = load_config(config_file if os.path.isfile(config_file) else get_config_file(config_file), overrides)
+    if not weights or ("://" not in weights and not os.path.isfile(weights)):
+        raise CheckpointError(f"the weights of {config_file}, {weights!r}: no such file (train that model first)")
+    model = instantiate(cfg.model)
+    GFLCheckpointer(model, for_inference=True).load(weights)
+    logger.info(f"Loaded {config_file} with {weights}")
+    return model.eval().requires_grad_(False)

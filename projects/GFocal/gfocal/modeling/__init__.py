@@ -2,6 +2,7 @@
 
 from .atss import ATSSMatcher
 from .backbone import DeformBottleneckBlock, DeformConv, make_resnet_stages
+from .distill import LocalizationDistiller, localization_distillation_loss
 from .fpn import LastLevelP6P7NoReLU
 from .gfl import GFL, aligned_iou, bbox2distance, distance2bbox
 from .head import GFLHead, Scale, distribution_statistics
@@ -20,6 +21,7 @@ __all__ = [
     "GFL",
     "GFLHead",
     "LastLevelP6P7NoReLU",
+    "LocalizationDistiller",
     "Scale",
     "aligned_iou",
     "bbox2distance",
@@ -27,6 +29,7 @@ __all__ = [
     "distribution_focal_loss",
     "distribution_statistics",
     "generalized_focal_loss",
+    "localization_distillation_loss",
     "giou_loss",
     "make_resnet_stages",
     "quality_focal_loss",

@@ -139,6 +139,9 @@ class GFL(DenseDetector):
         self.max_detections_per_image = max_detections_per_image
 
         self.input_format = input_format
+        # Set for training under a teacher (gfocal.modeling.distill.LocalizationDistiller): a plain
+        # attribute, so that the teacher is never a submodule, a parameter or in a checkpoint.
+        self.distiller = None
 
     # ---------------------------------------------------------------- shared helpers
 
@@ -250,7 +253,20 @@ class GFL(DenseDetector):
         anchors = self.anchor_generator(features)
         valid = self._valid_anchor_mask(images, features) if self.ignore_padding_anchors else None
         gt_labels, gt_boxes = self.label_anchors(anchors, gt_instances, valid)
-        return self.losses(anchors, pred_logits, pred_dists, pred_quality, gt_labels, gt_boxes, valid)
+        losses = self.losses(anchors, pred_logits, pred_dists, pred_quality, gt_labels, gt_boxes, valid)
+        if self.distiller is not None:  # a frozen teacher (gfocal.modeling.distill), never a submodule
+            logits, dists = torch.cat(pred_logits, dim=1), torch.cat(pred_dists, dim=1)
+            weights = self.quality_weights(logits, None if pred_quality is None else torch.cat(pred_quality, dim=1))
+            losses.update(
+                self.distiller.losses(self, images, anchors, gt_instances, valid, gt_labels, logits, dists, weights)
+            )
+        return losses
+
+    def quality_weights(self, logits: Tensor, quality: Optional[Tensor]) -> Tensor:
+        """(..., K) class logits and (..., 1) DGQP quality (or None) -> (...) detached weights:
+        the predicted quality, max over classes of the joint score (eq. 8's weight of a
+        positive's GIoU and DFL terms)."""
+        return self._joint_scores(logits.detach(), None if quality is None else quality.detach()).amax(dim=-1)
 
     @torch.no_grad()
     def label_anchors(
@@ -330,9 +346,7 @@ class GFL(DenseDetector):
         cls_targets = torch.zeros_like(logits, dtype=torch.float32)  # (N, R, K)
         cls_targets[pos + (gt_labels[pos],)] = aligned_iou(pred_boxes.detach(), target_boxes)
         # Each positive's box terms are weighted by its detached predicted quality.
-        weights = self._joint_scores(logits[pos].detach(), None if quality is None else quality[pos].detach()).amax(
-            dim=1
-        )  # (P,)
+        weights = self.quality_weights(logits[pos], None if quality is None else quality[pos])  # (P,)
 
         # 2. The three terms, summed.
         if quality is None:
@@ -432,6 +446,14 @@ class GFL(DenseDetector):
         Returns:
             Instances with pred_boxes, scores, pred_classes, pred_dists, pred_strides.
         """
+        return self.nms(self.candidates_single_image(scores, boxes, probs, image_size))
+
+    def candidates_single_image(
+        self, scores: List[Tensor], boxes: List[Tensor], probs: List[Tensor], image_size: Tuple[int, int]
+    ) -> Instances:
+        """The candidates of one image before NMS (arguments as :meth:`inference_single_image`):
+        per level the top-k (location, class) pairs above the threshold; finite boxes only,
+        clipped to the image as the reference does."""
         pred = Instances.cat(
             [
                 self._select_level(scores_i, boxes_i, probs_i, stride, image_size)
@@ -441,8 +463,13 @@ class GFL(DenseDetector):
         # Non-finite boxes (a diverged model) are dropped rather than crash the clip below.
         pred = pred[torch.isfinite(pred.pred_boxes.tensor).all(dim=1)]
         pred.pred_boxes.clip(image_size)  # as the reference, before NMS
-        keep = batched_nms(pred.pred_boxes.tensor, pred.scores, pred.pred_classes, self.test_nms_thresh)
-        return pred[keep[: self.max_detections_per_image]]
+        return pred
+
+    def nms(self, candidates: Instances) -> Instances:
+        """Class-aware NMS at ``test_nms_thresh``, then the ``max_detections_per_image`` best."""
+        boxes, scores, classes = candidates.pred_boxes.tensor, candidates.scores, candidates.pred_classes
+        keep = batched_nms(boxes, scores, classes, self.test_nms_thresh)
+        return candidates[keep[: self.max_detections_per_image]]
 
     def _select_level(
         self, scores: Tensor, boxes: Tensor, probs: Tensor, stride: int, image_size: Tuple[int, int]

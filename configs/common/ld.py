@@ -1,0 +1,24 @@
+"""Localization Distillation (LD): the frozen teacher and the loss settings, for a config's
+top-level ``distill`` (``train_net.py`` attaches it to ``model``; see gfocal.modeling.distill).
+
+Main region (mmdetection's LDHead): ``ld_weight`` 0.25 at T 10. The full recipe
+(HikariTJU/LD) adds LD on the valuable localization region (0.25, T 10, alpha 0.25) and class KD
+at the positives (10, T 2).
+"""
+
+from detectron2.config import LazyCall as L
+
+from gfocal.model_zoo import load_trained
+from gfocal.modeling import LocalizationDistiller
+
+
+def ld(teacher_config: str, teacher_weights: str, full_recipe: bool = False):
+    """A lazy :class:`LocalizationDistiller` under the teacher of ``teacher_config`` (a path or a
+    GFocal config name) with ``teacher_weights``."""
+    extra = dict(vlr_weight=0.25, vlr_temperature=10.0, vlr_alpha=0.25, kd_weight=10.0, kd_temperature=2.0)
+    return L(LocalizationDistiller)(
+        teacher=L(load_trained)(config_file=teacher_config, weights=teacher_weights),
+        ld_weight=0.25,
+        ld_temperature=10.0,
+        **(extra if full_recipe else {}),
+    )

@@ -1,0 +1,276 @@
+"""Localization Distillation: the loss by hand, the three terms against independent sums, the VLR
+on a drawn case, the teacher kept out of everything trained or saved, and LD training end to end
+through train_net.py (CPU, seconds)."""
+
+import importlib.util
+import json
+import math
+import os
+import statistics
+
+import pytest
+import torch
+from gfl_testing import REPO, make_input, small_gfl
+
+from detectron2.config import instantiate
+from detectron2.solver import get_default_optimizer_params
+from detectron2.structures import Boxes
+from detectron2.utils.events import EventStorage
+
+from gfocal.checkpoint import GFLCheckpointer, load_checkpoint_file
+from gfocal.data import ShapesSpec, register_shapes
+from gfocal.errors import ConfigError
+from gfocal.modeling import ATSSMatcher, LocalizationDistiller, localization_distillation_loss
+
+
+def reference_ld(pred, target, temperature):
+    """T^2 * mean_i p_t,i (log p_t,i - log p_s,i) in plain floats."""
+
+    def softmax(xs):
+        exps = [math.exp(x / temperature) for x in xs]
+        return [e / sum(exps) for e in exps]
+
+    p_s, p_t = softmax(pred), softmax(target)
+    return temperature**2 * sum(t * (math.log(t) - math.log(s)) for s, t in zip(p_s, p_t)) / len(pred)
+
+
+# ------------------------------------------------------------------------------- the loss
+def test_identical_distributions_give_zero_and_others_more():
+    logits = torch.randn(6, 4, 17)
+    assert localization_distillation_loss(logits, logits.clone()).abs().max() < 1e-6
+    assert (localization_distillation_loss(logits, torch.randn(6, 4, 17)) > 0).all()
+
+
+@pytest.mark.parametrize("temperature", [1.0, 10.0])
+def test_loss_by_hand(temperature):
+    pred, target = [0.0, 1.0, 2.0, -1.0], [2.0, 0.5, 0.0, 0.0]
+    got = localization_distillation_loss(torch.tensor([pred]), torch.tensor([target]), temperature)
+    assert got.shape == (1,)
+    assert got.item() == pytest.approx(reference_ld(pred, target, temperature), rel=1e-5)
+    # Not symmetric: KL(teacher || student), not the other way round.
+    assert got.item() != pytest.approx(reference_ld(target, pred, temperature), rel=1e-3)
+
+
+def test_no_gradient_reaches_the_teacher():
+    pred = torch.randn(3, 17, requires_grad=True)
+    target = torch.randn(3, 17, requires_grad=True)
+    localization_distillation_loss(pred, target).sum().backward()
+    assert target.grad is None and pred.grad is not None and pred.grad.abs().sum() > 0
+    with pytest.raises(ConfigError, match="temperature"):
+        localization_distillation_loss(pred, target, temperature=0.5)
+
+
+# ------------------------------------------------------------------- the terms in training
+BOXES = [(10, 12, 70, 60), (80, 20, 150, 110), (30, 70, 60, 120)]
+
+
+def batch():
+    return [make_input(128, 160, BOXES, [0, 1, 2], seed=1), make_input(128, 160, BOXES[:1], [3], seed=2)]
+
+
+def student_and_teacher(**kwargs):
+    """A student whose quality weights are far from the prior's (they sum to well over 1, so that
+    a normaliser by their sum would show) and a teacher of other random weights."""
+    student, teacher = small_gfl(seed=0), small_gfl(seed=1).eval()
+    with torch.no_grad():
+        student.head.gfl_cls.bias.fill_(0.5)
+    return LocalizationDistiller(teacher, **kwargs).attach(student), teacher
+
+
+def independent_terms(student, teacher, inputs, temperature, vlr_alpha=0.25, kd_temperature=2.0):
+    """Every quantity of the three LD terms recomputed from the models' parts, float64."""
+    with torch.no_grad():
+        images = student.preprocess_image(inputs)
+        feats = student.backbone(images.tensor)
+        feats = [feats[f] for f in student.head_in_features]
+        logits, dists, _ = student._transpose(student.head(feats))
+        logits, dists = torch.cat(logits, 1).double(), torch.cat(dists, 1).double()
+        t_feats = teacher.backbone(images.tensor)
+        t_logits, t_dists, _ = teacher._transpose(teacher.head([t_feats[f] for f in teacher.head_in_features]))
+        t_logits, t_dists = torch.cat(t_logits, 1).double(), torch.cat(t_dists, 1).double()
+        anchors = student.anchor_generator(feats)
+        gt = [x["instances"] for x in inputs]
+        labels, _ = student.label_anchors(anchors, gt)
+        vlr = torch.stack([student.anchor_matcher.vlr_region(anchors, g.gt_boxes, None, vlr_alpha) for g in gt])
+
+    def kl(s, t, temp):
+        p_s, p_t = (s / temp).log_softmax(-1), (t / temp).log_softmax(-1)
+        return temp**2 * (p_t.exp() * (p_t - p_s)).mean(-1)
+
+    n1 = student.reg_max + 1
+    pos = torch.stack(labels) != student.num_classes
+    side_ld = kl(dists.unflatten(-1, (4, n1)), t_dists.unflatten(-1, (4, n1)), temperature).mean(-1)  # (N, R)
+    quality = logits.sigmoid().amax(-1)  # (N, R): v1 weights
+    return {
+        "ld": (side_ld * quality)[pos].sum(),
+        "positives": int(pos.sum()),
+        "sum_weights": float(quality[pos].sum()),
+        "vlr": (side_ld * vlr).sum() / 4,
+        "vlr_count": int((vlr > 0).sum()),
+        "kd": kl(logits, t_logits, kd_temperature)[pos].sum() / pos.sum(),
+    }
+
+
+def test_main_region_is_weighted_by_quality_and_divided_by_four_sides_only():
+    student, teacher = student_and_teacher()
+    inputs = batch()
+    with EventStorage():
+        losses = student(inputs)
+    ref = independent_terms(student, teacher, inputs, temperature=10.0)
+    assert ref["positives"] > 3 and ref["sum_weights"] > 2  # a normaliser by either would show
+    assert set(losses) == {"loss_qfl", "loss_box", "loss_dfl", "loss_ld"}
+    assert losses["loss_ld"].item() == pytest.approx(0.25 * ref["ld"].item(), rel=1e-4)
+
+
+def test_vlr_and_class_kd_terms():
+    student, teacher = student_and_teacher(vlr_weight=0.25, kd_weight=10.0, kd_temperature=2.0)
+    inputs = batch()
+    with EventStorage():
+        losses = student(inputs)
+    ref = independent_terms(student, teacher, inputs, temperature=10.0)
+    assert ref["vlr_count"] > ref["positives"]
+    assert losses["loss_ld_vlr"].item() == pytest.approx(0.25 * ref["vlr"].item(), rel=1e-4)
+    assert losses["loss_kd"].item() == pytest.approx(10.0 * ref["kd"].item(), rel=1e-4)
+    assert losses["loss_ld"].item() == pytest.approx(0.25 * ref["ld"].item(), rel=1e-4)
+
+
+def test_no_gt_gives_zero_distillation_and_a_graph():
+    student, _ = student_and_teacher(vlr_weight=0.25, kd_weight=1.0)
+    with EventStorage():
+        losses = student([make_input(96, 96, seed=3)])
+    assert all(losses[k].item() == 0 for k in ("loss_ld", "loss_ld_vlr", "loss_kd"))
+    sum(losses.values()).backward()  # no error: every term is part of the graph
+
+
+def test_vlr_region_on_a_drawn_case():
+    """One gt, two levels of 8x8 anchors: the region is exactly the anchors whose DIoU with the
+    gt lies in [alpha * t, t), t = mean + std of the 9-closest-per-level candidates' IoUs."""
+    strides, grid = (8, 16), 8
+    per_level = []
+    for s in strides:
+        centres = [(x * s, y * s) for y in range(grid) for x in range(grid)]
+        per_level.append(
+            Boxes(torch.tensor([(x - 4 * s, y - 4 * s, x + 4 * s, y + 4 * s) for x, y in centres]).float())
+        )
+    gt = (20.0, 18.0, 61.0, 50.0)
+    all_anchors = [tuple(b) for level in per_level for b in level.tensor.tolist()]
+
+    def iou(a, b):
+        inter = max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
+        return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+    def diou(a, b):
+        d2 = ((a[0] + a[2]) / 2 - (b[0] + b[2]) / 2) ** 2 + ((a[1] + a[3]) / 2 - (b[1] + b[3]) / 2) ** 2
+        c2 = (max(a[2], b[2]) - min(a[0], b[0])) ** 2 + (max(a[3], b[3]) - min(a[1], b[1])) ** 2
+        return iou(a, b) - d2 / c2
+
+    gc = ((gt[0] + gt[2]) / 2, (gt[1] + gt[3]) / 2)
+    cand = []
+    for start in (0, grid * grid):
+        level = all_anchors[start : start + grid * grid]
+        dist = [math.dist(((a[0] + a[2]) / 2, (a[1] + a[3]) / 2), gc) for a in level]
+        cand += [iou(level[i], gt) for i in sorted(range(len(level)), key=dist.__getitem__)[:9]]
+    t = statistics.mean(cand) + statistics.stdev(cand)
+    expected = [iou(a, gt) if 0.25 * t <= diou(a, gt) < t else 0.0 for a in all_anchors]
+    got = ATSSMatcher(topk=9).vlr_region(per_level, Boxes(torch.tensor([gt])), alpha=0.25)
+    assert sum(e > 0 for e in expected) >= 5
+    torch.testing.assert_close(got, torch.tensor(expected, dtype=torch.float32), atol=1e-5, rtol=0)
+
+
+# --------------------------------------------------------------------- the teacher stays out
+def test_teacher_is_not_trained_saved_or_optimised(tmp_path):
+    student, teacher = student_and_teacher()
+    plain = small_gfl(seed=0)
+    student.train()
+    assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
+    assert student.state_dict().keys() == plain.state_dict().keys()
+    teacher_ids = {id(p) for p in teacher.parameters()}
+    assert not teacher_ids & {id(p) for p in student.parameters()}
+    groups = get_default_optimizer_params(student)
+    assert not teacher_ids & {id(p) for g in groups for p in g["params"]}
+    GFLCheckpointer(student, str(tmp_path)).save("ckpt")
+    assert load_checkpoint_file(str(tmp_path / "ckpt.pth"))["model"].keys() == plain.state_dict().keys()
+    with EventStorage():
+        sum(student(batch()).values()).backward()
+    assert all(p.grad is None for p in teacher.parameters())
+
+
+def test_mismatched_reg_max_or_strides_is_one_clear_error():
+    from gfl_testing import small_gfl_cfg
+
+    cfg = small_gfl_cfg()
+    cfg.head.reg_max = 8
+    with pytest.raises(ConfigError, match=r"reg_max 8, the student .* and 16"):
+        LocalizationDistiller(instantiate(cfg).eval()).attach(small_gfl())
+    cfg = small_gfl_cfg()
+    cfg.anchor_generator.strides = [8, 16, 32, 64, 64]
+    with pytest.raises(ConfigError, match=r"strides \[8, 16, 32, 64, 64\]"):
+        LocalizationDistiller(instantiate(cfg).eval()).attach(small_gfl())
+
+
+# ---------------------------------------------------------------------- end to end, train_net
+TINY = [
+    "dataloader.train.dataset.names=ld_shapes_train",
+    "dataloader.test.dataset.names=ld_shapes_val",
+    "dataloader.train.total_batch_size=4",
+    "dataloader.train.num_workers=0",
+    "dataloader.test.num_workers=0",
+    "train.checkpointer.period=2",
+    "train.log_period=1",
+    "train.eval_period=0",
+]
+
+
+@pytest.fixture(scope="module")
+def teacher_weights(tmp_path_factory):
+    """A tiny shapes dataset and a (random) quick-start teacher checkpoint."""
+    tmp = tmp_path_factory.mktemp("ld")
+    register_shapes("ld_shapes", ShapesSpec(num_train=16, num_val=4, seed=4), str(tmp / "data"))
+    from gfocal.config import load_config
+
+    teacher = instantiate(load_config(os.path.join(REPO, "configs/Quickstart/gfl_shapes.py")).model)
+    torch.save({"model": teacher.state_dict()}, tmp / "teacher.pth")
+    return tmp
+
+
+def train_net():
+    spec = importlib.util.spec_from_file_location("train_net_ld", os.path.join(REPO, "train_net.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_ld_training_runs_resumes_and_saves_only_the_student(teacher_weights, capsys):
+    out = teacher_weights / "out"
+    config = os.path.join(REPO, "configs/Quickstart/ld_full_shapes.py")
+    overrides = [*TINY, f"distill.teacher.weights={teacher_weights / 'teacher.pth'}", f"train.output_dir={out}"]
+    assert train_net().invoke_main(["--config-file", config, *overrides, "train.max_iter=3"]) == 0
+    records = [json.loads(line) for line in open(out / "metrics.json")]
+    trained = [r for r in records if "loss_ld" in r]
+    assert len(trained) == 3 and all(
+        math.isfinite(r[k]) for r in trained for k in ("loss_ld", "loss_ld_vlr", "loss_kd")
+    )
+    student = instantiate(train_net().load_config(config).model)
+    saved = load_checkpoint_file(str(out / "model_final.pth"))["model"]
+    assert saved.keys() == student.state_dict().keys()
+    # --resume rebuilds the teacher from its weights and continues at the next iteration.
+    assert train_net().invoke_main(["--config-file", config, "--resume", *overrides, "train.max_iter=5"]) == 0
+    records = [json.loads(line) for line in open(out / "metrics.json")]
+    assert [r["iteration"] for r in records if "loss_ld" in r][-2:] == [3, 4]
+
+
+def test_missing_or_mismatched_teacher_is_one_line(teacher_weights, capsys):
+    """A teacher's weights that are not there: one line before anything is written; a teacher
+    with another reg_max than the student: one line naming both."""
+    config = os.path.join(REPO, "configs/Quickstart/ld_shapes.py")
+    base = ["--config-file", config, *TINY, "train.max_iter=1"]
+    out = teacher_weights / "o1"
+    assert train_net().invoke_main([*base, f"train.output_dir={out}", "distill.teacher.weights=nope.pth"]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "nope.pth" in errors[0] and "train that model first" in errors[0]
+    assert not out.exists()
+    weights = f"distill.teacher.weights={teacher_weights / 'teacher.pth'}"
+    out = teacher_weights / "o2"
+    assert train_net().invoke_main([*base, f"train.output_dir={out}", "model.head.reg_max=8", weights]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "reg_max 16, the student" in errors[0] and "and 8" in errors[0], errors
