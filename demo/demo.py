@@ -174,9 +174,8 @@ class Demo:
             confidence_threshold=self.args.confidence_threshold,
             show_distributions=self.args.show_distributions,
         )
-        return np.ascontiguousarray(picture[:, :, ::-1]), int(
-            (instances.scores >= self.args.confidence_threshold).sum()
-        )
+        count = int((instances.scores >= self.args.confidence_threshold).sum())
+        return np.ascontiguousarray(picture[:, :, ::-1]), count
 
     def run_images(self, files) -> int:
         failed = 0

@@ -616,7 +616,8 @@ def test_postprocess_outputs_equals_gfl_model_code():
         max_detections_per_image=post["max_detections"],
         strides=list(spec.strides),
     )
-    model._select_level = functools.partial(GFL._select_level, model)
+    for name in ("_select_level", "candidates_single_image", "nms"):
+        setattr(model, name, functools.partial(getattr(GFL, name), model))
     sizes = [h * w for h, w in level_sizes(input_hw, spec.strides)]
     per_level = [torch.from_numpy(outputs[k][0]).split(sizes) for k in ("scores", "boxes", "dists")]
     pred = GFL.inference_single_image(model, *per_level, image_hw)

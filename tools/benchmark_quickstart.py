@@ -13,49 +13,18 @@ output/quickstart_benchmark/<model>/ (a finished run is reused: delete it to ret
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 
 from gfocal.cli import checked_parser, run
 from gfocal.config import load_config
 from gfocal.errors import GFocalError
-from gfocal.plotting import read_records
+from gfocal.plotting import final_metrics, training_minutes
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MODELS = {
-    "gfl": "GFL v1",
-    "gflv2": "GFL v2",
-    "fcos": "D2 FCOS",
-    "retinanet": "D2 RetinaNet",
-}
+TRAIN_NET = os.path.join(REPO, "train_net.py")
+MODELS = {"gfl": "GFL v1", "gflv2": "GFL v2", "fcos": "D2 FCOS", "retinanet": "D2 RetinaNet"}
 METRICS = ["AP", "AP50", "AP75", "APs", "APm", "APl"]
-
-
-def final_metrics(metrics_path):
-    """The last evaluation in a metrics.json (bbox/* keys), or None."""
-    if not os.path.isfile(metrics_path):
-        return None
-    evaluated = [r for r in read_records(metrics_path) if "bbox/AP" in r]
-    if not evaluated:
-        return None
-    result = {k: evaluated[-1].get(f"bbox/{k}", float("nan")) for k in METRICS}
-    result["iteration"] = evaluated[-1]["iteration"]
-    return result
-
-
-def training_minutes(log_path):
-    """Detectron2's "Total training time: H:MM:SS" from log.txt, in minutes (None if absent)."""
-    if not os.path.isfile(log_path):
-        return None
-    found = None
-    with open(log_path) as f:
-        for line in f:
-            m = re.search(r"Total training time: (\d+):(\d+):(\d+)", line)
-            if m:
-                h, mi, sec = map(int, m.groups())
-                found = h * 60 + mi + sec / 60
-    return found
 
 
 def main(argv=None):
@@ -72,18 +41,11 @@ def main(argv=None):
         out = os.path.join(args.output_root, key)
         config = os.path.join(REPO, f"configs/Quickstart/{key}_shapes.py")
         if not os.path.isfile(os.path.join(out, "model_final.pth")):
-            cmd = [
-                sys.executable,
-                os.path.join(REPO, "train_net.py"),
-                "--config-file",
-                config,
-                f"train.output_dir={out}",
-                *args.opts,
-            ]
+            cmd = [sys.executable, TRAIN_NET, "--config-file", config, f"train.output_dir={out}", *args.opts]
             print(f"== {MODELS[key]}: {' '.join(cmd)}", flush=True)
             if subprocess.run(cmd).returncode != 0:
                 raise GFocalError(f"training {MODELS[key]} failed (see above); its output is in {out}")
-        metrics = final_metrics(os.path.join(out, "metrics.json"))
+        metrics = final_metrics(os.path.join(out, "metrics.json"), METRICS)
         if metrics is None:
             raise GFocalError(f"no evaluation found in {out}/metrics.json")
         metrics["minutes"] = training_minutes(os.path.join(out, "log.txt")) or float("nan")

@@ -14,15 +14,13 @@ Name map (mmdetection -> GFocal):
     neck.fpn_convs.3 / 4 .conv              backbone.top_block.p6 / p7
     bbox_head.{cls,reg}_convs.{i}.conv / gn head.{cls,reg}_convs.{i} / .norm
     bbox_head.gfl_cls / gfl_reg / scales / reg_conf   head.gfl_cls / gfl_reg / scales / reg_conf
-
-A class branch with K+1 outputs (mmdetection 1.x softmax-style layout, background first) loses
-its first output so that class c of the result is class c of the dataset.
 """
 
 import logging
 import os
 import pickle
 import re
+import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
@@ -132,9 +130,8 @@ def _not_a_checkpoint(path: str, what: str, error: Exception) -> CheckpointError
 def load_checkpoint_file(path: str):
     """Load a checkpoint as data, never as code: the one loader every GFocal entry point uses.
 
-    ``.pkl`` files (Detectron2 / Caffe2 model zoo) go through an unpickler that accepts only
-    plain containers, numbers, strings and numpy arrays; everything else through
-    ``torch.load(weights_only=True)``, passed explicitly so that
+    ``.pkl`` files (Detectron2 / Caffe2 model zoo) go through :class:`_PlainUnpickler`, everything
+    else through ``torch.load(weights_only=True)``, passed explicitly so that
     ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` cannot turn it off.
 
     Raises:
@@ -147,12 +144,10 @@ def load_checkpoint_file(path: str):
         with open(path, "rb") as f:
             try:
                 return _PlainUnpickler(f, encoding="latin1").load()
-            except pickle.UnpicklingError as e:
-                if str(e).startswith("it would load"):
-                    raise _not_a_checkpoint(path, "not a plain checkpoint: refused to unpickle it", e) from None
-                raise _not_a_checkpoint(path, "not a pickled checkpoint", e) from None
-            except Exception as e:  # truncated or random bytes
-                raise _not_a_checkpoint(path, "not a pickled checkpoint", e) from None
+            except Exception as e:  # a refused global, truncated or random bytes
+                refused = isinstance(e, pickle.UnpicklingError) and str(e).startswith("it would load")
+                what = "not a plain checkpoint: refused to unpickle it" if refused else "not a pickled checkpoint"
+                raise _not_a_checkpoint(path, what, e) from None
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
@@ -225,8 +220,7 @@ def _convert_backbone_key(key: str) -> Optional[str]:
         (r"^bn(\d)\.(weight|bias|running_mean|running_var)$", r"conv\1.norm.\2"),
         (r"^downsample\.0\.weight$", "shortcut.weight"),
         (r"^downsample\.1\.(weight|bias|running_mean|running_var)$", r"shortcut.norm.\1"),
-        (r"^conv2\.conv_offset\.(weight|bias)$", r"conv2_offset.\1"),  # mmdet 2.x/3.x DCN
-        (r"^conv2_offset\.(weight|bias)$", r"conv2_offset.\1"),  # mmdet 1.x DCN
+        (r"^conv2(\.conv_offset|_offset)\.(weight|bias)$", r"conv2_offset.\2"),  # DCN: mmdet 2.x/3.x, 1.x
     ]
     for pattern, repl in patterns:
         if re.match(pattern, rest):
@@ -251,15 +245,13 @@ def _convert_neck_key(key: str) -> str:
 
 
 def _convert_head_key(key: str) -> Optional[str]:
-    if key in ("integral.project", "distribution_project.project") or key.endswith(".project"):
+    if key.endswith(".project"):  # integral.project, distribution_project.project: fixed, not learned
         return None
     m = re.match(r"^(cls|reg)_convs\.(\d+)\.(conv|gn)\.(weight|bias)$", key)
     if m:
         branch, i, kind, param = m.groups()
         return f"{branch}_convs.{i}.{'norm.' if kind == 'gn' else ''}{param}"
-    if re.match(r"^(gfl_cls|gfl_reg)\.(weight|bias)$", key) or re.match(r"^scales\.\d+\.scale$", key):
-        return key
-    if re.match(r"^reg_conf\.[02]\.(weight|bias)$", key):
+    if re.match(r"^(gfl_cls|gfl_reg|reg_conf\.[02])\.(weight|bias)$|^scales\.\d+\.scale$", key):
         return key
     raise ConversionError(f"unexpected head key bbox_head.{key!r}")
 
@@ -291,6 +283,14 @@ def _describe_backbone(state: Dict[str, torch.Tensor], prefix: str, info: Checkp
         info.deform_modulated = modulated.pop()
 
 
+# mmdetection's top-level module -> (key converter, GFocal prefix)
+_PARTS = {
+    "backbone": (_convert_backbone_key, "backbone.bottom_up."),
+    "neck": (_convert_neck_key, "backbone."),
+    "bbox_head": (_convert_head_key, "head."),
+}
+
+
 def convert_state_dict(
     checkpoint: dict, num_classes: Optional[int] = None
 ) -> Tuple["OrderedDict[str, torch.Tensor]", CheckpointInfo]:
@@ -299,7 +299,8 @@ def convert_state_dict(
     Args:
         checkpoint: what ``torch.load`` returned.
         num_classes: the classes the target model predicts; a class branch with one more output
-            (mmdetection 1.x, background first) loses that output. None: infer.
+            (mmdetection 1.x softmax-style layout, background first) loses that output, so that
+            class c of the result is class c of the dataset. None: infer.
 
     Returns:
         (state dict with GFocal names, CheckpointInfo).
@@ -312,32 +313,20 @@ def convert_state_dict(
         return OrderedDict(state), info
 
     out: "OrderedDict[str, torch.Tensor]" = OrderedDict()
-    if source == "torchvision-resnet":
-        _describe_backbone(state, "", info)
-        for k, v in state.items():
-            new = _convert_backbone_key(k)
-            if new is None:
-                info.dropped.append(k)
-            else:
-                out["backbone.bottom_up." + new] = v
-        return out, info
-
-    _describe_backbone(state, "backbone.", info)
+    mmdet = source == "mmdet-gfl"
+    _describe_backbone(state, "backbone." if mmdet else "", info)
     for k, v in state.items():
-        if k.startswith("backbone."):
-            new = _convert_backbone_key(k[len("backbone.") :])
-            new = None if new is None else "backbone.bottom_up." + new
-        elif k.startswith("neck."):
-            new = "backbone." + _convert_neck_key(k[len("neck.") :])
-        elif k.startswith("bbox_head."):
-            new = _convert_head_key(k[len("bbox_head.") :])
-            new = None if new is None else "head." + new
-        else:
+        part, dot, rest = k.partition(".") if mmdet else ("backbone", ".", k)
+        if not dot or part not in _PARTS:
             raise ConversionError(f"unexpected key {k!r}: expected backbone.*, neck.* or bbox_head.*")
+        convert, prefix = _PARTS[part]
+        new = convert(rest)
         if new is None:
             info.dropped.append(k)
         else:
-            out[new] = v
+            out[prefix + new] = v
+    if not mmdet:
+        return out, info
 
     reg_channels = out["head.gfl_reg.weight"].shape[0]
     if reg_channels % 4:
@@ -383,8 +372,6 @@ class GFLCheckpointer(DetectionCheckpointer):
         self._loading = path
         return super().load(path, *args, **kwargs)
 
-    # ------------------------------------------------------------ saving, atomically
-
     def save(self, name: str, **kwargs) -> None:
         """As fvcore's ``Checkpointer.save``, but a local file is written to a temporary file and
         renamed, so that a kill at any moment leaves either the previous file or the complete new
@@ -402,8 +389,6 @@ class GFLCheckpointer(DetectionCheckpointer):
     def tag_last_checkpoint(self, last_filename_basename: str) -> None:
         path = os.path.join(self.save_dir, "last_checkpoint")
         _atomic_write(path, lambda f: f.write(last_filename_basename), "w", self.path_manager)
-
-    # ------------------------------------------------------------ resuming
 
     def get_checkpoint_file(self) -> str:
         """The checkpoint ``last_checkpoint`` names; if that file is empty, names a missing or
@@ -446,11 +431,10 @@ class GFLCheckpointer(DetectionCheckpointer):
             return {"model": state, "__author__": "pycls", "matching_heuristics": True}
         loaded = super()._load_file(filename)
         try:
-            fmt = detect_format(_state_dict(loaded["model"]))
+            if detect_format(_state_dict(loaded["model"])) == "gfocal":
+                return loaded
         except ConversionError:
             return loaded  # not ours to convert: the shape checks below report what does not fit
-        if fmt == "gfocal":
-            return loaded
         num_classes = getattr(getattr(self.model, "head", None), "num_classes", None)
         converted, info = convert_state_dict(loaded["model"], num_classes=num_classes)
         logger.info(f"Converted {os.path.basename(filename)}: {info.summary()}")
@@ -460,18 +444,13 @@ class GFLCheckpointer(DetectionCheckpointer):
         incompatible = super()._load_model(checkpoint)
         if not self.for_inference:
             return incompatible
-        problems = [
-            f"{k} {tuple(ckpt)} in the file, {tuple(model)} in the model"
-            for k, ckpt, model in incompatible.incorrect_shapes
-        ]
-        missing = [k for k in incompatible.missing_keys if k not in {s[0] for s in incompatible.incorrect_shapes}]
-        if problems or missing:
-            hint = _class_hint(incompatible.incorrect_shapes)
-            lines = problems[:4] + (
-                [f"{len(missing)} model tensors missing from the file, e.g. {', '.join(missing[:3])}"]
-                if missing
-                else []
-            )
+        shapes = incompatible.incorrect_shapes
+        missing = [k for k in incompatible.missing_keys if k not in {s[0] for s in shapes}]
+        lines = [f"{k} {tuple(ckpt)} in the file, {tuple(model)} in the model" for k, ckpt, model in shapes[:4]]
+        if missing:
+            lines.append(f"{len(missing)} model tensors missing from the file, e.g. {', '.join(missing[:3])}")
+        if lines:
+            hint = _class_hint(shapes)
             raise CheckpointError(f"{self._loading}: the weights do not fit the model ({'; '.join(lines)}){hint}")
         return incompatible
 
@@ -508,13 +487,9 @@ def _atomic_write(path: str, write, mode: str, path_manager=None) -> None:
 def _is_intact(path: str) -> bool:
     """A checkpoint file that is complete: torch's zip archive has its central directory
     (written last) in place. Cheap: nothing is loaded."""
-    import zipfile
-
     if not os.path.isfile(path):
         return False
-    if not zipfile.is_zipfile(path):
-        return path.endswith(".pkl") and os.path.getsize(path) > 0
-    return True
+    return zipfile.is_zipfile(path) or (path.endswith(".pkl") and os.path.getsize(path) > 0)
 
 
 def _class_hint(incorrect_shapes) -> str:

@@ -1,14 +1,9 @@
 """Loading lazy configs with checked overrides, the one path every GFocal entry point uses.
 
 Overrides use Detectron2's (Hydra's) syntax, ``key.sub=value``, with two checks Detectron2
-does not make:
-
-- the key must exist in the config, or be a parameter of the callable a ``LazyCall`` node
-  builds (``model.test_score_thresh`` for GFL): a misspelt ``train.max_itr=10`` is an error
-  listing the closest existing keys; ``+key=value`` adds a new key on purpose, as in Hydra;
-- the value must fit the current one: an integer where the config has an integer
-  (``train.max_iter=abc`` is an error), a number for a float, a boolean for a boolean, a list for
-  a list, a mapping for a nested config. Interpolations (``${...}``) and ``null`` are accepted.
+does not make: the key must exist in the config or be a parameter of the callable a ``LazyCall``
+node builds (``+key=value`` adds a new key on purpose, as in Hydra), and the value must have the
+current one's type (interpolations ``${...}`` and ``null`` are accepted).
 """
 
 import difflib
@@ -116,28 +111,18 @@ def _unknown_key(cfg, key: str, text: str) -> ConfigError:
     )
 
 
-def _type_error(key: str, text: str, current, value) -> ConfigError:
-    return ConfigError(f"override {text!r}: {key} is {current!r} ({_kind(current)}), got {value!r} ({_kind(value)})")
+_KINDS = (
+    (bool, "a boolean"),  # before int: a bool is an int
+    (int, "an integer"),
+    (float, "a number"),
+    (str, "a string"),
+    ((list, tuple, ListConfig), "a list"),
+    ((dict, DictConfig), "a mapping"),
+)
 
 
 def _kind(value) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, (list, tuple, ListConfig)):
-        return "a list"
-    if isinstance(value, (dict, DictConfig)):
-        return "a mapping"
-    return type(value).__name__
-
-
-def _check_type(cfg, key: str, text: str, value) -> None:
-    _check_value(OmegaConf.select(cfg, key, throw_on_resolution_failure=False), key, text, value)
+    return next((kind for types, kind in _KINDS if isinstance(value, types)), type(value).__name__)
 
 
 def _check_value(current, key: str, text: str, value) -> None:
@@ -158,7 +143,7 @@ def _check_value(current, key: str, text: str, value) -> None:
     else:  # strings and other leaves: anything goes (paths, names, device strings)
         ok = True
     if not ok:
-        raise _type_error(key, text, current, value)
+        raise ConfigError(f"override {text!r}: {key} is {current!r} ({_kind(current)}), got {value!r} ({_kind(value)})")
 
 
 def apply_overrides(cfg, overrides: Sequence[str]):
@@ -187,7 +172,7 @@ def apply_overrides(cfg, overrides: Sequence[str]):
             if override.is_add() and _exists(cfg, key):
                 raise ConfigError(f"override {text!r}: {key} already exists; write {text.lstrip('+')} to change it")
         elif _exists(cfg, key):
-            _check_type(cfg, key, text, value)
+            _check_value(OmegaConf.select(cfg, key, throw_on_resolution_failure=False), key, text, value)
         else:
             # A parameter of the LazyCall's target that the config leaves at its default.
             parent, _, name = key.rpartition(".")

@@ -3,6 +3,7 @@ and distribution spread against localisation error (:mod:`gfocal.uncertainty`'s 
 
 import json
 import os
+import re
 import sys
 from collections import defaultdict
 from typing import Dict, Optional
@@ -15,7 +16,7 @@ from .uncertainty import pearson, spearman
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-__all__ = ["read_records", "read_metrics", "plot", "plot_uncertainty_vs_error"]
+__all__ = ["read_records", "read_metrics", "final_metrics", "training_minutes", "plot", "plot_uncertainty_vs_error"]
 
 
 def read_records(path):
@@ -50,6 +51,25 @@ def read_metrics(path):
     return series
 
 
+def final_metrics(path, keys=("AP", "AP50", "AP75", "APs", "APm", "APl")) -> Optional[Dict[str, float]]:
+    """The last evaluation in a metrics.json (its ``bbox/<key>`` values and ``iteration``), or None."""
+    evaluated = [r for r in read_records(path) if "bbox/AP" in r] if os.path.isfile(path) else []
+    if not evaluated:
+        return None
+    return {**{k: evaluated[-1].get(f"bbox/{k}", float("nan")) for k in keys}, "iteration": evaluated[-1]["iteration"]}
+
+
+def training_minutes(log_path) -> Optional[float]:
+    """Detectron2's last "Total training time: H:MM:SS" in a log.txt, in minutes (None if absent)."""
+    found = None
+    if os.path.isfile(log_path):
+        with open(log_path) as f:
+            for m in re.finditer(r"Total training time: (\d+):(\d+):(\d+)", f.read()):
+                h, mi, sec = map(int, m.groups())
+                found = h * 60 + mi + sec / 60
+    return found
+
+
 def plot(series, output, title=None):
     losses = sorted(k for k in series if k.startswith("loss_") or k == "total_loss")
     aps = [k for k in ("bbox/AP", "bbox/AP50", "bbox/AP75") if k in series]
@@ -76,9 +96,14 @@ def plot(series, output, title=None):
             ax.legend(fontsize=8)
     if title:
         fig.suptitle(title)
+    return _save(fig, output, dpi=100)
+
+
+def _save(fig, output: str, **savefig_kwargs) -> str:
+    """Lay out, write (creating folders) and close ``fig``; returns ``output``."""
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    fig.savefig(output, dpi=100)
+    fig.savefig(output, **savefig_kwargs)
     plt.close(fig)
     return output
 
@@ -106,8 +131,6 @@ def plot_uncertainty_vs_error(
     Args:
         data: arrays from :func:`collect` or :func:`match_detections` (needs ``x`` and
             ``iou``; ``score`` colours the points when present).
-        output_png: where the PNG goes (folders are created).
-        title: figure title.
         x: which statistic goes on the x axis (a key of ``data``).
 
     Returns:
@@ -133,12 +156,9 @@ def plot_uncertainty_vs_error(
         if xs.size >= 20:  # median error per decile of the statistic: the trend
             edges = np.unique(np.quantile(xs, np.linspace(0, 1, 11)))
             which = np.clip(np.searchsorted(edges, xs, side="right") - 1, 0, len(edges) - 2)
-            centres, medians = [], []
-            for b in range(len(edges) - 1):
-                sel = which == b
-                if sel.any():
-                    centres.append(np.median(xs[sel]))
-                    medians.append(np.median(err[sel]))
+            deciles = [which == b for b in np.unique(which)]
+            centres = [np.median(xs[sel]) for sel in deciles]
+            medians = [np.median(err[sel]) for sel in deciles]
             ax.plot(centres, medians, "-o", color="#d62728", lw=2, ms=4, label="median per decile")
             ax.legend(loc="lower right", fontsize=8)
     ax.set_xlabel(_LABELS.get(x, x))
@@ -162,10 +182,5 @@ def plot_uncertainty_vs_error(
         bbox=dict(boxstyle="round", facecolor="white", alpha=0.85, edgecolor="0.7"),
     )
     ax.set_title(title or "GFL: distribution spread vs localisation error")
-    fig.tight_layout()
-    folder = os.path.dirname(os.path.abspath(output_png))
-    os.makedirs(folder, exist_ok=True)
-    fig.savefig(output_png)
-    plt.close(fig)
-    result["output"] = output_png
+    result["output"] = _save(fig, output_png)
     return result

@@ -5,12 +5,10 @@ of its four side distributions:
 
 - ``spread_px``: mean over the four sides of each distribution's standard deviation, in pixels;
   this is ``spread``, the statistic plotted by default;
-- ``spread_rel``: the same with each side's standard deviation divided by the box's extent along
-  that side's axis (width for left/right, height for top/bottom). 1 - IoU is scale-free, so this
-  looks like the fairer statistic, but it correlates clearly worse with the error (quick-start
-  GFL, val, score >= 0.3: Spearman 0.49 against 0.66 in pixels): even a sharp edge keeps
-  about half a bin (3-4 px at stride 8) of spread, so the relative spread mostly measures
-  1 / box size;
+- ``spread_rel``: the same divided by the box's width (left/right) or height (top/bottom). It
+  looks fairer against the scale-free 1 - IoU but correlates clearly worse with it (quick-start
+  GFL, val, score >= 0.3: Spearman 0.49 against 0.66 in pixels): even a sharp edge keeps about
+  half a bin (3-4 px at stride 8) of spread, so the relative spread mostly measures 1 / box size;
 - ``top1``: mean over the sides of the largest bin probability (GFLv2's DGQP uses the top-k);
 - ``score``: the detection score.
 
@@ -18,22 +16,14 @@ of its four side distributions:
 draws spread against 1 - IoU with the Pearson and Spearman correlations.
 """
 
-from typing import Callable, Dict, Iterable, Sequence
+from typing import Callable, Dict, Iterable
 
 import numpy as np
 import torch
 
 from detectron2.structures import Boxes, BoxMode, Instances, pairwise_iou
 
-__all__ = [
-    "side_spread",
-    "distribution_stats",
-    "match_detections",
-    "collect",
-    "pearson",
-    "spearman",
-    "FIELDS",
-]
+__all__ = ["side_spread", "distribution_stats", "match_detections", "collect", "pearson", "spearman", "FIELDS"]
 
 FIELDS = ("iou", "error", "spread", "spread_px", "spread_rel", "top1", "score", "pred_class", "gt_index")
 
@@ -68,9 +58,7 @@ def distribution_stats(instances: Instances) -> Dict[str, np.ndarray]:
     probs = instances.pred_dists.detach().float().cpu()
     side_px = side_spread(instances)  # (M, 4)
     boxes = instances.pred_boxes.tensor.detach().float().cpu()
-    w = (boxes[:, 2] - boxes[:, 0]).clamp(min=1e-6)
-    h = (boxes[:, 3] - boxes[:, 1]).clamp(min=1e-6)
-    extent = torch.stack([w, h, w, h], 1)
+    extent = (boxes[:, 2:] - boxes[:, :2]).clamp(min=1e-6).repeat(1, 2)  # (M, 4): w, h, w, h
     return {
         "side_spread_px": side_px.double().numpy(),
         "spread_px": side_px.mean(1).double().numpy(),
@@ -91,17 +79,15 @@ def match_detections(
     Args:
         instances: predictions with pred_boxes, scores, pred_classes, pred_dists, pred_strides,
             in the same pixel coordinates as ``gt_boxes``.
-        gt_boxes: (G, 4) XYXY boxes (array, tensor or Boxes).
-        gt_classes: (G,) class indices (same numbering as ``pred_classes``).
+        gt_boxes: (G, 4) XYXY boxes (array, tensor or Boxes); gt_classes: (G,) class indices.
         iou_min: detections whose best same-class IoU is below this are dropped (false
-            positives: their error says nothing about localising an object).
-        score_thresh: detections scoring below this are dropped.
+            positives: their error says nothing about localising an object), as are those
+            scoring below ``score_thresh``.
 
     Returns:
         dict of numpy arrays, one entry per kept detection (in the instances' order): ``iou``,
-        ``error`` (1 - iou), ``spread`` (= ``spread_px``), ``spread_px``, ``spread_rel``,
-        ``side_spread_px`` (N, 4), ``top1``, ``score``, ``pred_class``, ``gt_index`` (the matched
-        ground truth).
+        ``error`` (1 - iou), ``spread`` (= ``spread_px``), :func:`distribution_stats`' arrays
+        (``side_spread_px`` (N, 4)), ``score``, ``pred_class``, ``gt_index`` (the matched gt).
     """
     instances = instances.to("cpu")
     instances = instances[instances.scores >= score_thresh]
@@ -131,12 +117,6 @@ def match_detections(
     return out
 
 
-def _concat(parts: Sequence[Dict[str, np.ndarray]]) -> Dict[str, np.ndarray]:
-    if not parts:
-        return _empty()
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-
-
 def collect(
     predict_fn: Callable,
     dataset_dicts: Iterable[Dict],
@@ -149,9 +129,7 @@ def collect(
         predict_fn: ``image_bgr (H, W, 3) uint8 -> Instances`` (or the ``{"instances": ...}``
             dict a Detectron2 predictor returns), in the image's pixel coordinates, e.g. a
             :class:`gfocal.predictor.LazyPredictor`.
-        dataset_dicts: dicts with ``file_name`` and ``annotations`` (``bbox``, ``bbox_mode``,
-            ``category_id`` in the model's class numbering, as ``DatasetCatalog.get`` gives).
-            Crowd annotations are ignored.
+        dataset_dicts: dicts as ``DatasetCatalog.get`` gives (crowd annotations are ignored).
         score_thresh, iou_min: see :func:`match_detections`.
 
     Returns:
@@ -176,10 +154,8 @@ def collect(
         matched["image_index"] = np.full(len(matched["iou"]), index, np.int64)
         parts.append(matched)
     if not parts:
-        empty = _empty()
-        empty["image_index"] = np.zeros(0, np.int64)
-        return empty
-    return _concat(parts)
+        return {**_empty(), "image_index": np.zeros(0, np.int64)}
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
 def _ranks(a: np.ndarray) -> np.ndarray:

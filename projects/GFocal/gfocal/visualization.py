@@ -3,20 +3,10 @@ distributions (the "general distribution" of GFL, paper fig. 3).
 
 GFL predicts, for every side of a box (left, top, right, bottom), a discrete distribution over
 n+1 bins: bin i means "the side lies i * stride pixels from the location that predicted the box",
-and the drawn edge is the expectation.
-
-Each side's distribution is drawn *where it lives*, across that side in image coordinates: along
-the line through the middle of the edge and perpendicular to it (a horizontal line for the left
-and right edges, a vertical one for the top and bottom), bin i sits at its pixel position and the
-filled curve ("violin") is p_i thick on either side of the line, linearly interpolated between
-bins (a one-hot bin is a spike one bin wide on either side). A confident edge is a thin spike
+and the drawn edge is the expectation. Each distribution is drawn *where it lives*, across its
+edge in image coordinates (see :func:`draw_side_distributions`): a confident edge is a thin spike
 centred on the drawn edge; an ambiguous one (blurred, occluded) a low, wide or two-humped blob.
-Only the bins carrying mass are drawn. Every box has its own colour (not one per class), so two
-boxes of a class can be told apart.
-
-Small images are upscaled (shorter side at least ``min_size``) with the distributions scaled
-accordingly; with many boxes only the ``max_panels`` highest-scoring ones get distributions, and a
-box overlapping an already drawn one by IoU > ``dedup_iou`` is skipped.
+Every box has its own colour (not one per class), so two boxes of a class can be told apart.
 """
 
 from typing import List, Optional, Sequence, Tuple
@@ -24,7 +14,7 @@ from typing import List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 import torch
-from torchvision.ops import box_iou
+from torchvision.ops import nms
 
 from detectron2.structures import Instances
 from detectron2.utils.visualizer import Visualizer, _create_text_labels
@@ -74,17 +64,14 @@ def side_bin_positions(
 
     Bin i of the left side is at x = cx - i * stride, of the right side at cx + i * stride, of the
     top at y = cy - i * stride and of the bottom at cy + i * stride, where (cx, cy) is the location
-    that predicted the box. That location is recovered from the box and the expectations:
-    cx = x0 + E[L] * stride (= x1 - E[R] * stride). Each side uses its own edge, so its
-    expectation lands exactly on the drawn edge even where the two estimates of cx differ a
-    little (predictions resized anisotropically); a side that was clipped to the image border
-    (``image_size`` given) uses the centre recovered from the opposite side instead.
+    that predicted the box, recovered from each side's own edge: cx = x0 + E[L] * stride for
+    the left side, x1 - E[R] * stride for the right, so that each expectation lands exactly on
+    its drawn edge. A side clipped to the border of the (height, width) ``image_size`` uses the
+    centre recovered from the opposite side instead.
 
     Args:
-        boxes: (M, 4) XYXY boxes.
-        probs: (M, 4, n+1) side distributions (L, T, R, B).
+        boxes: (M, 4) XYXY boxes. probs: (M, 4, n+1) side distributions (L, T, R, B).
         strides: (M,) bin spacing in the boxes' pixels.
-        image_size: (height, width) the boxes were clipped to, or None.
 
     Returns:
         (M, 4, n+1) positions: x for L and R, y for T and B.
@@ -95,13 +82,12 @@ def side_bin_positions(
     x0, y0, x1, y1 = boxes.unbind(1)
     # Location of the predicting point seen from each side: (M, 4) = from L, T, R, B.
     centre = torch.stack([x0 + expect[:, 0], y0 + expect[:, 1], x1 - expect[:, 2], y1 - expect[:, 3]], 1)
-    own = centre.clone()
+    own = centre
     if image_size is not None:
         h, w = image_size
         eps = 1e-3
         at_border = torch.stack([x0 <= eps, y0 <= eps, x1 >= w - eps, y1 >= h - eps], 1)
-        opposite = at_border[:, [2, 3, 0, 1]]
-        use_other = at_border & ~opposite
+        use_other = at_border & ~at_border[:, [2, 3, 0, 1]]  # clipped here, not on the opposite side
         own = torch.where(use_other, centre[:, [2, 3, 0, 1]], centre)
     sign = torch.tensor([-1.0, -1.0, 1.0, 1.0], device=probs.device)
     bins = torch.arange(probs.shape[-1], dtype=probs.dtype, device=probs.device)
@@ -110,17 +96,10 @@ def side_bin_positions(
 
 def select_boxes(boxes: np.ndarray, scores: np.ndarray, max_count: int, dedup_iou: float = 0.7) -> List[int]:
     """Indices of the boxes to draw distributions for: highest scores first, skipping any box
-    with IoU > ``dedup_iou`` to one already chosen, at most ``max_count``."""
-    order = np.argsort(-np.asarray(scores), kind="stable")
-    iou = box_iou(*[torch.as_tensor(np.asarray(boxes, dtype=np.float64))] * 2).numpy()
-    chosen: List[int] = []
-    for idx in order.tolist():
-        if len(chosen) >= max_count:
-            break
-        if chosen and iou[idx, chosen].max() > dedup_iou:
-            continue
-        chosen.append(idx)
-    return chosen
+    with IoU > ``dedup_iou`` to one already chosen (greedy NMS), at most ``max_count``."""
+    boxes = torch.as_tensor(np.asarray(boxes, dtype=np.float64))
+    scores = torch.as_tensor(np.asarray(scores, dtype=np.float64))
+    return nms(boxes, scores, dedup_iou)[: max(max_count, 0)].tolist()
 
 
 def draw_side_distributions(
@@ -143,10 +122,8 @@ def draw_side_distributions(
 
     Args:
         canvas: (H, W, 3) uint8 RGB image, drawn on in place (and returned).
-        boxes: (K, 4) XYXY boxes in canvas pixels.
-        positions: (K, 4, n+1) bin positions in canvas pixels (see :func:`side_bin_positions`).
-        probs: (K, 4, n+1) probabilities.
-        colors: K RGB colours.
+        boxes: (K, 4) XYXY boxes, positions: (K, 4, n+1) bin positions (see
+            :func:`side_bin_positions`), both in canvas pixels; probs: (K, 4, n+1); colors: K RGB.
         amplitude: half-thickness of a bin with probability 1, in canvas pixels; default 4.5%
             of the canvas' shorter side, but at most 30% of the edge's length (at least 4 px).
         min_prob: bins outside the span of bins with at least this probability are not drawn
@@ -213,12 +190,9 @@ def draw_predictions(
         instances: predictions in (H, W) coordinates; ``pred_dists`` (M, 4, n+1) and
             ``pred_strides`` (M,) are needed for the distributions.
         metadata: Detectron2 Metadata with ``thing_classes`` (or None).
-        confidence_threshold: instances below this score are not drawn.
-        show_distributions: draw the distributions (else only boxes and labels).
-        max_panels: distributions for at most this many boxes (highest scores first).
+        max_panels, dedup_iou: distributions for at most ``max_panels`` boxes, highest scores
+            first (see :func:`select_boxes`).
         min_size: small images are upscaled so that the shorter side is at least this.
-        dedup_iou: a box overlapping a box that already has distributions by more than this
-            IoU gets none (its box and label are still drawn).
 
     Returns:
         (H', W', 3) uint8 RGB picture, H' = H * scale, scale = max(1, min_size / min(H, W)).
@@ -256,6 +230,4 @@ def draw_predictions(
     canvas = vis.overlay_instances(
         boxes=boxes, labels=labels, assigned_colors=[tuple(c / 255 for c in rgb) for rgb in colors]
     ).get_image()
-    canvas = np.ascontiguousarray(canvas[:out_h, :out_w])
-
-    return canvas
+    return np.ascontiguousarray(canvas[:out_h, :out_w])

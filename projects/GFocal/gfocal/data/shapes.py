@@ -54,9 +54,6 @@ def shapes_root() -> str:
     return os.path.join(os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets")), "gfocal_shapes")
 
 
-# --------------------------------------------------------------------------- drawing
-
-
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     """Smooth colour noise + stripes or blobs + pixel noise, (size, size, 3) float32."""
     cells = int(rng.integers(2, 9))
@@ -137,17 +134,10 @@ def generate_image(rng: np.random.Generator, spec: ShapesSpec) -> Tuple[np.ndarr
     return np.clip(img, 0, 255).astype(np.uint8), objects
 
 
-# --------------------------------------------------------------------------- writing
-
-
-def _split_seed(spec: ShapesSpec, split: str) -> int:
-    return spec.seed * 1000 + {"train": 1, "val": 2}[split]
-
-
 def _write_split(root: str, split: str, count: int, spec: ShapesSpec) -> None:
     from tqdm import tqdm
 
-    rng = np.random.default_rng(_split_seed(spec, split))
+    rng = np.random.default_rng(spec.seed * 1000 + {"train": 1, "val": 2}[split])
     os.makedirs(os.path.join(root, split), exist_ok=True)
     images, annotations = [], []
     for idx in tqdm(range(count), desc=f"gfocal_shapes {split}", unit="img", mininterval=1.0):
@@ -204,11 +194,8 @@ def _is_complete(root: str, spec: ShapesSpec) -> bool:
 
 
 def ensure_shapes_dataset(spec: Optional[ShapesSpec] = None, root: Optional[str] = None) -> str:
-    """Generate the dataset under ``root`` unless a complete copy with the same spec is there.
-
-    Returns:
-        the dataset root.
-    """
+    """Generate the dataset under ``root`` unless a complete copy with the same spec is there;
+    returns the dataset root."""
     spec = spec or ShapesSpec()
     root = root or shapes_root()
     if _is_complete(root, spec):

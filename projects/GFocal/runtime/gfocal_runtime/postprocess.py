@@ -30,12 +30,8 @@ TORCHVISION_CPU_TRICK_MAX_NUMEL = 4000
 
 
 def level_sizes(input_hw: Tuple[int, int], strides: Sequence[int]) -> List[Tuple[int, int]]:
-    """Feature-map sizes of the levels: [(ceil(Hp / s), ceil(Wp / s)) for s in strides].
-
-    Args:
-        input_hw: (Hp, Wp), the padded network input size.
-        strides: the level strides, e.g. (8, 16, 32, 64, 128).
-    """
+    """Feature-map sizes of the levels of a padded (Hp, Wp) input: [(ceil(Hp / s), ceil(Wp / s))
+    for s in strides]."""
     hp, wp = input_hw
     return [(-(-hp // s), -(-wp // s)) for s in strides]
 
@@ -46,14 +42,8 @@ def num_locations(input_hw: Tuple[int, int], strides: Sequence[int]) -> int:
 
 
 def _topk_desc(values: np.ndarray, k: int) -> np.ndarray:
-    """Positions of the k largest values, by descending value (ties: lower position first).
-
-    Args:
-        values: (N,) array. k: 0 <= k.
-
-    Returns:
-        (min(k, N),) int64 positions.
-    """
+    """(min(k, N),) int64 positions of the k largest of (N,) ``values``, by descending value
+    (ties: lower position first)."""
     n = values.shape[0]
     if k <= 0 or n == 0:
         return np.zeros((0,), dtype=np.int64)
@@ -80,8 +70,6 @@ def select_candidates(
     Args:
         scores: (R, K) float32 joint scores, levels concatenated along R (level-major).
         sizes: number of locations R_l of each level (sum == R).
-        score_thresh: the threshold.
-        topk_per_level: the most candidates kept per level.
 
     Returns:
         (locations, classes, cand_scores, levels), each (M,): int64 index into R, int64 class,
@@ -115,11 +103,7 @@ def select_candidates(
 def clip_boxes(boxes: np.ndarray, hw: Tuple[int, int]) -> np.ndarray:
     """Clip (N, 4) XYXY float32 boxes: x to [0, w], y to [0, h] (as ``Boxes.clip``). New array."""
     h, w = hw
-    out = np.empty_like(boxes)
-    zero = np.asarray(0, dtype=boxes.dtype)
-    out[:, 0::2] = np.clip(boxes[:, 0::2], zero, np.asarray(w, dtype=boxes.dtype))
-    out[:, 1::2] = np.clip(boxes[:, 1::2], zero, np.asarray(h, dtype=boxes.dtype))
-    return out
+    return np.clip(boxes, np.asarray(0, dtype=boxes.dtype), np.asarray([w, h, w, h], dtype=boxes.dtype))
 
 
 def _float32_threshold(threshold: float) -> np.float32:
@@ -132,16 +116,11 @@ def _float32_threshold(threshold: float) -> np.float32:
 
 
 def _nms_single(boxes: np.ndarray, order: np.ndarray, iou_threshold: float, max_keep: Optional[int]) -> List[int]:
-    """Greedy NMS as torchvision's CPU kernel, over ``order`` (indices by descending score).
+    """Greedy NMS as torchvision's CPU kernel over (N, 4) float32 XYXY ``boxes``, visiting the
+    (M,) indices ``order`` (by descending score); returns the kept indices in that order.
 
     Float32 IoU = inter / ((area_i + area_j) - inter); j is suppressed when IoU > threshold
     with the threshold a double. Loops over kept boxes only.
-
-    Args:
-        boxes: (N, 4) float32 XYXY. order: (M,) indices into boxes. max_keep: stop after this many.
-
-    Returns:
-        the kept indices (into boxes), in the order of ``order``.
     """
     x1, y1, x2, y2 = (np.ascontiguousarray(boxes[:, i]) for i in range(4))
     areas = (x2 - x1) * (y2 - y1)
@@ -156,8 +135,6 @@ def _nms_single(boxes: np.ndarray, order: np.ndarray, iou_threshold: float, max_
             if max_keep is not None and len(keep) >= max_keep:
                 break
             rest = rest[1:]
-            if not rest.shape[0]:
-                break
             w = np.maximum(zero, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]))
             h = np.maximum(zero, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]))
             inter = w * h
@@ -174,34 +151,22 @@ def batched_nms(
     iou_threshold: float,
     max_keep: Optional[int] = None,
 ) -> np.ndarray:
-    """Class-aware greedy NMS, the same as ``torchvision.ops.batched_nms`` on the CPU.
+    """Class-aware greedy NMS of (N, 4) float32 XYXY ``boxes`` with (N,) ``scores`` and (N,)
+    ``classes``, the same as ``torchvision.ops.batched_nms`` on the CPU (suppress when IoU >
+    ``iou_threshold``); ``max_keep``: return the first ``max_keep`` of the full result.
 
-    Boxes of one class suppress lower-scored boxes of that class whose IoU with them is
-    > ``iou_threshold``. For up to 1000 boxes torchvision runs one NMS over boxes shifted by
-    ``class * (max coordinate + 1)`` in float32 (its "coordinate trick"), and this function
-    shifts them the same way so that rounding, and so every decision, is identical. Boxes are
-    expected to have coordinates >= 0 (clipped), so that shifted classes never overlap.
-
-    Args:
-        boxes: (N, 4) float32 XYXY.
-        scores: (N,) float32.
-        classes: (N,) integer class ids.
-        iou_threshold: suppress when IoU > this.
-        max_keep: if given, stop each class after this many kept boxes and return at most this
-            many (the result is then the first ``max_keep`` of the full result).
+    For up to 1000 boxes torchvision runs one NMS over boxes shifted by ``class * (max
+    coordinate + 1)`` in float32 (its "coordinate trick"); they are shifted the same way here so
+    that rounding, and so every decision, is identical. Boxes are expected to have coordinates
+    >= 0 (clipped), so that shifted classes never overlap.
 
     Returns:
-        (M,) int64 indices into the inputs of the kept boxes, by descending score (ties: lower
-        index first, as torchvision's stable sort in the coordinate-trick case).
+        (M,) int64 indices of the kept boxes, by descending score (ties: lower index first).
     """
-    boxes = np.asarray(boxes)
-    scores = np.asarray(scores)
-    classes = np.asarray(classes)
-    n = boxes.shape[0]
-    if n == 0:
+    boxes = np.asarray(boxes, dtype=np.float32)  # detectron2's batched_nms calls boxes.float()
+    scores, classes = np.asarray(scores), np.asarray(classes)
+    if boxes.shape[0] == 0:
         return np.zeros((0,), dtype=np.int64)
-    if boxes.dtype != np.float32:
-        boxes = boxes.astype(np.float32)  # detectron2's batched_nms calls boxes.float()
     if boxes.size <= TORCHVISION_CPU_TRICK_MAX_NUMEL:
         max_coordinate = boxes.max()
         offsets = classes.astype(np.float32) * (max_coordinate + np.float32(1))
@@ -223,25 +188,20 @@ def rescale_boxes(
     ``detector_postprocess``: scale x by out_w / w and y by out_h / h (in float32), clip to the
     output size, keep boxes with width > 0 and height > 0.
 
-    Args:
-        boxes: (N, 4) float32 XYXY in the resized image (h, w) = ``image_hw``.
-        output_hw: (out_h, out_w), the original image size.
-
     Returns:
-        (boxes, keep, stride_scale): the (N', 4) kept rescaled boxes; keep, the (N,) bool mask of
-        kept inputs; stride_scale = sqrt(scale_x * scale_y), the factor from network-input to
-        output pixels of a distance (as GFL scales ``pred_strides``).
+        (boxes, keep, stride_scale) for (N, 4) float32 XYXY ``boxes`` in the resized (h, w) image:
+        the (N', 4) kept rescaled boxes; keep, the (N,) bool mask of kept inputs; stride_scale =
+        sqrt(scale_x * scale_y), which GFL applies to ``pred_strides``.
     """
     h, w = image_hw
     out_h, out_w = output_hw
-    scale_x = out_w / w
-    scale_y = out_h / h
+    scale_x, scale_y = out_w / w, out_h / h
     scaled = np.array(boxes, dtype=np.float32, copy=True).reshape(-1, 4)
     scaled[:, 0::2] *= np.float32(scale_x)
     scaled[:, 1::2] *= np.float32(scale_y)
     scaled = clip_boxes(scaled, (out_h, out_w))
     keep = ((scaled[:, 2] - scaled[:, 0]) > 0) & ((scaled[:, 3] - scaled[:, 1]) > 0)
-    return scaled[keep], keep, math.sqrt((out_h / h) * (out_w / w))
+    return scaled[keep], keep, math.sqrt(scale_y * scale_x)
 
 
 def postprocess_outputs(
@@ -257,9 +217,8 @@ def postprocess_outputs(
         outputs: "scores" (1, R, K), "boxes" (1, R, 4) and, with distributions, "dists"
             (1, R, 4, n+1), as the exported graph returns them.
         spec: the :class:`~gfocal_runtime.spec.ExportSpec`.
-        input_hw: (Hp, Wp), the padded network input size.
-        image_hw: (h, w), the resized image size before padding.
-        output_hw: (H, W), the original image size.
+        input_hw, image_hw, output_hw: the padded (Hp, Wp) network input, the resized (h, w)
+            image before padding, the original (H, W) image.
 
     Returns:
         "boxes" (M, 4) float32, "scores" (M,) float32, "classes" (M,) int64, and with
@@ -295,15 +254,10 @@ def postprocess_outputs(
     keep = batched_nms(cand_boxes, cand_scores, classes, spec.nms_thresh, spec.max_detections)
     out_boxes, nonempty, stride_scale = rescale_boxes(cand_boxes[keep], image_hw, output_hw)
     keep = keep[nonempty]
-    result = {
-        "boxes": out_boxes,
-        "scores": cand_scores[keep],
-        "classes": classes[keep],
-    }
+    result = {"boxes": out_boxes, "scores": cand_scores[keep], "classes": classes[keep]}
     if dists is not None:
-        strides = np.asarray(spec.strides, dtype=np.float32)[levels[keep]]
         result["dists"] = dists[locs[keep]].astype(np.float32, copy=False)
-        result["strides"] = strides * np.float32(stride_scale)
+        result["strides"] = np.asarray(spec.strides, dtype=np.float32)[levels[keep]] * np.float32(stride_scale)
     return result
 
 

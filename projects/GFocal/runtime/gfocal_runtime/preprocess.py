@@ -5,7 +5,6 @@ BGR -> the model's channel order, ``ResizeShortestEdge`` (size rule of
 uint8 images), float32 CHW, bottom/right padding to ``size_divisibility`` with ``pad_value``.
 """
 
-import sys
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
@@ -17,26 +16,19 @@ __all__ = ["resize_output_shape", "resize_image", "pad_to_divisible", "preproces
 
 
 def resize_output_shape(h: int, w: int, short_edge_length: int, max_size: Optional[int]) -> Tuple[int, int]:
-    """The (new_h, new_w) that Detectron2's ``ResizeShortestEdge`` gives an (h, w) image.
-
-    Scale the short edge to ``short_edge_length``; if the long edge then exceeds ``max_size``
-    (None: no limit) scale both down so it equals ``max_size``; round each side with
-    ``int(x + 0.5)``. A ``short_edge_length`` of 0 means no resize.
-    """
+    """The (new_h, new_w) that Detectron2's ``ResizeShortestEdge`` gives an (h, w) image
+    (``short_edge_length`` 0: no resize; ``max_size`` None: no limit on the long edge)."""
     if short_edge_length == 0:
         return h, w
-    if max_size is None:
-        max_size = sys.maxsize
     size = short_edge_length * 1.0
     scale = size / min(h, w)
     if h < w:
         newh, neww = size, scale * w
     else:
         newh, neww = scale * h, size
-    if max(newh, neww) > max_size:
+    if max_size is not None and max(newh, neww) > max_size:
         scale = max_size * 1.0 / max(newh, neww)
-        newh = newh * scale
-        neww = neww * scale
+        newh, neww = newh * scale, neww * scale
     return int(newh + 0.5), int(neww + 0.5)
 
 
@@ -62,17 +54,13 @@ def pad_to_divisible(chw: np.ndarray, size_divisibility: int, pad_value: Sequenc
     (as Detectron2's ``ImageList.from_tensors``). Returns (C, Hp, Wp) float32.
     """
     c, h, w = chw.shape
-    if size_divisibility > 1:
-        hp = -(-h // size_divisibility) * size_divisibility
-        wp = -(-w // size_divisibility) * size_divisibility
-    else:
-        hp, wp = h, w
+    step = max(size_divisibility, 1)
+    hp, wp = -(-h // step) * step, -(-w // step) * step
     if (hp, wp) == (h, w):
         return np.ascontiguousarray(chw, dtype=np.float32)
     if len(pad_value) != c:
         raise ValueError(f"pad_value has {len(pad_value)} values for {c} channels")
-    out = np.empty((c, hp, wp), dtype=np.float32)
-    out[:] = np.asarray(pad_value, dtype=np.float32)[:, None, None]
+    out = np.full((c, hp, wp), np.asarray(pad_value, dtype=np.float32)[:, None, None], dtype=np.float32)
     out[:, :h, :w] = chw
     return out
 
@@ -89,16 +77,14 @@ def preprocess_image(image_bgr: np.ndarray, spec) -> Tuple[np.ndarray, Tuple[int
         0-255, padded; (h, w) the resized image size before padding.
     """
     if not isinstance(image_bgr, np.ndarray) or image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
-        shape = getattr(image_bgr, "shape", None)
-        raise ValueError(f"expected an (H, W, 3) BGR image array, got shape {shape}")
+        raise ValueError(f"expected an (H, W, 3) BGR image array, got shape {getattr(image_bgr, 'shape', None)}")
     if image_bgr.dtype != np.uint8:
         raise ValueError(f"expected a uint8 image, got dtype {image_bgr.dtype}")
     if image_bgr.shape[0] < 1 or image_bgr.shape[1] < 1:
         raise ValueError(f"empty image of shape {image_bgr.shape}")
     img = image_bgr[:, :, ::-1] if spec.input_format == "RGB" else image_bgr
     if spec.resize is not None:
-        h, w = img.shape[:2]
-        new_h, new_w = resize_output_shape(h, w, spec.resize.short_edge_length, spec.resize.max_size)
+        new_h, new_w = resize_output_shape(*img.shape[:2], spec.resize.short_edge_length, spec.resize.max_size)
         img = resize_image(img, new_h, new_w, spec.resize.interpolation)
     h, w = img.shape[:2]
     chw = img.transpose(2, 0, 1).astype(np.float32)

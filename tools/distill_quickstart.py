@@ -1,0 +1,142 @@
+#!/usr/bin/env python
+"""Localization Distillation on the built-in data, after `make quickstart`: the quick-start model
+teaches a smaller, faster student (configs/Quickstart/gfl_shapes_student.py), trained plainly,
+with main-region LD (ld_shapes.py) and with the full recipe (ld_full_shapes.py), same schedule,
+for each seed; then a table of val box AP, AP50, AP75, APs, APm, training time and the inference
+speed of student and teacher (optimised eager, and the int8 ONNX Runtime export).
+
+    python tools/distill_quickstart.py                      # 2 seeds, ~40 min on 2 CPU cores
+    python tools/distill_quickstart.py --seeds 0 train.max_iter=400
+
+Each run is `train_net.py --config-file configs/Quickstart/<config> train.seed=S` into
+output/quickstart_ld/<run>_seed<S>/ (a finished run is reused: delete it to train again).
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import gfocal  # noqa: F401  (first: registers GFL and the datasets, imports Detectron2 quietly)
+
+# isort: split
+import cv2
+import torch
+from tabulate import tabulate
+
+from detectron2.config import instantiate
+from detectron2.data import DatasetCatalog
+
+from gfocal.checkpoint import GFLCheckpointer
+from gfocal.cli import checked_parser, run
+from gfocal.config import load_config
+from gfocal.errors import CheckpointError, GFocalError
+from gfocal.export import export_model
+from gfocal.plotting import final_metrics, training_minutes
+from gfocal.predictor import LazyPredictor
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TEACHER = ("configs/Quickstart/gfl_shapes.py", "output/quickstart/gfl/model_final.pth")
+RUNS = {
+    "student": ("plain student", "configs/Quickstart/gfl_shapes_student.py"),
+    "ld": ("LD (main region)", "configs/Quickstart/ld_shapes.py"),
+    "ld_full": ("LD (full recipe)", "configs/Quickstart/ld_full_shapes.py"),
+}
+METRICS = ["AP", "AP50", "AP75", "APs", "APm"]
+
+
+def speed(config: str, weights: str, export_dir: str, images, runs: int = 3):
+    """Median ms per val image: optimised eager, and the int8 export on ONNX Runtime."""
+    from gfocal_runtime import Detector
+
+    cfg = load_config(os.path.join(REPO, config))
+    model = instantiate(cfg.model).eval()
+    GFLCheckpointer(model, for_inference=True).load(weights)
+    if not os.path.isfile(os.path.join(export_dir, "model.json")):
+        export_model(cfg, model, export_dir, "onnx", int8=True, calib_images="64")
+    paths = {"eager": LazyPredictor(cfg, model=model), "int8": Detector(export_dir, backend="onnxruntime")}
+    result = {}
+    for name, fn in paths.items():
+        fn(images[0])
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            for image in images:
+                fn(image)
+            times.append((time.perf_counter() - start) / len(images) * 1000)
+        result[name] = statistics.median(times)
+    return result
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
+    parser.add_argument("--output-root", default=os.path.join(REPO, "output/quickstart_ld"))
+    parser.add_argument("opts", nargs=argparse.REMAINDER, default=[], help="overrides for every run")
+    args = checked_parser(parser).parse_args(argv)
+    teacher_weights = os.path.join(REPO, TEACHER[1])
+    if not os.path.isfile(teacher_weights):
+        raise CheckpointError(f"no teacher at {TEACHER[1]}: run `make quickstart` first (it trains the teacher)")
+    for key in args.runs:  # every override checked against every config before any training
+        load_config(os.path.join(REPO, RUNS[key][1]), args.opts)
+
+    rows, results = [], {}
+    for key in args.runs:
+        per_seed = []
+        for seed in args.seeds:
+            out = os.path.join(args.output_root, f"{key}_seed{seed}")
+            if not os.path.isfile(os.path.join(out, "model_final.pth")):
+                cmd = [
+                    sys.executable,
+                    os.path.join(REPO, "train_net.py"),
+                    "--config-file",
+                    os.path.join(REPO, RUNS[key][1]),
+                    f"train.seed={seed}",
+                    f"train.output_dir={out}",
+                ]
+                if key != "student":
+                    cmd.append(f"distill.teacher.weights={teacher_weights}")
+                print(f"== {RUNS[key][0]}, seed {seed}: {' '.join(cmd[1:])}", flush=True)
+                if subprocess.run([*cmd, *args.opts], cwd=REPO).returncode != 0:
+                    raise GFocalError(f"training {RUNS[key][0]} (seed {seed}) failed (see above); output in {out}")
+            metrics = final_metrics(os.path.join(out, "metrics.json"), METRICS)
+            if metrics is None:
+                raise GFocalError(f"no evaluation found in {out}/metrics.json")
+            metrics["minutes"] = training_minutes(os.path.join(out, "log.txt"))
+            per_seed.append(metrics)
+        results[key] = per_seed
+        rows.append([RUNS[key][0], *[" / ".join(f"{m[k]:.1f}" for m in per_seed) for k in [*METRICS, "minutes"]]])
+
+    val = DatasetCatalog.get("gfocal_shapes_val")[:50]
+    images = [cv2.imread(r["file_name"]) for r in val]
+    first = os.path.join(args.output_root, f"{args.runs[0]}_seed{args.seeds[0]}", "model_final.pth")
+    speeds = {
+        "student": speed(RUNS["student"][1], first, os.path.join(args.output_root, "export_student_int8"), images),
+        "teacher": speed(TEACHER[0], teacher_weights, os.path.join(args.output_root, "export_teacher_int8"), images),
+    }
+    results["speed_ms"] = speeds
+    headers = ["run (seeds " + " / ".join(map(str, args.seeds)) + ")", *METRICS, "training (min)"]
+    print("\n" + tabulate(rows, headers=headers, tablefmt="pipe"))
+    print(
+        "\n"
+        + tabulate(
+            [[who, f"{s['eager']:.1f}", f"{s['int8']:.1f}"] for who, s in speeds.items()],
+            headers=["model", "optimised eager (ms/image)", "int8 ONNX Runtime (ms/image)"],
+            tablefmt="pipe",
+        )
+    )
+    print(
+        f"student / teacher speed: {speeds['teacher']['eager'] / speeds['student']['eager']:.2f}x faster eager, "
+        f"{speeds['teacher']['int8'] / speeds['student']['int8']:.2f}x int8; {torch.get_num_threads()} threads"
+    )
+    with open(os.path.join(args.output_root, "results.json"), "w") as f:
+        json.dump(results, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run(lambda: main(sys.argv[1:])))
