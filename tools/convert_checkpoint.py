@@ -24,7 +24,7 @@ from detectron2.config import instantiate
 from gfocal.checkpoint import convert_state_dict, load_checkpoint_file, save_checkpoint
 from gfocal.cli import checked_parser, run
 from gfocal.config import load_config
-from gfocal.errors import ConfigError
+from gfocal.errors import CheckpointError, ConfigError
 
 
 def main(argv=None) -> int:
@@ -49,30 +49,24 @@ def main(argv=None) -> int:
         f"{' ...' if len(info.dropped) > 4 else ''})"
     )
 
-    if cfg is not None:
-        model = instantiate(cfg.model)
-        result = model.load_state_dict(state, strict=False)
-        shapes = {
-            k: (tuple(v.shape), tuple(model.state_dict()[k].shape))
+    if cfg is not None:  # compared by name and shape, before anything is written
+        expected = instantiate(cfg.model).state_dict()
+        problems = [f"missing in the checkpoint: {k}" for k in expected if k not in state]
+        problems += [f"not in the model: {k}" for k in state if k not in expected]
+        problems += [
+            f"shape {tuple(v.shape)} vs model {tuple(expected[k].shape)}: {k}"
             for k, v in state.items()
-            if k in model.state_dict() and v.shape != model.state_dict()[k].shape
-        }
-        if result.missing_keys or result.unexpected_keys or shapes:
-            print(f"error: does not match {args.config_file}:", file=sys.stderr)
-            for k in result.missing_keys[:20]:
-                print(f"  missing in checkpoint: {k}", file=sys.stderr)
-            for k in result.unexpected_keys[:20]:
-                print(f"  not in the model:      {k}", file=sys.stderr)
-            for k, (a, b) in list(shapes.items())[:20]:
-                print(f"  shape {a} vs model {b}: {k}", file=sys.stderr)
-            if info.deform_stages:
-                print(
-                    f"  (the checkpoint has {'modulated ' if info.deform_modulated else ''}DCN on "
-                    f"{info.deform_stages}: set model.backbone.bottom_up.stages.deform_on_stages / "
-                    "deform_modulated accordingly)",
-                    file=sys.stderr,
-                )
-            return 1
+            if k in expected and v.shape != expected[k].shape
+        ]
+        if problems:
+            more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+            dcn = (
+                f"; the checkpoint has {'modulated ' if info.deform_modulated else ''}DCN on {info.deform_stages}: "
+                "set model.backbone.bottom_up.stages.deform_on_stages / deform_modulated accordingly"
+                if info.deform_stages
+                else ""
+            )
+            raise CheckpointError(f"{args.input} does not fit {args.config_file}: {'; '.join(problems[:5])}{more}{dcn}")
         print(f"checked: loads into {args.config_file} with no missing or unexpected keys")
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     save_checkpoint({"model": state, "__author__": f"gfocal conversion of {args.input}"}, args.output)

@@ -1,19 +1,9 @@
 """Export a trained GFL (v1 or v2) for deployment: ONNX (fp32 or int8) or torch.export.
 
-The exported graph ends before anything data-dependent. Input ``images``: (B, 3, H, W) float32
-pixels 0-255 in the config's test-time channel order, H and W multiples of the size
-divisibility (dynamic batch, height and width). It normalises the pixels itself and returns,
-for every image and location (R of them, levels finest first, row-major inside a level):
-
-- ``scores`` (B, R, K) float32 in [0, 1]: sigmoid of the class logits (times the DGQP quality
-  for GFL v2), the score GFL ranks and thresholds;
-- ``boxes`` (B, R, 4) float32 XYXY in input pixels: each location's centre minus/plus the
-  expectation of its left/top/right/bottom distributions times the level's stride, not clipped;
-- ``dists`` (B, R, 4, n+1) float32, with ``with_distributions`` only: the four side
-  distributions (left, top, right, bottom) over the bins 0..n.
-
-A level of stride s has ceil(H / s) x ceil(W / s) locations. Thresholding, top-k per level,
-class-aware NMS and rescaling belong to the runtime (:mod:`gfocal_runtime`), which reads
+The exported graph (:class:`GFLExportModule`) ends before anything data-dependent: pixels in,
+every location's joint scores, decoded boxes and, optionally, side distributions out (shapes in
+its ``forward``; the contract in projects/GFocal/README.md, "Deployment"). Thresholding, top-k per
+level, class-aware NMS and rescaling belong to the runtime (:mod:`gfocal_runtime`), which reads
 everything else from ``model.json`` (:class:`gfocal_runtime.ExportSpec`) written beside the model.
 """
 
@@ -63,8 +53,17 @@ class GFLExportModule(nn.Module):
         return ["scores", "boxes"] + (["dists"] if self.with_distributions else [])
 
     def forward(self, images: Tensor) -> Tuple[Tensor, ...]:
-        """images: (B, 3, H, W) float32 pixels 0-255 -> scores (B, R, K), boxes (B, R, 4)
-        [, dists (B, R, 4, n+1)]."""
+        """
+        Args:
+            images: (B, 3, H, W) float32 pixels 0-255 in the test-time channel order, H and W
+                multiples of the size divisibility (dynamic B, H, W); normalised here.
+
+        Returns:
+            scores (B, R, K) float32 joint scores in [0, 1] (sigmoid(cls), times the DGQP quality
+            for v2); boxes (B, R, 4) float32 XYXY in input pixels, not clipped; with
+            distributions, dists (B, R, 4, n+1) (left, top, right, bottom over bins 0..n).
+            R = sum over levels of ceil(H / s) * ceil(W / s), finest level first, row-major.
+        """
         m = self.model
         features = m.backbone((images - m.pixel_mean) / m.pixel_std)
         features = [features[f] for f in m.head_in_features]
