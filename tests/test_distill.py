@@ -274,3 +274,31 @@ def test_missing_or_mismatched_teacher_is_one_line(teacher_weights, capsys):
     assert train_net().invoke_main([*base, f"train.output_dir={out}", "model.head.reg_max=8", weights]) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "reg_max 16, the student" in errors[0] and "and 8" in errors[0], errors
+
+
+def test_ld_configs_mirror_the_published_ones():
+    from detectron2.config import LazyConfig
+
+    from gfocal.model_zoo import MODELS
+
+    r101, dcn = "COCO-Detection/gfl_R_101_FPN_ms2x.py", "COCO-Detection/gfl_R_101_DCN_FPN_ms2x.py"
+    for name, depth, teacher in [
+        ("ld_gfl_R_18_FPN_1x", 18, r101),
+        ("ld_gfl_R_34_FPN_1x", 34, r101),
+        ("ld_gfl_R_50_FPN_1x", 50, r101),
+        ("ld_gfl_R_101_FPN_ms2x", 101, dcn),
+    ]:
+        cfg = LazyConfig.load(os.path.join(REPO, f"configs/COCO-Detection/{name}.py"))
+        d = cfg.distill
+        assert cfg.model.backbone.bottom_up.stages.depth == depth and not cfg.model.head.use_dgqp
+        assert (d.teacher.config_file, d.teacher.weights) == (teacher, MODELS[teacher].url)
+        assert (d.ld_weight, d.ld_temperature) == (0.25, 10.0) and "vlr_weight" not in d and "kd_weight" not in d
+        assert cfg.train.max_iter == (90000 if depth < 101 else 180000)
+    full = LazyConfig.load(os.path.join(REPO, "configs/Quickstart/ld_full_shapes.py")).distill
+    assert (full.vlr_weight, full.vlr_temperature, full.vlr_alpha, full.kd_weight, full.kd_temperature) == (
+        0.25,
+        10.0,
+        0.25,
+        10.0,
+        2.0,
+    )
