@@ -302,3 +302,15 @@ def test_ld_configs_mirror_the_published_ones():
         10.0,
         2.0,
     )
+
+
+def test_distill_quickstart_without_a_teacher_says_run_make_quickstart(monkeypatch, capsys):
+    from gfocal.cli import run
+
+    spec = importlib.util.spec_from_file_location("distill_qs", os.path.join(REPO, "tools/distill_quickstart.py"))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    monkeypatch.setattr(tool, "TEACHER", (tool.TEACHER[0], "output/no_such_teacher/model_final.pth"))
+    assert run(lambda: tool.main(["--seeds", "0"]), []) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "make quickstart" in errors[0] and "no_such_teacher" in errors[0]

@@ -8,8 +8,9 @@ speed of student and teacher (optimised eager, and the int8 ONNX Runtime export)
     python tools/distill_quickstart.py                      # 2 seeds, ~40 min on 2 CPU cores
     python tools/distill_quickstart.py --seeds 0 train.max_iter=400
 
-Each run is `train_net.py --config-file configs/Quickstart/<config> train.seed=S` into
-output/quickstart_ld/<run>_seed<S>/ (a finished run is reused: delete it to train again).
+Each run is `train_net.py --resume --config-file configs/Quickstart/<config> train.seed=S` into
+output/quickstart_ld/<run>_seed<S>/: a killed run continues from its last checkpoint, a finished
+one is reused (delete it to train again).
 """
 
 import argparse
@@ -93,6 +94,7 @@ def main(argv=None) -> int:
                 cmd = [
                     sys.executable,
                     os.path.join(REPO, "train_net.py"),
+                    "--resume",
                     "--config-file",
                     os.path.join(REPO, RUNS[key][1]),
                     f"train.seed={seed}",
