@@ -100,12 +100,11 @@ def synthetic_inputs(batch: int, height: int, width: int, device: str, seed: int
 
 
 def timed(fn, device: str) -> float:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    sync()
     start = time.perf_counter()
     fn()
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
+    sync()
     return time.perf_counter() - start
 
 
@@ -182,10 +181,6 @@ def cpu_name() -> str:
         pass
     units = [u for u in ("avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16") if u in flags]
     return f"{model} ({', '.join(units) or 'no AVX-512'})"
-
-
-def cpu_has_bf16() -> bool:
-    return "bf16" in cpu_name()
 
 
 def conv_peak_gflops(seconds: float = 2.0) -> float:
@@ -355,7 +350,7 @@ def main(argv=None):
         raise ConfigError("--amp needs --device cuda (Detectron2's AMPTrainer is fp16 on CUDA)")
     if min(args.height, args.width, args.infer_iters, args.train_iters, args.train_batch) < 1 or args.warmup < 0:
         raise ConfigError("--height, --width, --infer-iters, --train-iters and --train-batch must be >= 1")
-    paths = [p for p in (args.paths or PATHS) if p != "openvino-bf16" or cpu_has_bf16()]
+    paths = [p for p in (args.paths or PATHS) if p != "openvino-bf16" or "bf16" in cpu_name()]
     logging.disable(logging.WARNING)
     torch.manual_seed(0)
     if args.mode == "ap":

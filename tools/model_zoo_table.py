@@ -31,12 +31,9 @@ def describe(name: str):
     if dcn:
         backbone += f" DCN c{dcn[0][-1]}-c{dcn[-1][-1]}"
     version = "v2" if cfg.model.head.use_dgqp else "v1"
-    aug = cfg.dataloader.train.mapper.augmentations[0]
-    sizes = aug.short_edge_length
-    scale = f"{sizes[0]}-{sizes[1]}" if isinstance(sizes, (list, tuple)) or hasattr(sizes, "__len__") else f"{sizes}"
-    iters = cfg.train.max_iter
-    schedule = {90000: "1x", 180000: "2x"}.get(iters, f"{iters} it") + f", {scale}"
-    return version, backbone, schedule
+    sizes = cfg.dataloader.train.mapper.augmentations[0].short_edge_length
+    scale = f"{sizes[0]}-{sizes[1]}" if hasattr(sizes, "__len__") else f"{sizes}"
+    return version, backbone, {90000: "1x", 180000: "2x"}[cfg.train.max_iter] + f", {scale}"
 
 
 def table() -> str:
@@ -46,7 +43,7 @@ def table() -> str:
     ]
     for name, entry in MODELS.items():
         version, backbone, schedule = describe(name)
-        ckpt = f"[{entry.checkpoint}]({entry.url})" if entry.url else f"[{entry.checkpoint}]({entry.page})"
+        ckpt = f"[{entry.checkpoint}]({entry.url or entry.page})"
         rows.append(
             f"| `{name}` | {version} | {backbone} | {schedule} | {entry.reference_ap} ({entry.source}) | {ckpt} |"
         )

@@ -21,7 +21,7 @@ from typing import Callable, List, Optional
 
 from .errors import ConfigError, GFocalError
 
-__all__ = ["KNOWN_THIRD_PARTY_WARNINGS", "quiet_third_party_warnings", "checked_parser", "run", "debug_requested"]
+__all__ = ["KNOWN_THIRD_PARTY_WARNINGS", "quiet_third_party_warnings", "checked_parser", "run"]
 
 # (message regex, category): matched against the start of the warning's message.
 KNOWN_THIRD_PARTY_WARNINGS = [
@@ -54,23 +54,20 @@ def checked_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
-def debug_requested(argv: Optional[List[str]] = None) -> bool:
-    argv = sys.argv[1:] if argv is None else argv
-    return "--debug" in argv or os.environ.get("GFOCAL_DEBUG", "") not in ("", "0")
-
-
 def run(main: Callable[[], Optional[int]], argv: Optional[List[str]] = None) -> int:
     """``main()`` with user mistakes reported on one line (exit status 2)."""
     quiet_third_party_warnings()
+    argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv or os.environ.get("GFOCAL_DEBUG", "") not in ("", "0")
     try:
         code = main()
     except (GFocalError, FileNotFoundError) as e:
-        if debug_requested(argv):
+        if debug:
             raise
         print(f"error: {e}", file=sys.stderr)
         return 2
     except FloatingPointError as e:  # Detectron2's trainer: a loss became nan or inf
-        if debug_requested(argv):
+        if debug:
             raise
         print(
             f"error: {e}\n(training diverged: lower optimizer.lr or check the data; "

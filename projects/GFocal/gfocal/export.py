@@ -19,16 +19,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from detectron2.data import MetadataCatalog
 from detectron2.data import transforms as T
 
 from gfocal_runtime.spec import INTERPOLATIONS, ExportSpec, ResizeSpec
 
-from .data import first_dataset_name
 from .errors import ConfigError
 from .modeling import GFL
 from .optimize import fold_batch_norms
-from .predictor import evaluation_input
+from .predictor import evaluation_input, evaluation_metadata
 
 __all__ = ["GFLExportModule", "export_model", "export_onnx", "export_torch_program", "export_spec", "check_export"]
 
@@ -177,7 +175,7 @@ def _resize_spec(augmentations: Sequence[T.Augmentation]) -> Optional[ResizeSpec
 
 def _class_names(cfg, num_classes: int) -> List[str]:
     """The test dataset's ``thing_classes``, or ``class_<i>`` when its metadata has none."""
-    names = MetadataCatalog.get(first_dataset_name(cfg.dataloader.test.dataset.names)).get("thing_classes")
+    names = evaluation_metadata(cfg).get("thing_classes")
     if names is None or len(names) != num_classes:
         logger.warning(
             f"the test dataset's metadata has {'no' if names is None else len(names)} class names for "

@@ -64,22 +64,17 @@ def calibration_inputs(files: Sequence[str], spec: ExportSpec) -> Iterator[np.nd
         yield preprocess_image(cv2.imread(path, cv2.IMREAD_COLOR), spec)[0]
 
 
-class _DropMessage(logging.Filter):
-    def __init__(self, prefix: str):
-        super().__init__()
-        self.prefix = prefix
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith(self.prefix)
-
-
 @contextlib.contextmanager
 def _quiet_root_logger(prefix: str):
     """Drop the root-logger messages starting with ``prefix`` for the duration (onnxruntime's
     quantiser logs advice through ``logging.warning``, which would also give the root logger a
     console handler for the rest of the process)."""
     root = logging.getLogger()
-    guard, quiet = logging.NullHandler(), _DropMessage(prefix)
+    guard = logging.NullHandler()
+
+    def quiet(record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(prefix)
+
     root.addHandler(guard)
     root.addFilter(quiet)
     try:

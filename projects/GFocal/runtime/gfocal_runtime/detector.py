@@ -14,7 +14,7 @@ __all__ = ["Detector"]
 
 
 class Detector:
-    """Run an exported GFL detector (see the package docstring for the pipeline).
+    """Run an exported GFL detector on BGR images (see the package docstring for the pipeline).
 
     Args:
         model_dir: directory holding ``model.json`` and the model file it names.
