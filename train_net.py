@@ -26,11 +26,9 @@ from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
-from gfocal.checkpoint import require_weights
 from gfocal.cli import checked_parser, run
 from gfocal.config import load_config
-from gfocal.engine import check_device, check_teacher, do_train, evaluate_checkpoint
-from gfocal.tta import check_tta_settings
+from gfocal.engine import check_inputs, do_train, evaluate_checkpoint
 
 
 def get_parser():
@@ -57,15 +55,7 @@ def invoke_main(argv=None) -> int:
     def checked_launch():
         args = get_parser().parse_args(argv)
         # Input errors surface here, before any worker starts or anything is written.
-        cfg = load_config(args.config_file, args.opts)
-        check_device(cfg)
-        if args.eval_only:
-            require_weights(cfg.train.init_checkpoint)
-            tta = cfg.dataloader.get("tta", {})
-            if tta.get("enabled", False):
-                check_tta_settings(list(tta.min_sizes), tta.max_size)
-        else:
-            check_teacher(cfg)
+        check_inputs(load_config(args.config_file, args.opts), args.eval_only)
         return launch(
             main,
             args.num_gpus,

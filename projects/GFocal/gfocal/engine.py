@@ -19,7 +19,7 @@ from .data import check_num_classes
 from .errors import CheckpointError, ConfigError
 from .optimize import optimize_for_inference
 
-__all__ = ["check_device", "check_teacher", "do_test", "do_train", "evaluate_checkpoint"]
+__all__ = ["check_device", "check_inputs", "do_test", "do_train", "evaluate_checkpoint"]
 
 logger = logging.getLogger("detectron2")
 
@@ -122,8 +122,19 @@ def check_device(cfg) -> None:
         )
 
 
-def check_teacher(cfg) -> None:
-    """A distillation config's teacher weights (``distill.teacher.weights``) must exist."""
+def check_inputs(cfg, eval_only: bool = False) -> None:
+    """What a run reads from outside, checked before anything is built or written: the device,
+    and for ``--eval-only`` the weights and the test-time augmentation, else a distillation
+    config's teacher weights."""
+    check_device(cfg)
+    if eval_only:
+        require_weights(cfg.train.init_checkpoint)
+        tta = cfg.dataloader.get("tta", {})
+        if tta.get("enabled", False):
+            from .tta import check_tta_settings
+
+            check_tta_settings(list(tta.min_sizes), tta.max_size)
+        return
     weights = cfg.get("distill", {}).get("teacher", {}).get("weights", None)
     if weights is not None and "://" not in weights and not os.path.isfile(weights):
         raise CheckpointError(
