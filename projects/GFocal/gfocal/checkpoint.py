@@ -366,11 +366,7 @@ class GFLCheckpointer(DetectionCheckpointer):
     def __init__(self, model, save_dir: str = "", *, save_to_disk=None, for_inference: bool = False, **checkpointables):
         super().__init__(model, save_dir, save_to_disk=save_to_disk, **checkpointables)
         self.for_inference = for_inference
-        self._loading = None
-
-    def load(self, path: str, *args, **kwargs):
-        self._loading = path
-        return super().load(path, *args, **kwargs)
+        self._loading = None  # the file being loaded, for messages
 
     def save(self, name: str, **kwargs) -> None:
         """As fvcore's ``Checkpointer.save``, but a local file is written to a temporary file and
@@ -421,6 +417,7 @@ class GFLCheckpointer(DetectionCheckpointer):
         return load_checkpoint_file(f)
 
     def _load_file(self, filename: str):
+        self._loading = filename
         if filename.endswith(".pkl"):
             return _detectron2_pkl_layout(load_checkpoint_file(filename), filename)
         if filename.endswith(".pyth"):  # pycls
