@@ -54,6 +54,7 @@ from detectron2.data import DatasetCatalog
 from detectron2.data.datasets import register_coco_instances
 from detectron2.utils.logger import setup_logger
 
+import gfocal.engine
 from gfocal import cli
 from gfocal.checkpoint import GFLCheckpointer, load_checkpoint_file
 from gfocal.config import load_config
@@ -614,15 +615,16 @@ def test_b8_debug_switch_shows_the_traceback(switch, missing_config_runs):
 @pytest.mark.parametrize("entry", ["train", "eval", "quickstart"])
 @pytest.mark.parametrize("setting", ["amp-on-cpu", "cuda-without-gpu"])
 def test_b9_device_settings_this_machine_cannot_run(setting, entry, tmp_path, image, weights, monkeypatch):
-    """B9 train.amp.enabled=True with train.device=cpu / train.device=cuda on a machine without CUDA (train, eval, quick start): exit 2, one line saying AMP needs a CUDA device / there is no CUDA device."""
+    """B9 train.amp.enabled=True with train.device=cpu on a CPU without bfloat16 units / train.device=cuda on a machine without CUDA (train, eval, quick start): exit 2, one line saying the CPU has no bfloat16 units / there is no CUDA device."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # this machine, whatever runs it
+    monkeypatch.setattr(gfocal.engine, "cpu_has_bf16", lambda: False)
     name, argv = weights_argv(entry, weights, tmp_path / "out", image)
     if entry == "train":
         argv = [a for a in argv if not a.startswith("train.init_checkpoint")]
     if setting == "amp-on-cpu":
         run = call(name, argv + ["train.device=cpu", "train.amp.enabled=True"])
         line = one_error(run, "train.amp.enabled")
-        assert re.search(r"needs a CUDA device", line), line
+        assert re.search(r"no bfloat16 units", line), line
     else:
         run = call(name, argv + ["train.device=cuda"])
         line = one_error(run, "train.device=cuda")

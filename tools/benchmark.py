@@ -2,9 +2,15 @@
 """Speed and deployed accuracy of GFL, measured side by side in one run.
 
 ``--mode models`` (default): GFL v1 / v2 against Detectron2's own FCOS and RetinaNet
-(R-50-FPN): median eval-mode inference time of one 800x1216 image and median training step
-(Detectron2's ``SimpleTrainer.run_step``, ``AMPTrainer`` with ``--amp`` on CUDA) at batch 2,
-random weights, synthetic images, ratios to FCOS.
+(R-50-FPN): median eval-mode inference time of one 800x1216 image (GFL also optimised: folded
+batch norms, channels_last) and median training step (Detectron2's ``SimpleTrainer.run_step``;
+with ``--amp`` on CUDA fp16 autocast, ``AMPTrainer``) at batch 2, random weights, synthetic
+images, ratios to FCOS.
+
+``--mode train``: one training step of the quick-start model (its own data, batch 16) and of GFL
+R-50-FPN (synthetic images, batch ``--train-batch``) on the CPU in float32, channels_last,
+bfloat16 autocast (``train.amp.enabled=True``, where the CPU has bf16 units) and both: medians,
+ratios to float32, and each variant's losses on the same batch and weights beside float32's.
 
 ``--mode deploy``: the whole pipeline from a decoded 800x1216 BGR image to detections,
 R-50-FPN with random weights: Detectron2 FCOS eager, GFL eager, GFL optimised eager (folded batch
@@ -22,6 +28,7 @@ optimised eager, ONNX Runtime / OpenVINO fp32, OpenVINO bf16, int8 on both back-
 
     python tools/benchmark.py                               # GFL vs FCOS/RetinaNet, CPU
     python tools/benchmark.py --device cuda --amp           # on a GPU
+    python tools/benchmark.py --mode train --height 512 --width 768   # CPU training precisions
     python tools/benchmark.py --mode deploy                 # deployment paths (exports cached)
     python tools/benchmark.py --mode ap --weights output/quickstart/gfl/model_final.pth
 """
@@ -46,17 +53,18 @@ import gfocal  # noqa: F401  (first: registers GFL and the datasets, imports Det
 from detectron2.config import LazyConfig, instantiate
 from detectron2.data import DatasetCatalog, build_detection_test_loader
 from detectron2.data.detection_utils import read_image
-from detectron2.engine import AMPTrainer, SimpleTrainer
 from detectron2.evaluation import inference_on_dataset
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
 
-from gfocal.checkpoint import GFLCheckpointer, require_weights
+from gfocal.checkpoint import load_for_inference, require_weights
 from gfocal.cli import checked_parser, run
 from gfocal.config import load_config
 from gfocal.errors import ConfigError
 from gfocal.evaluation import FastCOCOEvaluator
 from gfocal.export import export_model
+from gfocal.optimize import optimize_for_inference
+from gfocal.precision import build_trainer, cpu_has_bf16
 from gfocal.predictor import LazyPredictor, instances_from_runtime
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -123,29 +131,36 @@ def interleaved_medians(fns, rounds: int, warmup: int):
 def run_models(args):
     infer_inputs = synthetic_inputs(1, args.height, args.width, args.device)
     train_inputs = synthetic_inputs(args.train_batch, args.height, args.width, args.device, seed=1)
+    device_type = args.device.split(":")[0]
     infer, train = {}, {}
     for key in args.models:
         model = instantiate(model_config(key).model).to(args.device)
         optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-4, momentum=0.9)
-        trainer_class = AMPTrainer if args.amp else SimpleTrainer
-        trainer = trainer_class(model, itertools.repeat(train_inputs), optimizer)
+        trainer = build_trainer(model, itertools.repeat(train_inputs), optimizer, args.device, args.amp)
+        # GFL also as optimize_for_inference makes it for evaluation and demos (folded BN, channels_last).
+        variants = {key: model}
+        if key.startswith("gfl"):
+            variants[f"{key}-optimised"] = optimize_for_inference(model.eval())
 
-        def infer_once(model=model):
-            model.eval()
-            with torch.no_grad(), torch.autocast(args.device.split(":")[0], enabled=args.amp):
-                model(infer_inputs)
+        for name, net in variants.items():
+
+            def infer_once(net=net):
+                net.eval()
+                with torch.inference_mode(), torch.autocast(device_type, enabled=args.amp):
+                    net(infer_inputs)
+
+            infer[name] = lambda f=infer_once: timed(f, args.device)
 
         def train_once(model=model, trainer=trainer):
             model.train()
             with EventStorage(trainer.iter) as trainer.storage:
                 trainer.run_step()
 
-        infer[key] = lambda f=infer_once: timed(f, args.device)
         train[key] = lambda f=train_once: timed(f, args.device)
     infer = interleaved_medians(infer, args.infer_iters, args.warmup)
     train = interleaved_medians(train, args.train_iters, args.warmup)
     base = "fcos" if "fcos" in args.models else None
-    device_name = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else cpu_name()
+    device_name = torch.cuda.get_device_name(args.device) if device_type == "cuda" else cpu_name()
     print(
         f"\n{device_name}, {torch.get_num_threads()} threads, torch {torch.__version__}, inference "
         f"1x{args.height}x{args.width}, train batch {args.train_batch}, amp={args.amp}"
@@ -153,15 +168,89 @@ def run_models(args):
     rows = [
         [
             MODELS[k][0],
-            f"{infer[k] * 1000:.0f}",
+            f"{infer[k] * 1000:.1f}",
             f"{infer[k] / infer[base]:.3f}x" if base else "-",
-            f"{train[k] * 1000:.0f}",
+            f"{infer[k + '-optimised'] * 1000:.1f}" if k + "-optimised" in infer else "-",
+            f"{train[k] * 1000:.1f}",
             f"{train[k] / train[base]:.3f}x" if base else "-",
         ]
         for k in args.models
     ]
-    print(tabulate(rows, headers=["model", "inference (ms)", "vs FCOS", "train step (ms)", "vs FCOS"], tablefmt="pipe"))
-    return {k: {"name": MODELS[k][0], "inference_s": infer[k], "train_step_s": train[k]} for k in args.models}
+    headers = ["model", "inference (ms)", "vs FCOS", "optimised (ms)", "train step (ms)", "vs FCOS"]
+    print(tabulate(rows, headers=headers, tablefmt="pipe"))
+    return {
+        k: {
+            "name": MODELS[k][0],
+            "inference_s": infer[k],
+            "optimised_inference_s": infer.get(k + "-optimised"),
+            "train_step_s": train[k],
+        }
+        for k in args.models
+    }
+
+
+# ----------------------------------------------------------------------------- training precision
+
+TRAIN_VARIANTS = {  # name -> (channels_last, bf16 autocast)
+    "fp32": (False, False),
+    "channels_last": (True, False),
+    "bf16": (False, True),
+    "channels_last + bf16": (True, True),
+}
+
+
+def train_workloads(args):
+    """name -> (config, one fixed batch): the quick-start model on its own data, GFL R-50-FPN on
+    synthetic images."""
+    quick = load_config(args.config_file)
+    batch = next(iter(instantiate(quick.dataloader.train)))
+    r50 = model_config("gfl")
+    return {
+        f"quick start, batch {len(batch)}": (quick, batch),
+        f"GFL R-50-FPN, batch {args.train_batch} x {args.height}x{args.width}": (
+            r50,
+            synthetic_inputs(args.train_batch, args.height, args.width, "cpu", seed=1),
+        ),
+    }
+
+
+def run_train(args):
+    variants = {k: v for k, v in TRAIN_VARIANTS.items() if not v[1] or cpu_has_bf16()}
+    rows, results = [], {}
+    for workload, (cfg, batch) in train_workloads(args).items():
+        steps, losses = {}, {}
+        for variant, (channels_last, bf16) in variants.items():
+            torch.manual_seed(0)  # the same initial weights for every variant
+            model = instantiate(cfg.model).train()
+            if channels_last:
+                model = model.to(memory_format=torch.channels_last)
+            # lr 0: the weights stay, so every step sees the same weights and batch.
+            optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.0)
+            trainer = build_trainer(model, itertools.repeat(batch), optimizer, "cpu", amp=bf16)
+
+            def step(trainer=trainer, variant=variant):
+                with EventStorage(trainer.iter) as trainer.storage:
+                    trainer.run_step()
+                    losses[variant] = {k: v.latest() for k, v in trainer.storage.histories().items() if "loss" in k}
+
+            steps[variant] = lambda f=step: timed(f, "cpu")
+        medians = interleaved_medians(steps, args.train_iters, args.warmup)
+        for variant, t in medians.items():
+            delta = max(abs(losses[variant][k] - v) / max(abs(v), 1e-6) for k, v in losses["fp32"].items())
+            total = sum(v for k, v in losses[variant].items() if k.startswith("loss_"))
+            rows.append(
+                [workload, variant, f"{t * 1000:.0f}", f"{medians['fp32'] / t:.2f}x", f"{total:.4f}", f"{delta:.1e}"]
+            )
+        results[workload] = {"median_s": medians, "losses": losses}
+    print(
+        f"\n{cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}; one training step "
+        "(forward, backward, SGD), same weights and batch for every variant"
+    )
+    headers = ["model", "variant", "step (ms)", "speed-up", "total loss", "max rel. loss diff vs fp32"]
+    print(tabulate(rows, headers=headers, tablefmt="pipe"))
+    if len(variants) < len(TRAIN_VARIANTS):
+        print("(no bfloat16 rows: this CPU has neither AVX512-BF16 nor AMX)")
+    return results
 
 
 # ----------------------------------------------------------------------------- deployment
@@ -292,7 +381,7 @@ class _PathModel:
 def run_ap(args, paths):
     cfg = load_config(args.config_file)
     model = instantiate(cfg.model).eval()
-    GFLCheckpointer(model, for_inference=True).load(require_weights(args.weights))
+    load_for_inference(model, require_weights(args.weights), cfg)
     runs = deployment_paths(cfg, model, args.export_root, args.calib or "64", [p for p in paths if p != "fcos-eager"])
     name = cfg.dataloader.test.dataset.names
     loader = build_detection_test_loader(dataset=DatasetCatalog.get(name), mapper=lambda record: record, num_workers=0)
@@ -312,7 +401,7 @@ def run_ap(args, paths):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--mode", default="models", choices=["models", "deploy", "ap"])
+    parser.add_argument("--mode", default="models", choices=["models", "train", "deploy", "ap"])
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--paths", nargs="+", choices=list(PATHS), help="deploy/ap: only these paths")
     parser.add_argument("--device", default="cpu")
@@ -335,7 +424,7 @@ def main(argv=None):
     parser.add_argument(
         "--config-file",
         default=os.path.join(REPO, "configs/Quickstart/gfl_shapes.py"),
-        help="ap: the quick-start config",
+        help="train, ap: the quick-start config",
     )
     parser.add_argument(
         "--weights",
@@ -358,6 +447,10 @@ def main(argv=None):
             args.export_root, "quickstart-" + os.path.splitext(os.path.basename(args.config_file))[0]
         )
         results = run_ap(args, paths)
+    elif args.mode == "train":
+        if args.device != "cpu":
+            raise ConfigError("--mode train measures CPU training precisions: leave --device cpu")
+        results = run_train(args)
     elif args.mode == "deploy":
         args.export_root = os.path.join(args.export_root, "gfl_R_50_FPN")
         results = run_deploy(args, paths)

@@ -31,7 +31,7 @@ from tabulate import tabulate
 from detectron2.config import instantiate
 from detectron2.data import DatasetCatalog
 
-from gfocal.checkpoint import GFLCheckpointer
+from gfocal.checkpoint import load_for_inference
 from gfocal.cli import checked_parser, run
 from gfocal.config import load_config
 from gfocal.errors import CheckpointError, GFocalError
@@ -55,7 +55,7 @@ def speed(config: str, weights: str, export_dir: str, images, runs: int = 3):
 
     cfg = load_config(os.path.join(REPO, config))
     model = instantiate(cfg.model).eval()
-    GFLCheckpointer(model, for_inference=True).load(weights)
+    load_for_inference(model, weights, cfg)
     if not os.path.isfile(os.path.join(export_dir, "model.json")):
         export_model(cfg, model, export_dir, "onnx", int8=True, calib_images="64")
     paths = {"eager": LazyPredictor(cfg, model=model), "int8": Detector(export_dir, backend="onnxruntime")}

@@ -27,7 +27,7 @@ import gfocal  # noqa: F401  (first: registers GFL and the datasets, imports Det
 from detectron2.config import instantiate
 from detectron2.utils.logger import setup_logger
 
-from gfocal.checkpoint import GFLCheckpointer, require_weights
+from gfocal.checkpoint import load_for_inference, require_weights
 from gfocal.cli import checked_parser, run
 from gfocal.config import load_config
 from gfocal.export import FORMATS, check_export, export_model
@@ -61,7 +61,7 @@ def main(argv=None) -> int:
         require_weights(weights)
     model = instantiate(cfg.model).eval()
     if weights:
-        GFLCheckpointer(model, for_inference=True).load(weights)
+        load_for_inference(model, weights, cfg)
     else:
         logger.warning("train.init_checkpoint is empty: exporting the model as initialised (random weights)")
     spec = export_model(

@@ -19,6 +19,8 @@ train.output_dir = "./output/quickstart/gfl"
 train.checkpointer = dict(period=500, max_to_keep=2)
 train.eval_period = 400  # ~15 s per evaluation; gives the AP curve
 train.log_period = 20
+# A moving average of the weights (gfocal.ema), evaluated and predicted with.
+train.ema = dict(enabled=False, decay=0.9998, warmup=2000, for_inference=True)
 
 lr_multiplier = gfl_schedule(train.max_iter, (1200, 1500), warmup_iters=100)
 train.seed = 0  # Detectron2's default_setup seeds every RNG with it

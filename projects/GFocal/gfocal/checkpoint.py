@@ -37,6 +37,7 @@ __all__ = [
     "CheckpointInfo",
     "ConversionError",
     "GFLCheckpointer",
+    "load_for_inference",
     "convert_state_dict",
     "detect_format",
     "load_checkpoint_file",
@@ -361,11 +362,24 @@ class GFLCheckpointer(DetectionCheckpointer):
             shape does not fit (e.g. 7 classes in the file, 4 in the model) or a model tensor the
             file lacks is an error. Otherwise (training, fine-tuning) such tensors keep their
             fresh initialisation, said in one warning line.
+        use_ema: with ``for_inference``, a checkpoint's moving average of the weights (its
+            ``"ema"`` entry, :mod:`gfocal.ema`) is loaded instead of its raw ``"model"`` weights
+            when it has one.
     """
 
-    def __init__(self, model, save_dir: str = "", *, save_to_disk=None, for_inference: bool = False, **checkpointables):
+    def __init__(
+        self,
+        model,
+        save_dir: str = "",
+        *,
+        save_to_disk=None,
+        for_inference: bool = False,
+        use_ema: bool = True,
+        **checkpointables,
+    ):
         super().__init__(model, save_dir, save_to_disk=save_to_disk, **checkpointables)
         self.for_inference = for_inference
+        self.use_ema = use_ema
         self._loading = None  # the file being loaded, for messages
 
     def save(self, name: str, **kwargs) -> None:
@@ -427,6 +441,12 @@ class GFLCheckpointer(DetectionCheckpointer):
             state = {k: v for k, v in data["model_state"].items() if not k.endswith("num_batches_tracked")}
             return {"model": state, "__author__": "pycls", "matching_heuristics": True}
         loaded = super()._load_file(filename)
+        if self.for_inference and isinstance(loaded.get("ema"), dict):
+            if self.use_ema:
+                loaded["model"] = loaded["ema"]["weights"]
+            what = "its moving average (EMA)" if self.use_ema else "its raw weights (train.ema.for_inference=False)"
+            updates = loaded["ema"]["updates"]
+            logger.info(f"{os.path.basename(filename)}: predicting with {what}; EMA of {updates} steps")
         try:
             if detect_format(_state_dict(loaded["model"])) == "gfocal":
                 return loaded
@@ -463,6 +483,17 @@ class GFLCheckpointer(DetectionCheckpointer):
                 incorrect_shapes=[], missing_keys=[k for k in incompatible.missing_keys if k not in reshaped]
             )
         super()._log_incompatible_keys(incompatible)
+
+
+def load_for_inference(model, weights: str, cfg=None):
+    """Load ``weights`` (a path or URL) into ``model`` to predict with them: every model tensor
+    must fit, and a checkpoint's moving average (EMA) is taken when it has one, unless
+    ``cfg.train.ema.for_inference`` is False. Returns ``model``."""
+    from .ema import ema_settings
+
+    use_ema = ema_settings(cfg)["for_inference"] if cfg is not None else True
+    GFLCheckpointer(model, for_inference=True, use_ema=use_ema).load(weights)
+    return model
 
 
 def save_checkpoint(checkpoint: dict, path: str) -> None:

@@ -9,15 +9,17 @@ import os
 import torch
 
 from detectron2.config import instantiate
-from detectron2.engine import AMPTrainer, SimpleTrainer, default_writers, hooks
+from detectron2.engine import default_writers, hooks
 from detectron2.engine.defaults import create_ddp_model
 from detectron2.evaluation import inference_on_dataset, print_csv_format
 from detectron2.utils import comm
 
-from .checkpoint import GFLCheckpointer, require_weights
+from .checkpoint import GFLCheckpointer, load_for_inference, require_weights
 from .data import check_num_classes
+from .ema import EMAHook, ModelEMA, ema_settings
 from .errors import CheckpointError, ConfigError
 from .optimize import optimize_for_inference
+from .precision import build_trainer, cpu_has_bf16, uses_channels_last
 
 __all__ = ["check_device", "check_inputs", "do_test", "do_train", "evaluate_checkpoint"]
 
@@ -50,20 +52,31 @@ def do_train(cfg, resume: bool = False):
     if "distill" in cfg:  # a frozen teacher (Localization Distillation), attached, never a submodule
         instantiate(cfg.distill).attach(model)
     logger.info("Model:\n{}".format(model))
-    model.to(cfg.train.device)
+    device, amp = str(cfg.train.device), cfg.train.amp.enabled
+    model.to(device)
+    if uses_channels_last(device):
+        model.to(memory_format=torch.channels_last)
+    logger.info(f"Training on {device}: {precision_name(device, amp)}, channels_last={uses_channels_last(device)}")
 
     cfg.optimizer.params.model = model
     optim = instantiate(cfg.optimizer)
 
-    model = create_ddp_model(model, **cfg.train.ddp)
-    trainer = (AMPTrainer if cfg.train.amp.enabled else SimpleTrainer)(model, train_loader, optim)
-    checkpointer = GFLCheckpointer(model, cfg.train.output_dir, trainer=trainer)
+    ddp = dict(cfg.train.ddp)
+    if not device.startswith("cuda"):
+        ddp.setdefault("device_ids", None)  # Detectron2 passes the local GPU, which a CPU model refuses
+    model = create_ddp_model(model, **ddp)
+    trainer = build_trainer(model, train_loader, optim, device, amp)
+    settings = ema_settings(cfg)
+    ema = ModelEMA(model, settings["decay"], settings["warmup"]) if settings["enabled"] else None
+    checkpointer = GFLCheckpointer(model, cfg.train.output_dir, trainer=trainer, **({"ema": ema} if ema else {}))
+    evaluated = ema.module if ema else model  # evaluation during training: the average when there is one
     trainer.register_hooks(
         [
             hooks.IterationTimer(),
+            EMAHook(ema) if ema else None,  # before the checkpointer and evaluation, which read it
             hooks.LRScheduler(scheduler=instantiate(cfg.lr_multiplier)),
             hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer) if comm.is_main_process() else None,
-            hooks.EvalHook(cfg.train.eval_period, lambda: do_test(cfg, model)),
+            hooks.EvalHook(cfg.train.eval_period, lambda: do_test(cfg, evaluated)),
             hooks.PeriodicWriter(
                 default_writers(cfg.train.output_dir, cfg.train.max_iter),
                 period=cfg.train.log_period,
@@ -74,6 +87,8 @@ def do_train(cfg, resume: bool = False):
     )
 
     checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=resume)
+    if ema and not ema.restored:  # fine-tuning, a fresh start, or a checkpoint saved without EMA
+        ema.reset(model)
     if resume and checkpointer.has_checkpoint():
         # The checkpoint stores the iteration that just finished; start at the next one.
         start_iter = trainer.iter + 1
@@ -94,7 +109,7 @@ def evaluate_checkpoint(cfg, weights: str, optimize: bool = True):
     check_device(cfg)
     model = instantiate(cfg.model)
     model.to(cfg.train.device)
-    GFLCheckpointer(model, for_inference=True).load(weights)
+    load_for_inference(model, weights, cfg)
     if optimize:
         model = optimize_for_inference(model)
     tta = cfg.dataloader.get("tta", {})
@@ -109,16 +124,30 @@ def evaluate_checkpoint(cfg, weights: str, optimize: bool = True):
         return do_test(cfg, model)
 
 
+def precision_name(device: str, amp: bool) -> str:
+    if not amp:
+        return "float32"
+    return "float16 autocast + gradient scaler" if device.startswith("cuda") else "bfloat16 autocast"
+
+
 def check_device(cfg) -> None:
-    """``train.device`` and ``train.amp.enabled`` must be usable on this machine."""
+    """``train.device``, ``train.amp.enabled`` and ``train.ema`` must be usable on this machine."""
     device = str(cfg.train.get("device", "cuda"))
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"train.device={device} but this machine has no CUDA device: set train.device=cpu")
     amp = cfg.train.get("amp", {}).get("enabled", False)
-    if amp and not device.startswith("cuda"):
+    if amp and device.startswith("cpu") and not cpu_has_bf16():
         raise ConfigError(
-            f"train.amp.enabled=True needs a CUDA device (train.device={device}); mixed precision "
-            "is not used on the CPU: set train.amp.enabled=False"
+            "train.amp.enabled=True on the CPU trains in bfloat16, but this CPU has no bfloat16 units "
+            "(AVX512-BF16 or AMX; emulated it is slower than float32): set train.amp.enabled=False"
+        )
+    if amp and not device.startswith(("cpu", "cuda")):
+        raise ConfigError(f"train.amp.enabled=True: mixed precision runs on cpu or cuda, not train.device={device}")
+    settings = ema_settings(cfg)
+    if not 0.0 <= settings["decay"] < 1.0 or settings["warmup"] <= 0:
+        raise ConfigError(
+            f"train.ema: decay must be in [0, 1) and warmup > 0 (updates), got decay={settings['decay']}, "
+            f"warmup={settings['warmup']}"
         )
 
 

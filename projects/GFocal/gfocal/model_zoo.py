@@ -23,7 +23,7 @@ import torch
 
 from detectron2.config import LazyConfig, instantiate
 
-from .checkpoint import GFLCheckpointer, convert_state_dict, load_checkpoint_file, save_checkpoint
+from .checkpoint import convert_state_dict, load_checkpoint_file, load_for_inference, save_checkpoint
 from .config import load_config
 from .errors import CheckpointError, ConfigError
 
@@ -208,7 +208,7 @@ def get(name: str, trained: bool = True, device: Optional[str] = None, **kwargs)
         device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device).eval()
     if trained:
-        GFLCheckpointer(model, for_inference=True).load(cfg.train.init_checkpoint)
+        load_for_inference(model, cfg.train.init_checkpoint, cfg)
     return model
 
 
@@ -220,6 +220,6 @@ def load_trained(config_file: str, weights: str, overrides: Sequence[str] = ()):
     if not weights or ("://" not in weights and not os.path.isfile(weights)):
         raise CheckpointError(f"the weights of {config_file}, {weights!r}: no such file (train that model first)")
     model = instantiate(cfg.model)
-    GFLCheckpointer(model, for_inference=True).load(weights)
+    load_for_inference(model, weights, cfg)
     logger.info(f"Loaded {config_file} with {weights}")
     return model.eval().requires_grad_(False)

@@ -12,7 +12,7 @@ from detectron2.data import MetadataCatalog
 from detectron2.data import transforms as T
 from detectron2.structures import Boxes, Instances
 
-from .checkpoint import GFLCheckpointer, require_weights
+from .checkpoint import load_for_inference, require_weights
 from .data import first_dataset_name
 from .errors import ConfigError, InputError
 from .optimize import optimize_for_inference
@@ -95,7 +95,7 @@ class LazyPredictor:
         if model is None:
             weights = require_weights(weights if weights is not None else cfg.train.init_checkpoint)
             model = instantiate(cfg.model).to(self.device).eval()
-            GFLCheckpointer(model, for_inference=True).load(weights)
+            load_for_inference(model, weights, cfg)
         model = model.to(self.device).eval()
         self.model = optimize_for_inference(model) if optimize else model
 

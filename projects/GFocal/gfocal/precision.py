@@ -1,0 +1,72 @@
+"""Mixed-precision training on the GPU and on the CPU.
+
+``train.amp.enabled=True`` picks, by ``train.device``:
+
+- CUDA: float16 autocast with a gradient scaler (Detectron2's ``AMPTrainer``);
+- CPU: bfloat16 autocast (:class:`CPUAutocastTrainer`), where the CPU computes bfloat16 natively
+  (AVX512-BF16, or AMX on Intel Sapphire Rapids and later). bfloat16 keeps float32's exponent
+  range, so gradients need no scaler. Elsewhere it is refused with one line: oneDNN would emulate
+  bfloat16, slower than float32.
+
+Scores, losses and their normalisers are computed in float32 under either (``.float()`` islands
+in :mod:`gfocal.modeling`); weights, gradients and optimizer state stay float32.
+"""
+
+import time
+
+import torch
+
+from detectron2.engine import AMPTrainer, SimpleTrainer
+
+__all__ = ["CPUAutocastTrainer", "build_trainer", "cpu_has_bf16", "uses_channels_last"]
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has bfloat16 arithmetic units (AVX512-BF16 or AMX)."""
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
+def uses_channels_last(device: str) -> bool:
+    """Whether training on ``device`` keeps 4-D weights (hence activations) in channels_last:
+    on the CPU, where oneDNN's convolutions prefer it (``tools/benchmark.py --mode train``)."""
+    return str(device).startswith("cpu")
+
+
+class CPUAutocastTrainer(SimpleTrainer):
+    """:class:`SimpleTrainer` whose forward pass (model and losses) runs under
+    ``torch.autocast("cpu", dtype)``; backward and the optimizer step run outside it, as
+    PyTorch recommends. No gradient scaler: bfloat16 does not underflow where float32 does not.
+    """
+
+    def __init__(self, model, data_loader, optimizer, dtype: torch.dtype = torch.bfloat16, **kwargs):
+        super().__init__(model, data_loader, optimizer, **kwargs)
+        self.dtype = dtype
+
+    def run_step(self):
+        assert self.model.training, "[CPUAutocastTrainer] model was changed to eval mode!"
+        start = time.perf_counter()
+        data = next(self._data_loader_iter)
+        data_time = time.perf_counter() - start
+        if self.zero_grad_before_forward:
+            self.optimizer.zero_grad()
+        with torch.autocast("cpu", dtype=self.dtype):
+            loss_dict = self.model(data)
+        if isinstance(loss_dict, torch.Tensor):
+            loss_dict = {"total_loss": loss_dict}
+        losses = sum(v.float() for v in loss_dict.values())
+        if not self.zero_grad_before_forward:
+            self.optimizer.zero_grad()
+        losses.backward()
+        self.after_backward()
+        self._write_metrics(loss_dict, data_time)
+        self.optimizer.step()
+
+
+def build_trainer(model, data_loader, optimizer, device: str, amp: bool) -> SimpleTrainer:
+    """The trainer for ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:1"``) with or without mixed
+    precision; :func:`gfocal.engine.check_device` has refused the combinations this machine lacks."""
+    if not amp:
+        return SimpleTrainer(model, data_loader, optimizer)
+    if str(device).startswith("cuda"):
+        return AMPTrainer(model, data_loader, optimizer, grad_scaler=torch.amp.GradScaler("cuda"))
+    return CPUAutocastTrainer(model, data_loader, optimizer)
