@@ -9,8 +9,9 @@
 - :func:`checked_parser` makes an ``argparse`` parser's mistakes (unknown flag, bad value) a
   :class:`~gfocal.errors.ConfigError`.
 - :func:`run` calls a command's ``main`` and turns a :class:`~gfocal.errors.GFocalError` (or a
-  missing file) into one line on stderr and exit status 2. ``--debug`` on the command line or
-  ``GFOCAL_DEBUG=1`` shows the traceback instead.
+  missing file) into one line on stderr and exit status 2, and the failure of a worker process
+  of a distributed run (another machine gone, a worker killed) into one line and exit status 1.
+  ``--debug`` on the command line or ``GFOCAL_DEBUG=1`` shows the traceback instead.
 """
 
 import argparse
@@ -19,9 +20,11 @@ import sys
 import warnings
 from typing import Callable, List, Optional
 
+from torch.multiprocessing import ProcessExitedException, ProcessRaisedException
+
 from .errors import ConfigError, GFocalError
 
-__all__ = ["KNOWN_THIRD_PARTY_WARNINGS", "quiet_third_party_warnings", "checked_parser", "run"]
+__all__ = ["KNOWN_THIRD_PARTY_WARNINGS", "quiet_third_party_warnings", "checked_parser", "run", "worker_failure"]
 
 # (message regex, category): matched against the start of the warning's message.
 KNOWN_THIRD_PARTY_WARNINGS = [
@@ -54,6 +57,29 @@ def checked_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
+# Signs, in a worker's last traceback line, that a peer process went away (gloo, NCCL, the store).
+_LOST_PEER = ("Connection closed by peer", "Connection reset by peer", "Broken pipe", "timed out", "Timed out", "NCCL")
+
+
+def worker_failure(error: Exception) -> str:
+    """One line for a failed worker of Detectron2's ``launch`` (``torch.multiprocessing``):
+    its exception's last line, and what to do when it lost another process."""
+    if isinstance(error, ProcessExitedException):
+        how = f"was killed by {error.signal_name}" if error.signal_name else f"exited with status {error.exit_code}"
+        return f"training process {error.error_index} (pid {error.error_pid}) {how}"
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    last = lines[-1] if lines else repr(error)
+    kind, sep, message = last.partition(": ")
+    message = f"{kind.rsplit('.', 1)[-1]}: {message}" if sep else last
+    if any(sign in last for sign in _LOST_PEER):
+        return (
+            f"a training process lost contact with the others ({message}): another process or machine "
+            "stopped or became unreachable; start every machine again with --resume to continue from the "
+            "last checkpoint"
+        )
+    return f"training process {error.error_index} failed: {message}"
+
+
 def run(main: Callable[[], Optional[int]], argv: Optional[List[str]] = None) -> int:
     """``main()`` with user mistakes reported on one line (exit status 2)."""
     quiet_third_party_warnings()
@@ -66,6 +92,11 @@ def run(main: Callable[[], Optional[int]], argv: Optional[List[str]] = None) -> 
             raise
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except (ProcessRaisedException, ProcessExitedException) as e:  # a worker of a distributed run
+        if debug:
+            raise
+        print(f"error: {worker_failure(e)}", file=sys.stderr)
+        return 1
     except FloatingPointError as e:  # Detectron2's trainer: a loss became nan or inf
         if debug:
             raise
