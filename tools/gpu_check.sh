@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# One run on a CUDA machine that writes one report: the GPU and versions; CUDA AMP (fp16 + gradient
+# scaler) training of the quick start for 300 iterations (loss falls, no NaN, iterations/s, AP);
+# GFL v1 / v2 against Detectron2's FCOS R-50-FPN at 800x1333, batch 1 inference (eager, optimised,
+# AMP) and a batch-2 train step; and the tests that run on CUDA (pytest -k cuda). At most ~8 min.
+#
+# For a machine with Python 3.12 and PyTorch already installed and no network. The pure-Python
+# packages it lacks travel as wheels: run `bash tools/gpu_wheels.sh` first where pip works (it
+# fills .gpu-wheels/, ignored); this script installs them into a temporary folder, never into
+# the machine's Python. On a machine without CUDA it says what it would do and exits 0.
+#
+#   bash tools/gpu_check.sh [REPORT_DIR]     # default: $OUT if set, else output/gpu_check
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+WHEELS=.gpu-wheels
+REPORT_DIR=${1:-${OUT:-output/gpu_check}}
+if [ "$#" -gt 1 ] || [[ "${1:-}" == -* ]]; then
+  echo "usage: bash tools/gpu_check.sh [REPORT_DIR]" >&2
+  exit 2
+fi
+
+if ! "$PY" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)" >/dev/null 2>&1; then
+  cat <<EOF
+gpu_check: no CUDA device here ($PY: $("$PY" -c "import torch; print('torch', torch.__version__)" 2>/dev/null || echo "no PyTorch")).
+On a CUDA machine this script would, in about 8 minutes, write $REPORT_DIR/gpu_check.md with:
+  1. the GPU (nvidia-smi), Python, PyTorch, CUDA and cuDNN versions;
+  2. pytest -k cuda: the mixed-precision and inference tests on the GPU;
+  3. train_net.py on the quick start with train.device=cuda train.amp.enabled=True for 300
+     iterations: first/last losses, NaN check, iterations/s, val box AP;
+  4. tools/benchmark.py --device cuda at 800x1333 (GFL v1, v2, D2 FCOS; inference batch 1
+     eager and optimised, train step batch 2), in float32 and with --amp.
+Missing packages come from $WHEELS/ (bash tools/gpu_wheels.sh, where pip works).
+EOF
+  exit 0
+fi
+
+mkdir -p "$REPORT_DIR"
+REPORT=$REPORT_DIR/gpu_check.md
+WORK=$(mktemp -d /tmp/gfocal-gpu.XXXXXX)
+SITE=$WORK/site
+export DETECTRON2_DATASETS=$WORK/datasets PYTHONUNBUFFERED=1
+
+section() { printf '\n## %s\n\n' "$1" >>"$REPORT"; echo "gpu_check: $1" >&2; }
+# A step's output, its status and seconds, fenced in the report; a failure does not stop the rest.
+step() {
+  local limit=$1
+  shift
+  local start=$SECONDS
+  printf '```\n$ %s\n' "$*" >>"$REPORT"
+  timeout "$limit" "$@" >"$WORK/step.log" 2>&1
+  local status=$?
+  tail -n 40 "$WORK/step.log" >>"$REPORT"
+  printf '```\nexit %s after %ss%s\n' "$status" "$((SECONDS - start))" \
+    "$([ "$status" = 124 ] && echo " (stopped at its ${limit}s limit)")" >>"$REPORT"
+  return "$status"
+}
+
+echo "# GFocal GPU check, $(date -u +%Y-%m-%dT%H:%MZ)" >"$REPORT"
+
+section "Set-up"
+if ! "$PY" -c "import detectron2, fvcore, pycocotools, faster_coco_eval, omegaconf" >/dev/null 2>&1; then
+  if [ ! -d "$WHEELS" ]; then
+    echo "Missing packages and no $WHEELS/: run bash tools/gpu_wheels.sh where pip works." >>"$REPORT"
+    echo "gpu_check: missing packages and no $WHEELS/ (bash tools/gpu_wheels.sh first)" >&2
+    exit 1
+  fi
+  step 120 "$PY" -m pip install -q --no-index --no-deps --no-compile --target "$SITE" \
+    $(ls "$WHEELS"/*.whl | grep -v sal_detectron2)
+  # sal-detectron2's wheel is tagged for CPython 3.10 (its compiled _C): take its Python files.
+  "$PY" -m zipfile -e "$WHEELS"/sal_detectron2-*.whl "$SITE" && rm -f "$SITE"/detectron2/_C*.so
+fi
+[ -e projects/GFocal/gfocal/configs ] || ln -s ../../../configs projects/GFocal/gfocal/configs
+export PYTHONPATH=$SITE:$PWD/projects/GFocal:$PWD/projects/GFocal/runtime${PYTHONPATH:+:$PYTHONPATH}
+
+section "Machine"
+{
+  echo '```'
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>&1
+  "$PY" - <<'EOF'
+import platform, torch, detectron2
+print(f"python {platform.python_version()}, torch {torch.__version__}, CUDA {torch.version.cuda}, "
+      f"cuDNN {torch.backends.cudnn.version()}, detectron2 {detectron2.__version__}")
+print(f"GPU: {torch.cuda.get_device_name(0)}, capability {torch.cuda.get_device_capability(0)}")
+EOF
+  echo '```'
+} >>"$REPORT" 2>&1
+
+section "Tests on CUDA (pytest -k cuda)"
+step 150 "$PY" -m pytest -q -p no:cacheprovider tests/test_precision.py -k cuda
+
+section "Quick start, CUDA AMP (fp16 + gradient scaler), 300 iterations"
+step 240 "$PY" train_net.py --config-file configs/Quickstart/gfl_shapes.py train.device=cuda \
+  train.amp.enabled=True train.max_iter=300 train.eval_period=0 train.checkpointer.period=100000 \
+  train.log_period=20 dataloader.train.num_workers=6 dataloader.test.num_workers=4 \
+  "train.output_dir=$WORK/amp"
+step 30 "$PY" - "$WORK/amp/metrics.json" <<'EOF'
+import json, math, statistics, sys
+records = [json.loads(line) for line in open(sys.argv[1])]
+losses = [(r["iteration"], r["total_loss"]) for r in records if "total_loss" in r]
+times = [r["time"] for r in records if "time" in r]
+ap = [r for r in records if "bbox/AP" in r]
+finite = all(math.isfinite(v) for _, v in losses)
+print(f"total_loss: iteration {losses[0][0]} {losses[0][1]:.4f} -> iteration {losses[-1][0]} {losses[-1][1]:.4f}; "
+      f"all finite: {finite}; falls: {losses[-1][1] < losses[0][1]}")
+print(f"iterations/s (median step time, batch 16): {1 / statistics.median(times):.1f}")
+if ap:
+    print(f"val box AP after 300 iterations: {ap[-1]['bbox/AP']:.1f}")
+sys.exit(0 if finite and losses[-1][1] < losses[0][1] else 1)
+EOF
+
+BENCH=(tools/benchmark.py --device cuda --models gfl gflv2 fcos --height 800 --width 1333 --train-batch 2
+  --infer-iters 20 --train-iters 10 --warmup 3)
+section "GFL vs Detectron2 FCOS, R-50-FPN, 800x1333, float32"
+step 120 "$PY" "${BENCH[@]}" --json "$REPORT_DIR/benchmark_fp32.json"
+section "GFL vs Detectron2 FCOS, R-50-FPN, 800x1333, AMP (fp16 autocast)"
+step 120 "$PY" "${BENCH[@]}" --amp --json "$REPORT_DIR/benchmark_amp.json"
+
+echo "gpu_check: report in $REPORT" >&2
+rm -rf "$WORK"
