@@ -105,7 +105,7 @@ print(f"total_loss: iteration {losses[0][0]} {losses[0][1]:.4f} -> iteration {lo
       f"all finite: {finite}; falls: {losses[-1][1] < losses[0][1]}")
 print(f"iterations/s (median step time, batch 16): {1 / statistics.median(times):.1f}")
 if ap:
-    print(f"val box AP after 300 iterations: {ap[-1]['bbox/AP']:.1f}")
+    print(f"val box AP at the end of training: {ap[-1]['bbox/AP']:.1f}")
 sys.exit(0 if finite and losses[-1][1] < losses[0][1] else 1)
 EOF
 

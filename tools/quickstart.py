@@ -37,6 +37,7 @@ from gfocal.data import first_dataset_name
 from gfocal.engine import check_device, do_train
 from gfocal.errors import ConfigError
 from gfocal.plotting import plot, plot_uncertainty_vs_error, read_metrics
+from gfocal.precision import describe_precision
 from gfocal.predictor import LazyPredictor
 from gfocal.uncertainty import collect
 from gfocal.visualization import draw_predictions
@@ -93,7 +94,8 @@ def main(argv=None):
         DatasetCatalog.get(name)  # the built-in dataset is generated here on first use
     logger.info(f"dataset ready ({time.perf_counter() - start:.0f}s)")
 
-    logger.info("[2/4] training (resumes from the last checkpoint if there is one)")
+    precision = describe_precision(cfg.train.device, cfg.train.amp.enabled)
+    logger.info(f"[2/4] training in {precision} (resumes from the last checkpoint if there is one)")
     trainer = do_train(cfg, resume=True)
     latest = {k: v for k, (v, _) in trainer.storage.latest().items()}
     ap = {k: latest[k] for k in ("bbox/AP", "bbox/AP50", "bbox/AP75") if k in latest}
@@ -120,6 +122,7 @@ def main(argv=None):
     summary = {
         "box_AP": ap,
         "uncertainty_vs_error": {k: uncertainty[k] for k in ("pearson", "spearman", "n")},
+        "precision": precision,
         "seconds_total": round(total),
         "seconds_until_evaluated": round(t_train),
     }
@@ -136,6 +139,7 @@ def main(argv=None):
     )
     if curves:
         print(f"curves:   {curves}")
+    print(f"trained:  {precision}")
     print(f"time:     {total / 60:.1f} min")
     return 0
 

@@ -19,7 +19,7 @@ from .data import check_num_classes
 from .ema import EMAHook, ModelEMA, ema_settings
 from .errors import CheckpointError, ConfigError
 from .optimize import optimize_for_inference
-from .precision import build_trainer, cpu_has_bf16, uses_channels_last
+from .precision import build_trainer, cpu_has_bf16, describe_precision, uses_channels_last
 
 __all__ = ["check_device", "check_inputs", "do_test", "do_train", "evaluate_checkpoint"]
 
@@ -56,7 +56,7 @@ def do_train(cfg, resume: bool = False):
     model.to(device)
     if uses_channels_last(device):
         model.to(memory_format=torch.channels_last)
-    logger.info(f"Training on {device}: {precision_name(device, amp)}, channels_last={uses_channels_last(device)}")
+    logger.info(f"Training on {device} in {describe_precision(device, amp)}")
 
     cfg.optimizer.params.model = model
     optim = instantiate(cfg.optimizer)
@@ -122,12 +122,6 @@ def evaluate_checkpoint(cfg, weights: str, optimize: bool = True):
     # evaluator gathers), and DDP refuses a model without trainable parameters.
     with torch.inference_mode():
         return do_test(cfg, model)
-
-
-def precision_name(device: str, amp: bool) -> str:
-    if not amp:
-        return "float32"
-    return "float16 autocast + gradient scaler" if device.startswith("cuda") else "bfloat16 autocast"
 
 
 def check_device(cfg) -> None:

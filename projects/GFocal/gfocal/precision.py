@@ -18,7 +18,7 @@ import torch
 
 from detectron2.engine import AMPTrainer, SimpleTrainer
 
-__all__ = ["CPUAutocastTrainer", "build_trainer", "cpu_has_bf16", "uses_channels_last"]
+__all__ = ["CPUAutocastTrainer", "build_trainer", "cpu_has_bf16", "describe_precision", "uses_channels_last"]
 
 
 def cpu_has_bf16() -> bool:
@@ -30,6 +30,19 @@ def uses_channels_last(device: str) -> bool:
     """Whether training on ``device`` keeps 4-D weights (hence activations) in channels_last:
     on the CPU, where oneDNN's convolutions prefer it (``tools/benchmark.py --mode train``)."""
     return str(device).startswith("cpu")
+
+
+def describe_precision(device: str, amp: bool) -> str:
+    """How a run on ``device`` trains, in words (for logs and the quick start's summary)."""
+    device = str(device)
+    words = "float32"
+    if amp:
+        words = "float16 autocast + gradient scaler" if device.startswith("cuda") else "bfloat16 autocast"
+    if uses_channels_last(device):
+        words += ", channels_last"
+    if device.startswith("cpu"):
+        words += f" (this CPU {'has' if cpu_has_bf16() else 'has no'} bfloat16 units)"
+    return words
 
 
 class CPUAutocastTrainer(SimpleTrainer):
