@@ -286,7 +286,10 @@ def test_model_json_is_complete(exported):
     assert parsed == spec and parsed.parity == spec.parity and parsed.source == spec.source
     assert parsed.classes == ("ellipse", "rectangle", "triangle", "star")
     assert parsed.strides == (8, 16, 32, 64, 128) and parsed.reg_max == 16
-    assert parsed.input_format == "RGB" and parsed.size_divisibility == 32 and parsed.resize is None
+    assert parsed.input_format == "RGB" and parsed.size_divisibility == 32
+    assert parsed.resize == ResizeSpec(
+        short_edge_length=192, max_size=4000, interpolation="bilinear"
+    )  # the test mapper
     assert (parsed.score_thresh, parsed.topk_per_level, parsed.nms_thresh, parsed.max_detections) == (
         0.3,
         1000,

@@ -9,7 +9,10 @@ import pytest
 import torch
 from gfl_testing import REPO, make_input, small_gfl
 
+import detectron2.data.transforms as T
+from detectron2.config import LazyCall as L
 from detectron2.engine import AMPTrainer, SimpleTrainer
+from detectron2.utils.env import seed_all_rng
 from detectron2.utils.events import EventStorage
 
 import gfocal.engine
@@ -109,7 +112,7 @@ def test_amp_on_a_cpu_without_bf16_is_one_clear_error(monkeypatch):
 
 
 def test_bf16_training_on_the_builtin_data_follows_float32(tmp_path, monkeypatch):
-    """50 iterations of the quick-start recipe (its lr, a shortened warm-up) under bf16 autocast
+    """50 iterations of the quick-start recipe (its lr per image, a shortened warm-up) under bf16 autocast
     and in float32 from the same start and data: bf16's losses stay finite, fall, and end where
     float32's do. (The capability check is bypassed: where the CPU emulates bf16 this is only
     slower.)"""
@@ -124,6 +127,7 @@ def test_bf16_training_on_the_builtin_data_follows_float32(tmp_path, monkeypatch
                 "dataloader.train.dataset.names=bf16_shapes_train",
                 "dataloader.test.dataset.names=bf16_shapes_val",
                 "dataloader.train.total_batch_size=8",
+                "optimizer.lr=0.02",  # the recipe's 0.04 at batch 16, scaled linearly
                 "dataloader.train.num_workers=0",
                 "dataloader.test.num_workers=0",
                 "train.max_iter=50",
@@ -133,11 +137,15 @@ def test_bf16_training_on_the_builtin_data_follows_float32(tmp_path, monkeypatch
                 "lr_multiplier.warmup_length=0.2",
             ],
         )
-        torch.manual_seed(0)
+        # Flip only: over 50 steps the multi-scale recipe's loss is too noisy to show the fall.
+        cfg.dataloader.train.mapper.augmentations = [L(T.RandomFlip)(horizontal=True)]
+        seed_all_rng(0)  # the same initial weights and augmentations (numpy) for both
         trainer = do_train(cfg)
         assert isinstance(trainer, CPUAutocastTrainer) == amp
         curves[amp] = [v for v, _ in trainer.storage.history("total_loss").values()]
     fp32, bf16 = (torch.tensor(curves[amp]) for amp in (False, True))
     assert len(bf16) == 50 and torch.isfinite(bf16).all()
+    # Step by step on the same data, bf16 follows float32 closely at first (chaos grows later).
+    torch.testing.assert_close(bf16[:5], fp32[:5], rtol=1e-2, atol=0)
     assert bf16[-10:].mean() < 0.9 * bf16[:10].mean()
     assert bf16[-10:].mean() == pytest.approx(fp32[-10:].mean().item(), rel=0.05)

@@ -138,6 +138,6 @@ def test_eval_only_with_tta_from_the_config(tmp_path, capsys):
     ]
     assert train_net.invoke_main(argv) == 0
     printed = capsys.readouterr()
-    assert "Test-time augmentation: [(128, False), (128, True), (192, False), (192, True)]" in printed.out + printed.err
+    assert "Test-time augmentation: [(192, False), (192, True), (256, False), (256, True)]" in printed.out + printed.err
     assert train_net.invoke_main([*argv, "dataloader.tta.min_sizes=[]"]) == 2
     assert "min_sizes" in capsys.readouterr().err

@@ -20,8 +20,6 @@ import sys
 import warnings
 from typing import Callable, List, Optional
 
-from torch.multiprocessing import ProcessExitedException, ProcessRaisedException
-
 from .errors import ConfigError, GFocalError
 
 __all__ = ["KNOWN_THIRD_PARTY_WARNINGS", "quiet_third_party_warnings", "checked_parser", "run", "worker_failure"]
@@ -64,6 +62,8 @@ _LOST_PEER = ("Connection closed by peer", "Connection reset by peer", "Broken p
 def worker_failure(error: Exception) -> str:
     """One line for a failed worker of Detectron2's ``launch`` (``torch.multiprocessing``):
     its exception's last line, and what to do when it lost another process."""
+    from torch.multiprocessing import ProcessExitedException
+
     if isinstance(error, ProcessExitedException):
         how = f"was killed by {error.signal_name}" if error.signal_name else f"exited with status {error.exit_code}"
         return f"training process {error.error_index} (pid {error.error_pid}) {how}"
@@ -82,6 +82,10 @@ def worker_failure(error: Exception) -> str:
 
 def run(main: Callable[[], Optional[int]], argv: Optional[List[str]] = None) -> int:
     """``main()`` with user mistakes reported on one line (exit status 2)."""
+    # Here, not at module level: importing torch outside ``import gfocal``'s scoped filters would
+    # leave torch's own import-time warning filters behind.
+    from torch.multiprocessing import ProcessExitedException, ProcessRaisedException
+
     quiet_third_party_warnings()
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv or os.environ.get("GFOCAL_DEBUG", "") not in ("", "0")
