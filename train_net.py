@@ -55,7 +55,8 @@ def invoke_main(argv=None) -> int:
     def checked_launch():
         args = get_parser().parse_args(argv)
         # Input errors surface here, before any worker starts or anything is written.
-        check_inputs(load_config(args.config_file, args.opts), args.eval_only)
+        processes = args.num_gpus * args.num_machines
+        check_inputs(load_config(args.config_file, args.opts), args.eval_only, processes)
         return launch(
             main,
             args.num_gpus,

@@ -64,7 +64,7 @@ from gfocal.modeling import GFLHead
 from gfocal.plotting import read_metrics
 
 CONFIG = os.path.join(REPO, "configs/Quickstart/gfl_shapes.py")
-CONFIG_MAX_ITER = 1600  # train.max_iter in CONFIG (case B7 names it)
+CONFIG_MAX_ITER = 1500  # train.max_iter in CONFIG (case B7 names it)
 PREFIX = "badin_shapes"  # the tiny shapes dataset of this module: badin_shapes_{train,val}
 SPEC = dict(num_train=24, num_val=2, seed=2)
 HEAD_64 = "model.head.input_shape=[" + ",".join(["{channels:64}"] * 5) + "]"

@@ -56,14 +56,20 @@ def test_decay_ramp_and_bad_settings():
         ModelEMA(nn.Linear(1, 1), warmup=0)
 
 
-def test_checkpoint_holds_the_average_and_restores_it(tmp_path):
+def saved_with_an_average(folder):
+    """A model, its average after one step that moved every weight by 1, saved to folder/ckpt.pth."""
     model = small_gfl()
     ema = ModelEMA(model, decay=0.5, warmup=1.0)
     with torch.no_grad():
         for p in model.parameters():
             p.add_(1.0)
     ema.update(model)
-    GFLCheckpointer(model, str(tmp_path), ema=ema).save("ckpt")
+    GFLCheckpointer(model, str(folder), ema=ema).save("ckpt")
+    return model, ema
+
+
+def test_checkpoint_holds_the_average_and_restores_it(tmp_path):
+    model, ema = saved_with_an_average(tmp_path)
 
     fresh = small_gfl(seed=7)
     fresh_ema = ModelEMA(fresh)
@@ -76,13 +82,7 @@ def test_checkpoint_holds_the_average_and_restores_it(tmp_path):
 
 
 def test_inference_takes_the_average_unless_told_not_to(tmp_path):
-    model = small_gfl()
-    ema = ModelEMA(model, decay=0.5, warmup=1.0)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(1.0)
-    ema.update(model)
-    GFLCheckpointer(model, str(tmp_path), ema=ema).save("ckpt")
+    model, ema = saved_with_an_average(tmp_path)
     path = str(tmp_path / "ckpt.pth")
     cfg = load_config(os.path.join(REPO, "configs/Quickstart/gfl_shapes.py"))
 

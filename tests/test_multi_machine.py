@@ -10,8 +10,11 @@ import sys
 import time
 
 import pytest
+import torch
 from gfl_testing import REPO
+from torch.multiprocessing import ProcessExitedException, ProcessRaisedException
 
+from gfocal.cli import worker_failure
 from gfocal.data import ShapesSpec, ensure_shapes_dataset
 
 TRAIN_NET = os.path.join(REPO, "train_net.py")
@@ -39,6 +42,7 @@ model.backbone.bottom_up.stem.norm = "FrozenBN"
 model.backbone.bottom_up.stages.norm = "FrozenBN"
 train.log_period = 1
 train.eval_period = 0
+train.amp.enabled = False  # float32: the sums of two half-batches equal one batch's to 1e-5
 """
 
 
@@ -66,29 +70,43 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(config, out, overrides, flags=(), machines=1, rank=0, port=None):
-    """train_net.py in its own process group (one "machine"), one thread."""
-    command = [sys.executable, TRAIN_NET, "--config-file", config, *flags]
-    if machines > 1:
-        command += [
-            "--num-machines",
-            str(machines),
-            "--machine-rank",
-            str(rank),
-            "--dist-url",
-            f"tcp://127.0.0.1:{port}",
-        ]
-    command += [*overrides, f"train.output_dir={out}"]
-    env = dict(os.environ, OMP_NUM_THREADS="1", GFOCAL_DEBUG="")
-    return subprocess.Popen(
-        command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )
+class Machine:
+    """train_net.py in its own process group (one "machine"), one thread, CPU only (with a GPU
+    visible Detectron2's launcher would pick NCCL), its output in a file (a full pipe would block it)."""
+
+    def __init__(self, config, out, overrides, flags=(), machines=1, rank=0, port=None):
+        command = [sys.executable, TRAIN_NET, "--config-file", config, *flags]
+        if machines > 1:
+            command += ["--num-machines", str(machines), "--machine-rank", str(rank)]
+            command += ["--dist-url", f"tcp://127.0.0.1:{port}"]
+        command += [*overrides, f"train.output_dir={out}"]
+        env = dict(os.environ, OMP_NUM_THREADS="1", GFOCAL_DEBUG="", CUDA_VISIBLE_DEVICES="")
+        os.makedirs(out, exist_ok=True)
+        self.log = os.path.join(out, f"console_rank{rank}_{time.monotonic_ns()}.txt")
+        with open(self.log, "w") as log:
+            self.process = subprocess.Popen(
+                command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+
+    def output(self) -> str:
+        with open(self.log) as f:
+            return f.read()
+
+    def wait(self, timeout=300) -> str:
+        """Its exit status must be 0; returns its output."""
+        self.process.wait(timeout=timeout)
+        assert self.process.returncode == 0, self.output()[-3000:]
+        return self.output()
+
+    def kill(self):
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
 
 
-def finish(process, timeout=300):
-    stdout, stderr = process.communicate(timeout=timeout)
-    assert process.returncode == 0, stderr[-3000:]
-    return stdout, stderr
+def two_machines(config, out, overrides, flags=()):
+    port = free_port()
+    return [Machine(config, out, overrides, flags, machines=2, rank=r, port=port) for r in (0, 1)]
 
 
 def losses(out):
@@ -97,11 +115,14 @@ def losses(out):
 
 
 def test_two_machines_give_the_losses_of_one_process(config, tmp_path):
-    port = free_port()
-    machines = [start(config, tmp_path / "two", ["train.max_iter=1"], machines=2, rank=r, port=port) for r in (0, 1)]
-    for process in machines:
-        finish(process)
-    finish(start(config, tmp_path / "one", ["train.max_iter=1"]))
+    machines = two_machines(config, tmp_path / "two", ["train.max_iter=1"])
+    try:
+        for machine in machines:
+            machine.wait()
+    finally:
+        for machine in machines:
+            machine.kill()
+    Machine(config, tmp_path / "one", ["train.max_iter=1"]).wait()
     two, one = losses(tmp_path / "two"), losses(tmp_path / "one")
     assert set(two) == set(one) == {0}
     assert set(one[0]) == {"loss_qfl", "loss_box", "loss_dfl"}
@@ -113,34 +134,54 @@ def test_two_machines_give_the_losses_of_one_process(config, tmp_path):
 
 
 def test_a_lost_machine_stops_the_other_with_a_clear_error_and_resume_continues(config, tmp_path):
-    out, port = tmp_path / "run", free_port()
-    run = ["train.max_iter=100000", "train.checkpointer.period=2"]
-    machines = [start(config, out, run, machines=2, rank=r, port=port) for r in (0, 1)]
+    out = tmp_path / "run"
+    run = ["train.max_iter=100000", "train.checkpointer.period=2", "train.ema.enabled=True"]
+    machines = two_machines(config, out, run)
     try:
         deadline = time.time() + 240
         while not os.path.isfile(out / "model_0000003.pth"):
             assert time.time() < deadline, "no checkpoint within 4 minutes"
-            assert all(p.poll() is None for p in machines), machines[0].stderr.read()[-3000:]
+            for machine in machines:
+                assert machine.process.poll() is None, machine.output()[-3000:]
             time.sleep(0.5)
-        os.killpg(machines[1].pid, signal.SIGKILL)  # machine 1 goes away
+        machines[1].kill()  # machine 1 goes away
         killed_at = time.time()
-        _, stderr = machines[0].communicate(timeout=120)
+        machines[0].process.wait(timeout=120)
         assert time.time() - killed_at < 120
     finally:
-        for p in machines:
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGKILL)
-    assert machines[0].returncode == 1
-    error = stderr.strip().splitlines()[-1]
-    assert error.startswith("error: a training process lost contact with the others"), stderr[-3000:]
+        for machine in machines:
+            machine.kill()
+    assert machines[0].process.returncode == 1
+    error = machines[0].output().strip().splitlines()[-1]
+    assert error.startswith("error: a training process lost contact with the others"), error
     assert "--resume" in error
 
     last = int(open(out / "last_checkpoint").read().strip()[len("model_") : -len(".pth")])
-    port = free_port()
-    again = [f"train.max_iter={last + 3}", "train.checkpointer.period=2"]
-    machines = [start(config, out, again, ["--resume"], machines=2, rank=r, port=port) for r in (0, 1)]
-    stdout, stderr = [finish(process) for process in machines][0]
-    # The checkpoint holds iteration `last`; both machines continue at the next one.
-    assert f"Starting training from iteration {last + 1}" in stdout + stderr
+    machines = two_machines(config, out, [f"train.max_iter={last + 3}", *run[1:]], ["--resume"])
+    try:
+        printed = [machine.wait() for machine in machines][0]
+    finally:
+        for machine in machines:
+            machine.kill()
+    # The checkpoint holds iteration `last`; both machines continue at the next one, and the
+    # weight average (kept on each machine, saved by machine 0) continues from the checkpoint's.
+    assert f"Starting training from iteration {last + 1}" in printed
     assert max(losses(out)) == last + 2
-    assert os.path.isfile(out / "model_final.pth")
+    assert torch.load(out / "model_final.pth", weights_only=False)["ema"]["updates"] == last + 3
+
+
+def test_worker_failures_become_one_line():
+    """What the parent of Detectron2's launcher receives from a failed worker: its traceback."""
+    trace = "\n-- Process 0 terminated with the following error:\nTraceback (most recent call last):\n  ...\n"
+    lost = ProcessRaisedException(trace + "RuntimeError: [gloo/pair.cc:534] Connection closed by peer [::1]:5", 0, 9)
+    message, code = worker_failure(lost)
+    assert code == 1 and message.startswith("a training process lost contact") and "--resume" in message
+    assert "Connection closed by peer" in message
+    mistake = ProcessRaisedException(trace + "gfocal.errors.ConfigError: set model.num_classes=4", 1, 9)
+    assert worker_failure(mistake) == ("set model.num_classes=4", 2)
+    diverged = worker_failure(ProcessRaisedException(trace + "FloatingPointError: Loss became infinite", 0, 9))
+    assert diverged[1] == 1 and "lower optimizer.lr" in diverged[0]
+    other = worker_failure(ProcessRaisedException(trace + "ValueError: bad things", 1, 9))
+    assert other == ("training process 1 failed: ValueError: bad things", 1)
+    killed = worker_failure(ProcessExitedException("x", 1, 42, exit_code=-9, signal_name="SIGKILL"))
+    assert killed == ("training process 1 (pid 42) was killed by SIGKILL", 1)

@@ -4,10 +4,12 @@
 # GFL v1 / v2 against Detectron2's FCOS R-50-FPN at 800x1333, batch 1 inference (eager, optimised,
 # AMP) and a batch-2 train step; and the tests that run on CUDA (pytest -k cuda). At most ~8 min.
 #
-# For a machine with Python 3.12 and PyTorch already installed and no network. The pure-Python
-# packages it lacks travel as wheels: run `bash tools/gpu_wheels.sh` first where pip works (it
-# fills .gpu-wheels/, ignored); this script installs them into a temporary folder, never into
-# the machine's Python. On a machine without CUDA it says what it would do and exits 0.
+# For a machine with Python 3.12 and PyTorch already installed and no network. The packages it
+# lacks travel as wheels: run `bash tools/gpu_wheels.sh` first where pip works (it fills
+# .gpu-wheels/, git-ignored: carry it along, e.g. the device tool's `carry: [".gpu-wheels"]`);
+# this script installs them into a temporary folder, never into the machine's Python. On a
+# machine without CUDA it says what it would do and exits 0. Exit status: 0 when every step
+# passed, else 1 (the report holds each step's output either way).
 #
 #   bash tools/gpu_check.sh [REPORT_DIR]     # default: $OUT if set, else output/gpu_check
 set -uo pipefail
@@ -41,6 +43,7 @@ WORK=$(mktemp -d /tmp/gfocal-gpu.XXXXXX)
 SITE=$WORK/site
 export DETECTRON2_DATASETS=$WORK/datasets PYTHONUNBUFFERED=1
 
+FAILED=0
 section() { printf '\n## %s\n\n' "$1" >>"$REPORT"; echo "gpu_check: $1" >&2; }
 # A step's output, its status and seconds, fenced in the report; a failure does not stop the rest.
 step() {
@@ -53,25 +56,40 @@ step() {
   tail -n 40 "$WORK/step.log" >>"$REPORT"
   printf '```\nexit %s after %ss%s\n' "$status" "$((SECONDS - start))" \
     "$([ "$status" = 124 ] && echo " (stopped at its ${limit}s limit)")" >>"$REPORT"
+  [ "$status" = 0 ] || FAILED=1
   return "$status"
+}
+NEEDED="torch torchvision numpy cv2 PIL yaml tabulate cloudpickle tqdm tensorboard pkg_resources pytest
+  fvcore iopath omegaconf hydra pycocotools faster_coco_eval termcolor detectron2"
+missing() {
+  "$PY" -c "import importlib.util as u, sys; print(' '.join(m for m in sys.argv[1:] if u.find_spec(m) is None))" \
+    $NEEDED 2>/dev/null
 }
 
 echo "# GFocal GPU check, $(date -u +%Y-%m-%dT%H:%MZ)" >"$REPORT"
 
 section "Set-up"
-if ! "$PY" -c "import detectron2, fvcore, pycocotools, faster_coco_eval, omegaconf" >/dev/null 2>&1; then
+export PYTHONPATH=$SITE:$PWD/projects/GFocal:$PWD/projects/GFocal/runtime${PYTHONPATH:+:$PYTHONPATH}
+if [ -n "$(missing)" ]; then
+  echo "Missing here: $(missing)" >>"$REPORT"
   if [ ! -d "$WHEELS" ]; then
-    echo "Missing packages and no $WHEELS/: run bash tools/gpu_wheels.sh where pip works." >>"$REPORT"
-    echo "gpu_check: missing packages and no $WHEELS/ (bash tools/gpu_wheels.sh first)" >&2
+    echo "No $WHEELS/: run bash tools/gpu_wheels.sh where pip works, and bring the folder." >>"$REPORT"
+    echo "gpu_check: missing $(missing) and no $WHEELS/ (bash tools/gpu_wheels.sh first)" >&2
     exit 1
   fi
-  step 120 "$PY" -m pip install -q --no-index --no-deps --no-compile --target "$SITE" \
+  step 45 "$PY" -m pip install -q --no-index --no-deps --no-compile --target "$SITE" \
     $(ls "$WHEELS"/*.whl | grep -v sal_detectron2)
   # sal-detectron2's wheel is tagged for CPython 3.10 (its compiled _C): take its Python files.
-  "$PY" -m zipfile -e "$WHEELS"/sal_detectron2-*.whl "$SITE" && rm -f "$SITE"/detectron2/_C*.so
+  step 15 "$PY" -c "import glob, sys, zipfile; zipfile.ZipFile(glob.glob(sys.argv[1])[0]).extractall(sys.argv[2])" \
+    "$WHEELS/sal_detectron2-*.whl" "$SITE"
+  rm -f "$SITE"/detectron2/_C*.so
+fi
+if [ -n "$(missing)" ]; then
+  echo "Still missing after the set-up: $(missing); stopping." >>"$REPORT"
+  echo "gpu_check: still missing $(missing) (see $REPORT)" >&2
+  exit 1
 fi
 [ -e projects/GFocal/gfocal/configs ] || ln -s ../../../configs projects/GFocal/gfocal/configs
-export PYTHONPATH=$SITE:$PWD/projects/GFocal:$PWD/projects/GFocal/runtime${PYTHONPATH:+:$PYTHONPATH}
 
 section "Machine"
 {
@@ -87,14 +105,14 @@ EOF
 } >>"$REPORT" 2>&1
 
 section "Tests on CUDA (pytest -k cuda)"
-step 150 "$PY" -m pytest -q -p no:cacheprovider tests/test_precision.py -k cuda
+step 75 "$PY" -m pytest -q -p no:cacheprovider tests/test_precision.py -k cuda
 
 section "Quick start, CUDA AMP (fp16 + gradient scaler), 300 iterations"
-step 240 "$PY" train_net.py --config-file configs/Quickstart/gfl_shapes.py train.device=cuda \
+step 150 "$PY" train_net.py --config-file configs/Quickstart/gfl_shapes.py train.device=cuda \
   train.amp.enabled=True train.max_iter=300 train.eval_period=0 train.checkpointer.period=100000 \
   train.log_period=20 dataloader.train.num_workers=6 dataloader.test.num_workers=4 \
   "train.output_dir=$WORK/amp"
-step 30 "$PY" - "$WORK/amp/metrics.json" <<'EOF'
+step 15 "$PY" - "$WORK/amp/metrics.json" <<'EOF'
 import json, math, statistics, sys
 records = [json.loads(line) for line in open(sys.argv[1])]
 losses = [(r["iteration"], r["total_loss"]) for r in records if "total_loss" in r]
@@ -112,9 +130,10 @@ EOF
 BENCH=(tools/benchmark.py --device cuda --models gfl gflv2 fcos --height 800 --width 1333 --train-batch 2
   --infer-iters 20 --train-iters 10 --warmup 3)
 section "GFL vs Detectron2 FCOS, R-50-FPN, 800x1333, float32"
-step 120 "$PY" "${BENCH[@]}" --json "$REPORT_DIR/benchmark_fp32.json"
+step 90 "$PY" "${BENCH[@]}" --json "$REPORT_DIR/benchmark_fp32.json"
 section "GFL vs Detectron2 FCOS, R-50-FPN, 800x1333, AMP (fp16 autocast)"
-step 120 "$PY" "${BENCH[@]}" --amp --json "$REPORT_DIR/benchmark_amp.json"
+step 90 "$PY" "${BENCH[@]}" --amp --json "$REPORT_DIR/benchmark_amp.json"
 
-echo "gpu_check: report in $REPORT" >&2
+echo "gpu_check: report in $REPORT ($([ "$FAILED" = 0 ] && echo "every step passed" || echo "a step failed"))" >&2
 rm -rf "$WORK"
+exit "$FAILED"

@@ -14,7 +14,7 @@ optimizer.lr = 0.04
 optimizer.params.weight_decay_norm = 0.0
 
 train = model_zoo.get_config("common/train.py").train
-train.max_iter = 1600
+train.max_iter = 1500
 train.device = "cpu"
 train.init_checkpoint = ""
 train.output_dir = "./output/quickstart/gfl"
@@ -27,5 +27,5 @@ train.amp.enabled = cpu_has_bf16()
 # decay 0.998: the step schedule's last, low-lr weights are better than an average over them).
 train.ema = dict(enabled=False, decay=0.998, warmup=200, for_inference=True)
 
-lr_multiplier = gfl_schedule(train.max_iter, (1200, 1500), warmup_iters=100)
+lr_multiplier = gfl_schedule(train.max_iter, (1125, 1400), warmup_iters=100)
 train.seed = 0  # Detectron2's default_setup seeds every RNG with it

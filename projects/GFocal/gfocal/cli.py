@@ -3,7 +3,8 @@
 - :func:`quiet_third_party_warnings` filters, by their exact messages, the warnings that
   third-party packages print and that a user cannot act on (torch.jit's deprecation notices
   triggered by Detectron2's ``@torch.jit.script`` functions, setuptools' pkg_resources notice
-  triggered by ``detectron2.model_zoo``, Detectron2's ``torch.meshgrid`` call). Nothing else is
+  triggered by ``detectron2.model_zoo``, Detectron2's ``torch.meshgrid`` call and its
+  ``AMPTrainer``'s ``torch.cuda.amp.autocast``). Nothing else is
   filtered. Entry points call it; ``import gfocal`` itself only silences the import-time ones
   while it imports Detectron2, and leaves the process's warning filters as they were.
 - :func:`checked_parser` makes an ``argparse`` parser's mistakes (unknown flag, bad value) a
@@ -18,7 +19,7 @@ import argparse
 import os
 import sys
 import warnings
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Tuple
 
 from .errors import ConfigError, GFocalError
 
@@ -31,6 +32,8 @@ KNOWN_THIRD_PARTY_WARNINGS = [
     (r"`torch\.jit\.script_method` is deprecated", FutureWarning),
     (r"pkg_resources is deprecated as an API", UserWarning),
     (r"Deprecated call to `pkg_resources\.declare_namespace", DeprecationWarning),
+    # Detectron2's AMPTrainer (CUDA mixed precision) enters torch.cuda.amp.autocast.
+    (r"`torch\.cuda\.amp\.autocast\(args\.\.\.\)` is deprecated", FutureWarning),
     # Detectron2's anchor generator calls torch.meshgrid without `indexing`.
     (r"torch\.meshgrid: in an upcoming release, it will be required to pass the indexing argument", UserWarning),
 ]
@@ -55,29 +58,42 @@ def checked_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
-# Signs, in a worker's last traceback line, that a peer process went away (gloo, NCCL, the store).
-_LOST_PEER = ("Connection closed by peer", "Connection reset by peer", "Broken pipe", "timed out", "Timed out", "NCCL")
+# Signs, in a worker's last traceback line, that a peer process went away (gloo, the store).
+_LOST_PEER = ("Connection closed by peer", "Connection reset by peer", "Broken pipe", "timed out", "Timed out")
+_DIVERGED = "(training diverged: lower optimizer.lr or check the data; --resume continues from the last checkpoint)"
 
 
-def worker_failure(error: Exception) -> str:
-    """One line for a failed worker of Detectron2's ``launch`` (``torch.multiprocessing``):
-    its exception's last line, and what to do when it lost another process."""
+def _subclass_names(cls) -> set:
+    return {cls.__name__}.union(*(_subclass_names(sub) for sub in cls.__subclasses__()))
+
+
+def worker_failure(error: Exception) -> Tuple[str, int]:
+    """One line and an exit status for a failed worker of Detectron2's ``launch``
+    (``torch.multiprocessing``), which reaches the parent only as the worker's traceback text: a
+    user mistake (:class:`GFocalError`, a missing file) keeps its message and status 2; a lost
+    peer says to start again with ``--resume``; anything else gives its last line, status 1."""
     from torch.multiprocessing import ProcessExitedException
 
     if isinstance(error, ProcessExitedException):
         how = f"was killed by {error.signal_name}" if error.signal_name else f"exited with status {error.exit_code}"
-        return f"training process {error.error_index} (pid {error.error_pid}) {how}"
+        return f"training process {error.error_index} (pid {error.error_pid}) {how}", 1
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     last = lines[-1] if lines else repr(error)
     kind, sep, message = last.partition(": ")
-    message = f"{kind.rsplit('.', 1)[-1]}: {message}" if sep else last
+    kind = kind.rsplit(".", 1)[-1] if sep else ""
+    if kind in _subclass_names(GFocalError) | {"FileNotFoundError"}:
+        return message, 2
+    if kind == "FloatingPointError":
+        return f"{message}\n{_DIVERGED}", 1
+    described = f"{kind}: {message}" if sep else last
     if any(sign in last for sign in _LOST_PEER):
         return (
-            f"a training process lost contact with the others ({message}): another process or machine "
+            f"a training process lost contact with the others ({described}): another process or machine "
             "stopped or became unreachable; start every machine again with --resume to continue from the "
-            "last checkpoint"
+            "last checkpoint",
+            1,
         )
-    return f"training process {error.error_index} failed: {message}"
+    return f"training process {error.error_index} failed: {described}", 1
 
 
 def run(main: Callable[[], Optional[int]], argv: Optional[List[str]] = None) -> int:
@@ -99,15 +115,12 @@ def run(main: Callable[[], Optional[int]], argv: Optional[List[str]] = None) -> 
     except (ProcessRaisedException, ProcessExitedException) as e:  # a worker of a distributed run
         if debug:
             raise
-        print(f"error: {worker_failure(e)}", file=sys.stderr)
-        return 1
+        message, code = worker_failure(e)
+        print(f"error: {message}", file=sys.stderr)
+        return code
     except FloatingPointError as e:  # Detectron2's trainer: a loss became nan or inf
         if debug:
             raise
-        print(
-            f"error: {e}\n(training diverged: lower optimizer.lr or check the data; "
-            "--resume continues from the last checkpoint)",
-            file=sys.stderr,
-        )
+        print(f"error: {e}\n{_DIVERGED}", file=sys.stderr)
         return 1
     return int(code or 0) if isinstance(code, (int, type(None))) else 0

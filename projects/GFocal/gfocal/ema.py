@@ -59,23 +59,37 @@ class ModelEMA:
         if warmup <= 0:
             raise ValueError(f"train.ema.warmup must be > 0 (updates), got {warmup}")
         self.decay, self.warmup, self.updates = float(decay), float(warmup), 0
-        self.module = copy.deepcopy(_unwrap(model)).eval().requires_grad_(False)
+        model = _unwrap(model)
+        # A distillation teacher (a plain attribute of the student) is not copied: the average
+        # only predicts.
+        teacher = getattr(model, "distiller", None)
+        memo = {id(teacher): None} if teacher is not None else {}
+        self.module = copy.deepcopy(model, memo).eval().requires_grad_(False)
         self.restored = False  # set when a checkpoint's average is loaded
+        self._pairs = None  # (average, model) tensor lists, found at the first update
 
     def decay_at(self, updates: int) -> float:
         return self.decay * (1.0 - math.exp(-updates / self.warmup))
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
-        """One step of the average towards ``model``'s current weights."""
+        """One step of the average towards ``model``'s current weights: the same model every
+        time, its tensors changed in place (as optimizers and ``load_state_dict`` do)."""
         self.updates += 1
         d = self.decay_at(self.updates)
-        ema, current = self.module.state_dict(), _unwrap(model).state_dict()
-        floats = [k for k, v in ema.items() if v.dtype.is_floating_point]
-        torch._foreach_lerp_([ema[k] for k in floats], [current[k] for k in floats], 1.0 - d)
-        for k, v in ema.items():
-            if not v.dtype.is_floating_point:
-                v.copy_(current[k])
+        if self._pairs is None:  # the tensors are updated in place, so the lists stay valid
+            ema, current = self.module.state_dict(), _unwrap(model).state_dict()
+            self._pairs = {
+                is_float: (
+                    [ema[k] for k in ema if ema[k].dtype.is_floating_point == is_float],
+                    [current[k] for k in ema if ema[k].dtype.is_floating_point == is_float],
+                )
+                for is_float in (True, False)
+            }
+        averaged, weights = self._pairs[True]
+        torch._foreach_lerp_(averaged, weights, 1.0 - d)
+        for counter, value in zip(*self._pairs[False]):
+            counter.copy_(value)
 
     @torch.no_grad()
     def reset(self, model: nn.Module) -> None:

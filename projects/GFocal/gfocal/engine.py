@@ -145,11 +145,18 @@ def check_device(cfg) -> None:
         )
 
 
-def check_inputs(cfg, eval_only: bool = False) -> None:
-    """What a run reads from outside, checked before anything is built or written: the device,
-    and for ``--eval-only`` the weights and the test-time augmentation, else a distillation
-    config's teacher weights."""
+def check_inputs(cfg, eval_only: bool = False, processes: int = 1) -> None:
+    """What a run reads from outside, checked before anything is built or written: the device
+    (for ``processes`` workers in all), and for ``--eval-only`` the weights and the test-time
+    augmentation, else a distillation config's teacher weights."""
     check_device(cfg)
+    device = str(cfg.train.get("device", "cuda"))
+    if processes > 1 and device.startswith("cpu") and torch.cuda.is_available():
+        raise ConfigError(
+            f"train.device={device} with {processes} processes on a machine with CUDA: Detectron2's "
+            "launcher then picks NCCL, which needs GPU tensors; train on the GPUs (train.device=cuda), or "
+            "hide them (CUDA_VISIBLE_DEVICES=) to train on the CPU over gloo"
+        )
     if eval_only:
         require_weights(cfg.train.init_checkpoint)
         tta = cfg.dataloader.get("tta", {})

@@ -71,7 +71,10 @@ class CPUAutocastTrainer(SimpleTrainer):
             self.optimizer.zero_grad()
         losses.backward()
         self.after_backward()
-        self._write_metrics(loss_dict, data_time)
+        if self.async_write_metrics:
+            self.concurrent_executor.submit(self._write_metrics, loss_dict, data_time, iter=self.iter)
+        else:
+            self._write_metrics(loss_dict, data_time)
         self.optimizer.step()
 
 
