@@ -17,7 +17,8 @@ from gfocal.checkpoint import GFLCheckpointer, load_for_inference
 from gfocal.config import load_config
 from gfocal.data import ShapesSpec, register_shapes
 from gfocal.ema import EMAHook, ModelEMA
-from gfocal.engine import do_train
+from gfocal.engine import check_device, do_train
+from gfocal.errors import ConfigError
 
 
 def test_average_by_hand_over_three_steps():
@@ -170,3 +171,10 @@ def test_fine_tuning_starts_the_average_from_the_loaded_weights(tiny_run, tmp_pa
     init, now = source.state_dict()[name], trainer.model.state_dict()[name]
     d = hook.ema.decay_at(1)
     torch.testing.assert_close(hook.ema.module.state_dict()[name], d * init + (1 - d) * now)
+
+
+def test_bad_ema_settings_are_one_clear_error():
+    for override, value in (("train.ema.decay=1.5", "decay=1.5"), ("train.ema.warmup=0", "warmup=0")):
+        cfg = load_config(os.path.join(REPO, "configs/Quickstart/gfl_shapes.py"), [override])
+        with pytest.raises(ConfigError, match=rf"train.ema: decay must be in \[0, 1\) and warmup > 0.*{value}"):
+            check_device(cfg)

@@ -15,7 +15,10 @@ from gfl_testing import REPO
 from torch.multiprocessing import ProcessExitedException, ProcessRaisedException
 
 from gfocal.cli import worker_failure
+from gfocal.config import load_config
 from gfocal.data import ShapesSpec, ensure_shapes_dataset
+from gfocal.engine import check_inputs
+from gfocal.errors import ConfigError
 
 TRAIN_NET = os.path.join(REPO, "train_net.py")
 SPEC = ShapesSpec(num_train=32, num_val=4, seed=8)
@@ -185,3 +188,12 @@ def test_worker_failures_become_one_line():
     assert other == ("training process 1 failed: ValueError: bad things", 1)
     killed = worker_failure(ProcessExitedException("x", 1, 42, exit_code=-9, signal_name="SIGKILL"))
     assert killed == ("training process 1 (pid 42) was killed by SIGKILL", 1)
+
+
+def test_cpu_training_in_several_processes_on_a_cuda_machine_is_refused(monkeypatch):
+    """Detectron2's launcher picks NCCL whenever CUDA is visible, and NCCL refuses CPU tensors."""
+    cfg = load_config(os.path.join(REPO, "configs/Quickstart/gfl_shapes.py"), ["train.amp.enabled=False"])
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    with pytest.raises(ConfigError, match="CUDA_VISIBLE_DEVICES="):
+        check_inputs(cfg, processes=2)
+    check_inputs(cfg, processes=1)

@@ -5,7 +5,7 @@ with main-region LD (ld_shapes.py) and with the full recipe (ld_full_shapes.py),
 for each seed; then a table of val box AP, AP50, AP75, APs, APm, training time and the inference
 speed of student and teacher (optimised eager, and the int8 ONNX Runtime export).
 
-    python tools/distill_quickstart.py                      # 2 seeds, six trainings of ~8-10 min each
+    python tools/distill_quickstart.py                      # 2 seeds, six trainings of ~5-8 min each
     python tools/distill_quickstart.py --seeds 0 train.max_iter=400
 
 Each run is `train_net.py --resume --config-file configs/Quickstart/<config> train.seed=S` into
