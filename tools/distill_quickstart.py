@@ -49,11 +49,11 @@ RUNS = {
 METRICS = ["AP", "AP50", "AP75", "APs", "APm"]
 
 
-def speed(config: str, weights: str, export_dir: str, images, runs: int = 3):
+def speed(config: str, weights: str, export_dir: str, images, overrides=(), runs: int = 3):
     """Median ms per val image: optimised eager, and the int8 export on ONNX Runtime."""
     from gfocal_runtime import Detector
 
-    cfg = load_config(os.path.join(REPO, config))
+    cfg = load_config(os.path.join(REPO, config), overrides)
     model = instantiate(cfg.model).eval()
     load_for_inference(model, weights, cfg)
     if not os.path.isfile(os.path.join(export_dir, "model.json")):
@@ -117,7 +117,10 @@ def main(argv=None) -> int:
     images = [cv2.imread(r["file_name"]) for r in val]
     first = os.path.join(args.output_root, f"{args.runs[0]}_seed{args.seeds[0]}", "model_final.pth")
     speeds = {
-        "student": speed(RUNS["student"][1], first, os.path.join(args.output_root, "export_student_int8"), images),
+        # The student as trained: with the command line's overrides (the teacher is the quick start's).
+        "student": speed(
+            RUNS["student"][1], first, os.path.join(args.output_root, "export_student_int8"), images, args.opts
+        ),
         "teacher": speed(TEACHER[0], teacher_weights, os.path.join(args.output_root, "export_teacher_int8"), images),
     }
     results["speed_ms"] = speeds
