@@ -279,15 +279,24 @@ def test_missing_or_mismatched_teacher_is_one_line(teacher_weights, capsys):
 def test_ld_configs_mirror_the_published_ones():
     from detectron2.config import LazyConfig
 
-    from gfocal.model_zoo import MODELS
+    from gfocal.model_zoo import DISTILLED, MODELS
 
     r101, dcn = "COCO-Detection/gfl_R_101_FPN_ms2x.py", "COCO-Detection/gfl_R_101_DCN_FPN_ms2x.py"
-    for name, depth, teacher in [
+    published = [
         ("ld_gfl_R_18_FPN_1x", 18, r101),
         ("ld_gfl_R_34_FPN_1x", 34, r101),
         ("ld_gfl_R_50_FPN_1x", 50, r101),
         ("ld_gfl_R_101_FPN_ms2x", 101, dcn),
-    ]:
+    ]
+    # The model zoo table lists every LD config, with the published AP (a gain over the student alone).
+    on_disk = {f"COCO-Detection/{f}" for f in os.listdir(os.path.join(REPO, "configs/COCO-Detection"))}
+    assert (
+        set(DISTILLED)
+        == {f"COCO-Detection/{name}.py" for name, _, _ in published}
+        == {f for f in on_disk if f.split("/")[1].startswith("ld_")}
+    )
+    assert all(e.student_ap < e.ld_ap <= (e.full_recipe_ap or e.ld_ap) for e in DISTILLED.values())
+    for name, depth, teacher in published:
         cfg = LazyConfig.load(os.path.join(REPO, f"configs/COCO-Detection/{name}.py"))
         d = cfg.distill
         assert cfg.model.backbone.bottom_up.stages.depth == depth and not cfg.model.head.use_dgqp

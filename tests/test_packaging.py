@@ -28,7 +28,7 @@ def test_installed_wheel_finds_every_config_outside_the_checkout(tmp_path):
         f"assert gfocal.__file__.startswith({str(site)!r}), gfocal.__file__\n"
         f"assert gfocal_runtime.__file__.startswith({str(site)!r})\n"
         "from gfocal import model_zoo\n"
-        "for name in model_zoo.MODELS:\n"
+        "for name in [*model_zoo.MODELS, *model_zoo.DISTILLED]:\n"
         "    model_zoo.get_config(name)\n"
         "cfg = model_zoo.get_config('COCO-Detection/gfl_R_50_FPN_1x.py')\n"
         "assert cfg.model.num_classes == 80 and model_zoo.get_config_file('Quickstart/gfl_shapes.py').startswith("

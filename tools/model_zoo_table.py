@@ -1,6 +1,6 @@
 #!/usr/bin/env python
-"""Generate the model-zoo table of projects/GFocal/README.md from the configs and
-gfocal.model_zoo.MODELS.
+"""Generate the model-zoo table of projects/GFocal/README.md from the configs,
+gfocal.model_zoo.MODELS (official checkpoints) and gfocal.model_zoo.DISTILLED (LD students).
 
     python tools/model_zoo_table.py            # print the table
     python tools/model_zoo_table.py --write    # replace it in projects/GFocal/README.md
@@ -15,7 +15,7 @@ from detectron2.config import LazyConfig
 
 from gfocal.cli import checked_parser, run
 from gfocal.errors import ConfigError
-from gfocal.model_zoo import MODELS, get_config_file
+from gfocal.model_zoo import DISTILLED, MODELS, get_config_file
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(REPO, "projects/GFocal/README.md")
@@ -23,6 +23,7 @@ BEGIN, END = "<!-- model-zoo-table:begin -->", "<!-- model-zoo-table:end -->"
 
 
 def describe(name: str):
+    """(GFL version, backbone, schedule) of a config; for an LD student, the version names its teacher."""
     cfg = LazyConfig.load(get_config_file(name))
     stages = cfg.model.backbone.bottom_up.stages
     depth, groups = stages.depth, stages.get("num_groups", 1)
@@ -31,6 +32,9 @@ def describe(name: str):
     if dcn:
         backbone += f" DCN c{dcn[0][-1]}-c{dcn[-1][-1]}"
     version = "v2" if cfg.model.head.use_dgqp else "v1"
+    if "distill" in cfg:
+        teacher = os.path.splitext(os.path.basename(cfg.distill.teacher.config_file))[0]
+        version += f", LD student of `{teacher}`"
     sizes = cfg.dataloader.train.mapper.augmentations[0].short_edge_length
     scale = f"{sizes[0]}-{sizes[1]}" if hasattr(sizes, "__len__") else f"{sizes}"
     return version, backbone, {90000: "1x", 180000: "2x"}[cfg.train.max_iter] + f", {scale}"
@@ -47,6 +51,12 @@ def table() -> str:
         rows.append(
             f"| `{name}` | {version} | {backbone} | {schedule} | {entry.reference_ap} ({entry.source}) | {ckpt} |"
         )
+    for name, entry in DISTILLED.items():
+        version, backbone, schedule = describe(name)
+        ap = f"{entry.student_ap} alone -> {entry.ld_ap} LD"
+        if entry.full_recipe_ap is not None:
+            ap += f", {entry.full_recipe_ap} full recipe"
+        rows.append(f"| `{name}` | {version} | {backbone} | {schedule} | {ap} ({entry.source}) | none published |")
     return "\n".join(rows)
 
 

@@ -27,7 +27,17 @@ from .checkpoint import convert_state_dict, load_checkpoint_file, load_for_infer
 from .config import load_config
 from .errors import CheckpointError, ConfigError
 
-__all__ = ["ZooEntry", "MODELS", "get_config_file", "get_config", "get_checkpoint", "get", "load_trained"]
+__all__ = [
+    "ZooEntry",
+    "MODELS",
+    "DistilledEntry",
+    "DISTILLED",
+    "get_config_file",
+    "get_config",
+    "get_checkpoint",
+    "get",
+    "load_trained",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +84,28 @@ MODELS: Dict[str, ZooEntry] = {
     "COCO-Detection/gflv2_R_101_FPN_ms2x.py": _gfocalv2(45.8, "GFocal_R_101_FPN_2x"),
     "COCO-Detection/gflv2_R_101_DCN_FPN_ms2x.py": _gfocalv2(48.0, "GFocal_R_101_dcnv2_FPN_2x"),
     "COCO-Detection/gflv2_X_101_32x4d_DCN_FPN_ms2x.py": _gfocalv2(48.8, "GFocal_X_101_dcnv2_FPN_2x"),
+}
+
+
+@dataclass(frozen=True)
+class DistilledEntry:
+    """A published Localization Distillation student (its config names the official teacher):
+    COCO val2017 box AP of the student trained alone, with main-region LD, and with the full
+    recipe (None: not published). No official student checkpoint: train it with train_net.py."""
+
+    student_ap: float
+    ld_ap: float
+    full_recipe_ap: Optional[float]
+    source: str
+
+
+_LD = "mmdetection configs/ld; full recipe: HikariTJU/LD"
+
+DISTILLED: Dict[str, DistilledEntry] = {
+    "COCO-Detection/ld_gfl_R_18_FPN_1x.py": DistilledEntry(35.8, 36.5, 37.5, _LD),
+    "COCO-Detection/ld_gfl_R_34_FPN_1x.py": DistilledEntry(38.9, 39.8, 41.0, _LD),
+    "COCO-Detection/ld_gfl_R_50_FPN_1x.py": DistilledEntry(40.1, 41.1, 42.1, _LD),
+    "COCO-Detection/ld_gfl_R_101_FPN_ms2x.py": DistilledEntry(44.6, 45.4, None, "mmdetection configs/ld"),
 }
 
 
