@@ -7,6 +7,7 @@ import json
 import math
 import os
 import statistics
+import sys
 
 import pytest
 import torch
@@ -19,7 +20,7 @@ from detectron2.utils.events import EventStorage
 
 from gfocal.checkpoint import GFLCheckpointer, load_checkpoint_file
 from gfocal.data import ShapesSpec, register_shapes
-from gfocal.errors import ConfigError
+from gfocal.errors import ConfigError, GFocalError
 from gfocal.modeling import ATSSMatcher, LocalizationDistiller, localization_distillation_loss
 
 
@@ -323,3 +324,41 @@ def test_distill_quickstart_without_a_teacher_says_run_make_quickstart(monkeypat
     assert run(lambda: tool.main(["--seeds", "0"]), []) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "make quickstart" in errors[0] and "no_such_teacher" in errors[0]
+
+
+def test_distill_quickstart_runs_trainings_two_at_a_time_and_names_each_failure(tmp_path, capfd):
+    spec = importlib.util.spec_from_file_location("distill_qs", os.path.join(REPO, "tools/distill_quickstart.py"))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    # Each fake training records how many ran beside it and its thread budget, then exits with its code.
+    script = (
+        "import os, sys, time, glob\n"
+        "out, code = sys.argv[1], int(sys.argv[2])\n"
+        "print('console of', os.path.basename(out), flush=True)\n"
+        "open(os.path.join(out, 'running'), 'w').close()\n"
+        "time.sleep(1.5)\n"
+        "seen = len(glob.glob(os.path.join(os.path.dirname(out), '*', 'running')))\n"
+        "open(os.path.join(out, 'seen'), 'w').write(f\"{seen} {os.environ['OMP_NUM_THREADS']}\")\n"
+        "time.sleep(0.5)\n"
+        "os.remove(os.path.join(out, 'running'))\n"
+        "sys.exit(code)\n"
+    )
+    todo = [
+        (f"run {i}", [sys.executable, "-c", script, str(tmp_path / f"r{i}"), str(code)], str(tmp_path / f"r{i}"))
+        for i, code in enumerate([0, 3, 0])
+    ]
+    with pytest.raises(GFocalError) as info:
+        tool.run_trainings(todo, jobs=2, poll_s=0.1)
+    message = str(info.value)
+    assert "run 1 (exit 3" in message and "run 0" not in message and "run 2" not in message
+    seen = [(tmp_path / f"r{i}" / "seen").read_text().split() for i in range(3)]
+    threads = str(max(1, (os.cpu_count() or 1) // 2))
+    assert [s[1] for s in seen] == [threads] * 3  # every run, the failed one's successor included
+    assert int(seen[0][0]) == 2 and max(int(s[0]) for s in seen) == 2  # two at a time, never three
+    assert [(tmp_path / f"r{i}" / "console.txt").read_text() for i in range(3)] == [
+        f"console of r{i}\n" for i in range(3)
+    ]
+    capfd.readouterr()
+    tool.run_trainings(todo[:1], jobs=1, poll_s=0.1)  # one at a time: no error, console on the terminal
+    assert "console of r0" in capfd.readouterr().out
+    assert (tmp_path / "r0" / "console.txt").read_text() == "console of r0\n"

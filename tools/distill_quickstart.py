@@ -5,12 +5,13 @@ with main-region LD (ld_shapes.py) and with the full recipe (ld_full_shapes.py),
 for each seed; then a table of val box AP, AP50, AP75, APs, APm, training time and the inference
 speed of student and teacher (optimised eager, and the int8 ONNX Runtime export).
 
-    python tools/distill_quickstart.py                      # 2 seeds, six trainings of ~5-8 min each
-    python tools/distill_quickstart.py --seeds 0 train.max_iter=400
+    python tools/distill_quickstart.py                      # 2 seeds x 3 runs, two trainings at a time
+    python tools/distill_quickstart.py --seeds 0 --runs student ld train.max_iter=600
 
 Each run is `train_net.py --resume --config-file configs/Quickstart/<config> train.seed=S` into
 output/quickstart_ld/<run>_seed<S>/: a killed run continues from its last checkpoint, a finished
-one is reused (delete it to train again).
+one is reused (delete it to train again). `--jobs` trainings run at a time, the cores split
+between them (default 2: on two cores that finishes ~1.6x sooner than one after the other).
 """
 
 import argparse
@@ -72,39 +73,90 @@ def speed(config: str, weights: str, export_dir: str, images, overrides=(), runs
     return result
 
 
+def run_trainings(todo, jobs: int, poll_s: float = 2.0) -> None:
+    """Run the training commands of ``todo`` ((label, argv, output dir) each), ``jobs`` at a time,
+    each with ``cpu_count // jobs`` threads: small models use two cores poorly, so two one-thread
+    trainings on two cores finish ~1.6x sooner than the same two run one after the other. With
+    more than one job each run's console goes to ``<output dir>/console.txt``. Every run is let
+    finish; then one GFocalError names each failed run."""
+    threads = str(max(1, (os.cpu_count() or 1) // jobs))
+    env = dict(os.environ, OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
+    pending, running, failed = list(todo), [], []
+    try:
+        while pending or running:
+            while pending and len(running) < jobs:
+                label, argv, out = pending.pop(0)
+                os.makedirs(out, exist_ok=True)
+                console = open(os.path.join(out, "console.txt"), "a") if jobs > 1 else None
+                where = f" (console: {out}/console.txt)" if console else ""
+                print(f"== {label}: {' '.join(argv[1:])}{where}", flush=True)
+                proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=console, stderr=subprocess.STDOUT)
+                running.append((label, out, console, proc))
+            time.sleep(poll_s if running else 0)
+            for item in [r for r in running if r[3].poll() is not None]:
+                running.remove(item)
+                label, out, console, proc = item
+                if console:
+                    console.close()
+                if proc.returncode != 0:
+                    failed.append(f"{label} (exit {proc.returncode}; output in {out})")
+                print(f"== {label}: {'failed' if proc.returncode else 'done'}", flush=True)
+    finally:
+        for _, _, console, proc in running:  # interrupted: stop the other trainings too
+            proc.terminate()
+            proc.wait()
+            if console:
+                console.close()
+    if failed:
+        raise GFocalError(f"training failed: {'; '.join(failed)} (see above; a rerun resumes)")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
     parser.add_argument("--output-root", default=os.path.join(REPO, "output/quickstart_ld"))
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
+        help="trainings at a time, the cores split between them (default: 2, or 1 on one core)",
+    )
     parser.add_argument("opts", nargs=argparse.REMAINDER, default=[], help="overrides for every run")
     args = checked_parser(parser).parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, got {args.jobs}")
     teacher_weights = os.path.join(REPO, TEACHER[1])
     if not os.path.isfile(teacher_weights):
         raise CheckpointError(f"no teacher at {TEACHER[1]}: run `make quickstart` first (it trains the teacher)")
     for key in args.runs:  # every override checked against every config before any training
         load_config(os.path.join(REPO, RUNS[key][1]), args.opts)
 
+    todo = []
+    for key in args.runs:
+        for seed in args.seeds:
+            out = os.path.join(args.output_root, f"{key}_seed{seed}")
+            if os.path.isfile(os.path.join(out, "model_final.pth")):
+                continue
+            cmd = [
+                sys.executable,
+                os.path.join(REPO, "train_net.py"),
+                "--resume",
+                "--config-file",
+                os.path.join(REPO, RUNS[key][1]),
+                f"train.seed={seed}",
+                f"train.output_dir={out}",
+            ]
+            if key != "student":
+                cmd.append(f"distill.teacher.weights={teacher_weights}")
+            todo.append((f"{RUNS[key][0]}, seed {seed}", [*cmd, *args.opts], out))
+    run_trainings(todo, args.jobs)
+
     rows, results = [], {}
     for key in args.runs:
         per_seed = []
         for seed in args.seeds:
             out = os.path.join(args.output_root, f"{key}_seed{seed}")
-            if not os.path.isfile(os.path.join(out, "model_final.pth")):
-                cmd = [
-                    sys.executable,
-                    os.path.join(REPO, "train_net.py"),
-                    "--resume",
-                    "--config-file",
-                    os.path.join(REPO, RUNS[key][1]),
-                    f"train.seed={seed}",
-                    f"train.output_dir={out}",
-                ]
-                if key != "student":
-                    cmd.append(f"distill.teacher.weights={teacher_weights}")
-                print(f"== {RUNS[key][0]}, seed {seed}: {' '.join(cmd[1:])}", flush=True)
-                if subprocess.run([*cmd, *args.opts], cwd=REPO).returncode != 0:
-                    raise GFocalError(f"training {RUNS[key][0]} (seed {seed}) failed (see above); output in {out}")
             metrics = final_metrics(os.path.join(out, "metrics.json"), METRICS)
             if metrics is None:
                 raise GFocalError(f"no evaluation found in {out}/metrics.json")
