@@ -1,3 +1,4 @@
+import pytest
 import torch
 from gfl_testing import small_gfl
 
@@ -82,3 +83,49 @@ def test_p7_is_computed_from_p6_without_relu():
     torch.testing.assert_close(p7, F.conv2d(p6, ours.p7.weight, ours.p7.bias, stride=2, padding=1))
     assert (p6 < 0).any()  # so a ReLU would change P7
     assert not torch.allclose(p7, stock(p5)[1])
+
+
+@pytest.mark.parametrize("norm", ["GN", "BN", ""])
+@pytest.mark.parametrize("use_dgqp", [False, True])
+def test_fused_towers_give_the_two_towers_outputs(norm, use_dgqp):
+    """gfocal.optimize's inference copy runs both towers as one stack (one conv, GroupNorm and
+    ReLU per layer for both): same outputs, half the tower convolutions."""
+    import copy
+
+    from gfocal.optimize import FusedTowers, optimize_for_inference
+
+    torch.manual_seed(0)
+    head = GFLHead(
+        input_shape=[ShapeSpec(channels=64)] * 3, num_classes=5, conv_dims=[64, 64, 64], norm=norm, use_dgqp=use_dgqp
+    )
+    with torch.no_grad():  # towers, norms and outputs that differ, so that a swapped half shows
+        for p in head.parameters():  # convolutions that keep the scale (no norm needed), the rest around 0.2
+            p.normal_(0, p[0].numel() ** -0.5 if p.dim() == 4 else 0.2)
+        for m in head.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.2)
+                m.running_var.uniform_(0.5, 2.0)
+    head.eval()
+    before = copy.deepcopy(head.state_dict())
+    fast = optimize_for_inference(head)
+    assert isinstance(fast.fused_towers, FusedTowers) and head.fused_towers is None
+    convs = [m for m in fast.fused_towers.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 3 and [c.groups for c in convs] == [1, 2, 2]
+    feats = [torch.randn(2, 64, 12, 10), torch.randn(2, 64, 6, 5), torch.randn(1, 64, 3, 3).expand(2, -1, -1, -1)]
+    with torch.inference_mode():
+        for got, want in zip(fast(feats), head(feats)):
+            for g, w in zip(got, want):
+                torch.testing.assert_close(g, w, atol=2e-5, rtol=1e-4)
+    assert all(torch.equal(v, head.state_dict()[k]) for k, v in before.items())  # the model is untouched
+
+
+def test_towers_that_differ_are_not_fused():
+    from detectron2.layers import Conv2d
+
+    from gfocal.optimize import FusedTowers
+
+    head = make_head().eval()
+    assert FusedTowers.fusable(head.cls_convs, head.reg_convs)
+    head.reg_convs[1] = Conv2d(32, 32, kernel_size=3, padding=1, bias=False, norm=torch.nn.GroupNorm(16, 32))
+    assert not FusedTowers.fusable(head.cls_convs, head.reg_convs)  # other groups, no activation
+    assert not FusedTowers.fusable(head.cls_convs, head.cls_convs[:1])

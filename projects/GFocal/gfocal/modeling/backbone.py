@@ -141,7 +141,7 @@ def make_resnet_stages(
     Returns:
         the ``stages`` argument of Detectron2's :class:`ResNet`.
     """
-    blocks = {10: [1, 1, 1, 1], 18: [2, 2, 2, 2], 34: [3, 4, 6, 3], 50: [3, 4, 6, 3], 101: [3, 4, 23, 3], 152: [3, 8, 36, 3]}
+    blocks = {18: [2, 2, 2, 2], 34: [3, 4, 6, 3], 50: [3, 4, 6, 3], 101: [3, 4, 23, 3], 152: [3, 8, 36, 3]}
     if depth not in blocks:
         raise ValueError(f"ResNet depth must be one of {sorted(blocks)}, got {depth}")
     unknown = set(deform_on_stages) - {"res2", "res3", "res4", "res5"}

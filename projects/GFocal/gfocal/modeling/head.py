@@ -100,6 +100,8 @@ class GFLHead(nn.Module):
         self.gfl_cls = nn.Conv2d(last, num_classes, kernel_size=3, padding=1)
         self.gfl_reg = nn.Conv2d(last, 4 * (reg_max + 1), kernel_size=3, padding=1)
         self.scales = nn.ModuleList([Scale(1.0) for _ in range(self._num_levels)])
+        # Inference copies only: both towers as one stack (gfocal.optimize.fuse_head_towers).
+        self.fused_towers = None
         if use_dgqp:
             stat_dim = 4 * (dgqp_topk + int(dgqp_add_mean))
             self.reg_conf = nn.Sequential(
@@ -134,6 +136,17 @@ class GFLHead(nn.Module):
             in_channels = out_channels
         return nn.ModuleList(layers)
 
+    def _towers(self, feature: Tensor) -> Tuple[Tensor, Tensor]:
+        """(N, C, H, W) feature of one level -> the class and box towers' (N, C', H, W) features."""
+        if self.fused_towers is not None:
+            return self.fused_towers(feature)
+        cls_feat = reg_feat = feature
+        for layer in self.cls_convs:
+            cls_feat = layer(cls_feat)
+        for layer in self.reg_convs:
+            reg_feat = layer(reg_feat)
+        return cls_feat, reg_feat
+
     def forward(self, features: List[Tensor]) -> Tuple[List[Tensor], ...]:
         """
         Args:
@@ -149,12 +162,7 @@ class GFLHead(nn.Module):
             raise ValueError(f"GFLHead built for {self._num_levels} levels, got {len(features)}")
         cls_logits, dist_logits, quality = [], [], []
         for feature, scale in zip(features, self.scales):
-            cls_feat = feature
-            for layer in self.cls_convs:
-                cls_feat = layer(cls_feat)
-            reg_feat = feature
-            for layer in self.reg_convs:
-                reg_feat = layer(reg_feat)
+            cls_feat, reg_feat = self._towers(feature)
             cls_logits.append(self.gfl_cls(cls_feat))
             dist = scale(self.gfl_reg(reg_feat))
             dist_logits.append(dist)
