@@ -324,6 +324,9 @@ def test_distill_quickstart_without_a_teacher_says_run_make_quickstart(monkeypat
     assert run(lambda: tool.main(["--seeds", "0"]), []) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "make quickstart" in errors[0] and "no_such_teacher" in errors[0]
+    assert run(lambda: tool.main(["--jobs", "0"]), []) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "--jobs must be at least 1, got 0" in errors[0]
 
 
 def test_distill_quickstart_runs_trainings_two_at_a_time_and_names_each_failure(tmp_path, capfd):

@@ -38,7 +38,6 @@ import itertools
 import json
 import logging
 import os
-import platform
 import statistics
 import sys
 import time
@@ -64,7 +63,7 @@ from gfocal.errors import ConfigError
 from gfocal.evaluation import FastCOCOEvaluator
 from gfocal.export import export_model
 from gfocal.optimize import optimize_for_inference
-from gfocal.precision import build_trainer, cpu_has_bf16
+from gfocal.precision import build_trainer, cpu_has_bf16, cpu_name
 from gfocal.predictor import LazyPredictor, instances_from_runtime
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -254,22 +253,6 @@ def run_train(args):
 
 
 # ----------------------------------------------------------------------------- deployment
-
-
-def cpu_name() -> str:
-    """The CPU model and its vector units that matter here (AVX-512, VNNI, BF16, AMX)."""
-    model, flags = platform.processor() or "cpu", set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                elif line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    units = [u for u in ("avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16") if u in flags]
-    return f"{model} ({', '.join(units) or 'no AVX-512'})"
 
 
 def conv_peak_gflops(seconds: float = 2.0) -> float:

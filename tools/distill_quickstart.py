@@ -38,6 +38,7 @@ from gfocal.config import load_config
 from gfocal.errors import CheckpointError, GFocalError
 from gfocal.export import export_model
 from gfocal.plotting import final_metrics, training_minutes
+from gfocal.precision import cpu_name
 from gfocal.predictor import LazyPredictor
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -50,8 +51,8 @@ RUNS = {
 METRICS = ["AP", "AP50", "AP75", "APs", "APm"]
 
 
-def speed(config: str, weights: str, export_dir: str, images, overrides=(), runs: int = 3):
-    """Median ms per val image: optimised eager, and the int8 export on ONNX Runtime."""
+def inference_paths(config: str, weights: str, export_dir: str, overrides=()):
+    """A trained config's optimised eager predictor and int8 ONNX Runtime detector (exported once)."""
     from gfocal_runtime import Detector
 
     cfg = load_config(os.path.join(REPO, config), overrides)
@@ -59,18 +60,25 @@ def speed(config: str, weights: str, export_dir: str, images, overrides=(), runs
     load_for_inference(model, weights, cfg)
     if not os.path.isfile(os.path.join(export_dir, "model.json")):
         export_model(cfg, model, export_dir, "onnx", int8=True, calib_images="64")
-    paths = {"eager": LazyPredictor(cfg, model=model), "int8": Detector(export_dir, backend="onnxruntime")}
-    result = {}
-    for name, fn in paths.items():
-        fn(images[0])
-        times = []
-        for _ in range(runs):
-            start = time.perf_counter()
-            for image in images:
-                fn(image)
-            times.append((time.perf_counter() - start) / len(images) * 1000)
-        result[name] = statistics.median(times)
-    return result
+    return {"eager": LazyPredictor(cfg, model=model), "int8": Detector(export_dir, backend="onnxruntime")}
+
+
+def time_side_by_side(models, images, rounds: int = 5):
+    """Median ms per image of every path of ``models`` ({model: {path: callable}}), measured
+    round-robin (each path over all images once per round), so that a slow spell of the machine
+    falls on every path alike and the ratios hold."""
+    for paths in models.values():
+        for fn in paths.values():
+            fn(images[0])
+    times = {(who, path): [] for who, paths in models.items() for path in paths}
+    for _ in range(rounds):
+        for who, paths in models.items():
+            for path, fn in paths.items():
+                start = time.perf_counter()
+                for image in images:
+                    fn(image)
+                times[who, path].append((time.perf_counter() - start) / len(images) * 1000)
+    return {who: {path: statistics.median(times[who, path]) for path in paths} for who, paths in models.items()}
 
 
 def run_trainings(todo, jobs: int, poll_s: float = 2.0) -> None:
@@ -168,13 +176,14 @@ def main(argv=None) -> int:
     val = DatasetCatalog.get("gfocal_shapes_val")[:50]
     images = [cv2.imread(r["file_name"]) for r in val]
     first = os.path.join(args.output_root, f"{args.runs[0]}_seed{args.seeds[0]}", "model_final.pth")
-    speeds = {
-        # The student as trained: with the command line's overrides (the teacher is the quick start's).
-        "student": speed(
-            RUNS["student"][1], first, os.path.join(args.output_root, "export_student_int8"), images, args.opts
+    # The student as trained (with the command line's overrides); the teacher is the quick start's.
+    models = {
+        "student": inference_paths(
+            RUNS["student"][1], first, os.path.join(args.output_root, "export_student_int8"), args.opts
         ),
-        "teacher": speed(TEACHER[0], teacher_weights, os.path.join(args.output_root, "export_teacher_int8"), images),
+        "teacher": inference_paths(TEACHER[0], teacher_weights, os.path.join(args.output_root, "export_teacher_int8")),
     }
+    speeds = time_side_by_side(models, images)
     results["speed_ms"] = speeds
     headers = ["run (seeds " + " / ".join(map(str, args.seeds)) + ")", *METRICS, "training (min)"]
     print("\n" + tabulate(rows, headers=headers, tablefmt="pipe"))
@@ -188,7 +197,8 @@ def main(argv=None) -> int:
     )
     print(
         f"student / teacher speed: {speeds['teacher']['eager'] / speeds['student']['eager']:.2f}x faster eager, "
-        f"{speeds['teacher']['int8'] / speeds['student']['int8']:.2f}x int8; {torch.get_num_threads()} threads"
+        f"{speeds['teacher']['int8'] / speeds['student']['int8']:.2f}x int8 (measured side by side); "
+        f"{cpu_name()}, {torch.get_num_threads()} threads"
     )
     with open(os.path.join(args.output_root, "results.json"), "w") as f:
         json.dump(results, f, indent=2)

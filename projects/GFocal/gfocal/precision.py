@@ -12,18 +12,42 @@ Scores, losses and their normalisers are computed in float32 under either (``.fl
 in :mod:`gfocal.modeling`); weights, gradients and optimizer state stay float32.
 """
 
+import platform
 import time
 
 import torch
 
 from detectron2.engine import AMPTrainer, SimpleTrainer
 
-__all__ = ["CPUAutocastTrainer", "build_trainer", "cpu_has_bf16", "describe_precision", "uses_channels_last"]
+__all__ = [
+    "CPUAutocastTrainer",
+    "build_trainer",
+    "cpu_has_bf16",
+    "cpu_name",
+    "describe_precision",
+    "uses_channels_last",
+]
 
 
 def cpu_has_bf16() -> bool:
     """Whether this CPU has bfloat16 arithmetic units (AVX512-BF16 or AMX)."""
     return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
+def cpu_name() -> str:
+    """The CPU model and its vector units that matter here (AVX-512, VNNI, BF16, AMX)."""
+    model, flags = platform.processor() or "cpu", set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                elif line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    units = [u for u in ("avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16") if u in flags]
+    return f"{model} ({', '.join(units) or 'no AVX-512'})"
 
 
 def uses_channels_last(device: str) -> bool:
