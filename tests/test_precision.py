@@ -39,7 +39,8 @@ def one_step(device, amp, use_dgqp=False):
     """Losses, gradients and conv output dtypes of one step from the same weights and batch."""
     model = small_gfl(use_dgqp=use_dgqp, seed=3).to(device).train()
     conv_dtypes = []
-    model.head.cls_convs[0].register_forward_hook(lambda m, i, o: conv_dtypes.append(o.dtype))
+    # A bare conv: a tower layer ends in GroupNorm, which CUDA autocast (not the CPU's) runs in float32.
+    model.head.gfl_cls.register_forward_hook(lambda m, i, o: conv_dtypes.append(o.dtype))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
     trainer = build_trainer(model, itertools.repeat(batch()), optimizer, device, amp)
     with EventStorage(0) as trainer.storage:

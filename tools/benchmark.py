@@ -131,7 +131,7 @@ def run_models(args):
     infer_inputs = synthetic_inputs(1, args.height, args.width, args.device)
     train_inputs = synthetic_inputs(args.train_batch, args.height, args.width, args.device, seed=1)
     device_type = args.device.split(":")[0]
-    infer, train = {}, {}
+    infer, train, train_failures = {}, {}, {}
     for key in args.models:
         model = instantiate(model_config(key).model).to(args.device)
         optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-4, momentum=0.9)
@@ -155,10 +155,16 @@ def run_models(args):
             with EventStorage(trainer.iter) as trainer.storage:
                 trainer.run_step()
 
+        try:  # one untimed step: a model that cannot train this way is reported, not timed
+            train_once()
+        except RuntimeError as e:
+            train_failures[key] = str(e).splitlines()[0]
+            continue
         train[key] = lambda f=train_once: timed(f, args.device)
     infer = interleaved_medians(infer, args.infer_iters, args.warmup)
     train = interleaved_medians(train, args.train_iters, args.warmup)
     base = "fcos" if "fcos" in args.models else None
+    train_base = base if base in train else None
     device_name = torch.cuda.get_device_name(args.device) if device_type == "cuda" else cpu_name()
     print(
         f"\n{device_name}, {torch.get_num_threads()} threads, torch {torch.__version__}, inference "
@@ -170,19 +176,22 @@ def run_models(args):
             f"{infer[k] * 1000:.1f}",
             f"{infer[k] / infer[base]:.3f}x" if base else "-",
             f"{infer[k + '-optimised'] * 1000:.1f}" if k + "-optimised" in infer else "-",
-            f"{train[k] * 1000:.1f}",
-            f"{train[k] / train[base]:.3f}x" if base else "-",
+            f"{train[k] * 1000:.1f}" if k in train else "failed",
+            f"{train[k] / train[train_base]:.3f}x" if train_base and k in train else "-",
         ]
         for k in args.models
     ]
     headers = ["model", "inference (ms)", "vs FCOS", "optimised (ms)", "train step (ms)", "vs FCOS"]
     print(tabulate(rows, headers=headers, tablefmt="pipe"))
+    for k, why in train_failures.items():
+        print(f"{MODELS[k][0]}: its train step failed with amp={args.amp}: {why}")
     return {
         k: {
             "name": MODELS[k][0],
             "inference_s": infer[k],
             "optimised_inference_s": infer.get(k + "-optimised"),
-            "train_step_s": train[k],
+            "train_step_s": train.get(k),
+            "train_failure": train_failures.get(k),
         }
         for k in args.models
     }
