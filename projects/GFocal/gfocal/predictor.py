@@ -99,13 +99,15 @@ class LazyPredictor:
         model = model.to(self.device).eval()
         self.model = optimize_for_inference(model) if optimize else model
 
-    def __call__(self, image_bgr: np.ndarray) -> Dict:
-        """
+    def preprocess(self, image_bgr: np.ndarray) -> Dict:
+        """The model's input for one image (several make a batch: ``predictor.model([...])``).
+
         Args:
             image_bgr: (H, W, 3) uint8 image in BGR order (as cv2.imread gives).
 
         Returns:
-            the model's output for the image: {"instances": Instances in (H, W) coordinates}.
+            {"image": (3, h, w) float32 tensor on the device, resized and in the model's channel
+            order, "height": H, "width": W}.
         """
         if not isinstance(image_bgr, np.ndarray) or image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
             raise InputError(f"expected an (H, W, 3) BGR image array, got shape {getattr(image_bgr, 'shape', None)}")
@@ -114,7 +116,17 @@ class LazyPredictor:
         aug_input = T.AugInput(np.ascontiguousarray(image))
         self.augmentations(aug_input)
         tensor = torch.as_tensor(aug_input.image.astype("float32").transpose(2, 0, 1))
-        inputs = {"image": tensor.to(self.device), "height": height, "width": width}
+        return {"image": tensor.to(self.device), "height": height, "width": width}
+
+    def __call__(self, image_bgr: np.ndarray) -> Dict:
+        """
+        Args:
+            image_bgr: (H, W, 3) uint8 image in BGR order (as cv2.imread gives).
+
+        Returns:
+            the model's output for the image: {"instances": Instances in (H, W) coordinates}.
+        """
+        inputs = self.preprocess(image_bgr)
         with torch.inference_mode():
             instances = self.model([inputs])[0]["instances"]
         # Inference-mode tensors refuse in-place changes later; hand out ordinary ones.
