@@ -365,3 +365,48 @@ def test_distill_quickstart_runs_trainings_two_at_a_time_and_names_each_failure(
     tool.run_trainings(todo[:1], jobs=1, poll_s=0.1)  # one at a time: no error, console on the terminal
     assert "console of r0" in capfd.readouterr().out
     assert (tmp_path / "r0" / "console.txt").read_text() == "console of r0\n"
+
+
+def test_distill_quickstart_table_times_the_student_as_its_first_run_was_configured(tmp_path, monkeypatch, capsys):
+    """Finished runs are reused, and the speed step builds the student from the config (and the
+    overrides) of the first run asked for: an LD-only override (``distill.ld_weight``) once broke
+    it on the plain student's config, after the trainings."""
+    spec = importlib.util.spec_from_file_location("distill_qs", os.path.join(REPO, "tools/distill_quickstart.py"))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    teacher = tmp_path / "teacher.pth"
+    teacher.write_bytes(b"")
+    monkeypatch.setattr(tool, "TEACHER", (tool.TEACHER[0], str(teacher)))
+    for seed, ap in [(0, 50.0), (1, 52.0)]:  # two finished LD runs
+        run_dir = tmp_path / f"ld_seed{seed}"
+        run_dir.mkdir()
+        (run_dir / "model_final.pth").write_bytes(b"")
+        record = {"iteration": 99, **{f"bbox/{k}": ap + i for i, k in enumerate(tool.METRICS)}}
+        (run_dir / "metrics.json").write_text(json.dumps(record) + "\n")
+        (run_dir / "log.txt").write_text("Total training time: 0:12:30 (0:00:01 on hooks)\n")
+    built = []
+
+    def fake_paths(config, weights, export_dir, overrides=()):
+        tool.load_config(os.path.join(REPO, config), overrides)  # as the real one: overrides must apply
+        built.append((config, weights, list(overrides)))
+        return {}
+
+    trained = []
+    monkeypatch.setattr(tool, "run_trainings", lambda todo, jobs: trained.extend(todo))
+    monkeypatch.setattr(tool, "inference_paths", fake_paths)
+    monkeypatch.setattr(tool.DatasetCatalog, "get", lambda name: [{"file_name": "x.png"}])
+    monkeypatch.setattr(tool.cv2, "imread", lambda path: None)
+    times = {"student": {p: 5.0 for p in tool.SPEED_PATHS}, "teacher": {p: 10.0 for p in tool.SPEED_PATHS}}
+    monkeypatch.setattr(tool, "time_side_by_side", lambda models, images: times)
+    args = ["--runs", "ld", "--seeds", "0", "1", "--output-root", str(tmp_path), "distill.ld_weight=0.03125"]
+    assert tool.main(args) == 0
+    assert trained == []  # both runs had finished
+    assert built == [
+        (tool.RUNS["ld"][1], str(tmp_path / "ld_seed0" / "model_final.pth"), ["distill.ld_weight=0.03125"]),
+        (tool.TEACHER[0], str(teacher), []),
+    ]
+    out = capsys.readouterr().out
+    assert "| LD (main region)" in out and "50.0 / 52.0" in out and "12.5 / 12.5" in out
+    assert out.count("2.00x") == len(tool.SPEED_PATHS)
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert [m["AP"] for m in results["ld"]] == [50.0, 52.0] and results["speed_ms"] == times

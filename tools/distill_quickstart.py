@@ -198,10 +198,10 @@ def main(argv=None) -> int:
     val = DatasetCatalog.get("gfocal_shapes_val")[:50]
     images = [cv2.imread(r["file_name"]) for r in val]
     first = os.path.join(args.output_root, f"{args.runs[0]}_seed{args.seeds[0]}", "model_final.pth")
-    # The student as trained (with the command line's overrides); the teacher is the quick start's.
+    # The student as trained (the first run's config and overrides); the teacher is the quick start's.
     models = {
         "student": inference_paths(
-            RUNS["student"][1], first, os.path.join(args.output_root, "export_student_int8"), args.opts
+            RUNS[args.runs[0]][1], first, os.path.join(args.output_root, "export_student_int8"), args.opts
         ),
         "teacher": inference_paths(TEACHER[0], teacher_weights, os.path.join(args.output_root, "export_teacher_int8")),
     }
