@@ -410,3 +410,17 @@ def test_distill_quickstart_table_times_the_student_as_its_first_run_was_configu
     assert out.count("2.00x") == len(tool.SPEED_PATHS)
     results = json.loads((tmp_path / "results.json").read_text())
     assert [m["AP"] for m in results["ld"]] == [50.0, 52.0] and results["speed_ms"] == times
+
+
+def test_ld_weights_scale_from_the_published_two_images_per_worker():
+    """Main-region and VLR LD are sums over a worker's images: at 16 images per worker the
+    published weights (2 per GPU) are divided by 8; class KD (a mean over positives) is not."""
+    spec = importlib.util.spec_from_file_location("ld_config", os.path.join(REPO, "configs/common/ld.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    ld = module.ld
+    published = ld("Quickstart/gfl_shapes.py", "t.pth", full_recipe=True)
+    scaled = ld("Quickstart/gfl_shapes.py", "t.pth", full_recipe=True, images_per_worker=16)
+    assert (published.ld_weight, published.vlr_weight, published.kd_weight) == (0.25, 0.25, 10.0)
+    assert (scaled.ld_weight, scaled.vlr_weight, scaled.kd_weight) == (0.25 / 8, 0.25 / 8, 10.0)
+    assert (scaled.ld_temperature, scaled.vlr_temperature, scaled.kd_temperature) == (10.0, 10.0, 2.0)
