@@ -569,11 +569,11 @@ def assert_same_as_reference(mine, ref, with_dists=True):
         assert "dists" not in mine and "strides" not in mine
 
 
-def random_outputs(seed, max_detections):
+def random_outputs(seed, max_detections, topk_per_level=300):
     """A spec and random graph outputs for a 224x320 input, with non-finite boxes and boxes
-    outside the (213, 300) image."""
+    outside the (213, 300) image. About 2,100 pairs of the finest level are above the threshold."""
     rng = np.random.default_rng(seed)
-    spec = ExportSpec.from_dict(valid_spec_dict(topk_per_level=300, max_detections=max_detections))
+    spec = ExportSpec.from_dict(valid_spec_dict(topk_per_level=topk_per_level, max_detections=max_detections))
     r = num_locations((224, 320), spec.strides)
     total = r * 3
     scores = (((rng.permutation(total) + 1) / (total + 1)) ** 3).astype(np.float32).reshape(1, r, 3)
@@ -600,13 +600,15 @@ def test_postprocess_outputs_equals_torch_gfl_inference(seed, max_detections):
         postprocess_outputs({**outputs, "scores": outputs["scores"][:, :-1]}, spec, input_hw, image_hw, out_hw)
 
 
-def test_postprocess_outputs_equals_gfl_model_code():
+@pytest.mark.parametrize("topk_per_level", [300, 5000])
+def test_postprocess_outputs_equals_gfl_model_code(topk_per_level):
     """The same against the project's own GFL.inference_single_image (the selection, clip and
     NMS the PyTorch model runs on its decoded outputs), then detector_postprocess and
-    GFL.forward's stride scaling."""
+    GFL.forward's stride scaling: with a top-k that cuts the finest level (selected level by
+    level) and one that keeps every pair (all levels in one pass)."""
     from gfocal.modeling.gfl import GFL
 
-    spec, outputs = random_outputs(2, 100)
+    spec, outputs = random_outputs(2, 100, topk_per_level)
     input_hw, image_hw, out_hw = (224, 320), (213, 300), (640, 901)
     post = postprocess_settings(spec)
     model = SimpleNamespace(
@@ -616,14 +618,16 @@ def test_postprocess_outputs_equals_gfl_model_code():
         max_detections_per_image=post["max_detections"],
         strides=list(spec.strides),
     )
-    for name in ("_select_level", "candidates_single_image", "nms"):
+    for name in ("_select_all_levels", "_select_level", "candidates_single_image", "nms"):
         setattr(model, name, functools.partial(getattr(GFL, name), model))
+    per_level_calls = []
+    model._select_level = lambda *args: per_level_calls.append(args) or GFL._select_level(model, *args)
     sizes = [h * w for h, w in level_sizes(input_hw, spec.strides)]
     per_level = [torch.from_numpy(outputs[k][0]).split(sizes) for k in ("scores", "boxes", "dists")]
     pred = GFL.inference_single_image(model, *per_level, image_hw)
     ref = detector_postprocess(pred, *out_hw)
     ref.pred_strides = ref.pred_strides * math.sqrt((out_hw[0] / image_hw[0]) * (out_hw[1] / image_hw[1]))
-    assert len(ref) > 30
+    assert len(ref) > 30 and len(per_level_calls) == (len(spec.strides) if topk_per_level == 300 else 0)
     assert_same_as_reference(postprocess_outputs(outputs, spec, input_hw, image_hw, out_hw), ref)
 
 

@@ -453,13 +453,20 @@ class GFL(DenseDetector):
     ) -> Instances:
         """The candidates of one image before NMS (arguments as :meth:`inference_single_image`):
         per level the top-k (location, class) pairs above the threshold; finite boxes only,
-        clipped to the image as the reference does."""
-        pred = Instances.cat(
-            [
-                self._select_level(scores_i, boxes_i, probs_i, stride, image_size)
-                for scores_i, boxes_i, probs_i, stride in zip(scores, boxes, probs, self.strides)
-            ]
-        )
+        clipped to the image as the reference does.
+
+        When no level has more than ``test_topk_candidates`` pairs above the threshold (the usual
+        case: the top-k then keeps them all) every level is selected in one pass, a third of the
+        per-level time on small images; the candidates are the same, in another order, which
+        NMS does not see (it orders by score)."""
+        pred = None if torch.jit.is_tracing() else self._select_all_levels(scores, boxes, probs, image_size)
+        if pred is None:
+            pred = Instances.cat(
+                [
+                    self._select_level(scores_i, boxes_i, probs_i, stride, image_size)
+                    for scores_i, boxes_i, probs_i, stride in zip(scores, boxes, probs, self.strides)
+                ]
+            )
         # Non-finite boxes (a diverged model) are dropped rather than crash the clip below.
         pred = pred[torch.isfinite(pred.pred_boxes.tensor).all(dim=1)]
         pred.pred_boxes.clip(image_size)  # as the reference, before NMS
@@ -470,6 +477,31 @@ class GFL(DenseDetector):
         boxes, scores, classes = candidates.pred_boxes.tensor, candidates.scores, candidates.pred_classes
         keep = batched_nms(boxes, scores, classes, self.test_nms_thresh)
         return candidates[keep[: self.max_detections_per_image]]
+
+    def _select_all_levels(
+        self, scores: List[Tensor], boxes: List[Tensor], probs: List[Tensor], image_size: Tuple[int, int]
+    ) -> Optional[Instances]:
+        """Every (location, class) pair above the score threshold, all levels at once (arguments
+        as :meth:`inference_single_image`); None when a level has more than
+        ``test_topk_candidates`` of them (then its top-k must choose: :meth:`_select_level`)."""
+        sizes = [s.shape[0] for s in scores]
+        scores_all = torch.cat(scores)  # (R, K)
+        keep = scores_all > self.test_score_thresh
+        kept_scores = scores_all[keep]  # row-major, as nonzero
+        location_idxs, class_idxs = torch.nonzero(keep).unbind(dim=1)
+        level_ends = torch.tensor(sizes, device=location_idxs.device).cumsum(0)
+        levels = torch.bucketize(location_idxs, level_ends, right=True)  # (k,) level of each pair
+        if bool((torch.bincount(levels, minlength=len(sizes)) > self.test_topk_candidates).any()):
+            return None
+        strides = torch.tensor(self.strides, dtype=kept_scores.dtype, device=levels.device)
+        return Instances(
+            image_size,
+            pred_boxes=Boxes(torch.cat(boxes)[location_idxs]),
+            scores=kept_scores,
+            pred_classes=class_idxs,
+            pred_dists=torch.cat(probs)[location_idxs],
+            pred_strides=strides[levels],
+        )
 
     def _select_level(
         self, scores: Tensor, boxes: Tensor, probs: Tensor, stride: int, image_size: Tuple[int, int]
