@@ -101,12 +101,18 @@ def postprocess_settings(spec):
 
 @pytest.mark.parametrize(
     "n,num_classes,thresh",
-    [(60, 3, 0.5), (600, 5, 0.6), (999, 80, 0.3), (1500, 4, 0.6), (2500, 80, 0.5), (400, 1, 0.6)],
+    [(60, 3, 0.5), (600, 5, 0.6), (999, 80, 0.3), (1500, 4, 0.6), (2500, 80, 0.5), (400, 1, 0.6), (1300, 1, 0.5)],
 )
 def test_nms_equals_torchvision(n, num_classes, thresh):
-    # 600/999 boxes: torchvision's coordinate-trick path; 1500/2500: its per-class path.
+    # 600/999 boxes: torchvision's coordinate-trick path; 1500/2500/1300: its per-class path.
+    # Ours reads an IoU matrix for up to 1,024 boxes of a class, else computes row by row (1300, 1).
     rng = np.random.default_rng(n + num_classes)
     boxes, scores, classes = random_boxes(rng, n, num_classes)
+    # Zero-area boxes in pairs on one point: their IoU is 0/0 (NaN), which suppresses nothing.
+    pairs = rng.choice(n, 2 * (n // 20), replace=False).reshape(-1, 2)
+    points = rng.uniform(0, 700, (len(pairs), 2)).astype(np.float32)
+    boxes[pairs[:, 0]] = boxes[pairs[:, 1]] = np.concatenate([points, points], axis=1)
+    classes[pairs[:, 0]] = classes[pairs[:, 1]]
     ref = tv_nms(boxes, scores, classes, thresh)
     assert 0 < len(ref) < n  # overlaps suppress some, not all
     mine = batched_nms(boxes, scores, classes, thresh)

@@ -115,20 +115,45 @@ def _float32_threshold(threshold: float) -> np.float32:
     return f
 
 
+MATRIX_NMS_MAX_BOXES = 1024  # up to this many boxes of a class, NMS reads one IoU matrix (4 MB)
+
+
+def _coordinates(boxes: np.ndarray) -> Tuple[np.ndarray, ...]:
+    x1, y1, x2, y2 = (np.ascontiguousarray(boxes[:, i]) for i in range(4))
+    return x1, y1, x2, y2, (x2 - x1) * (y2 - y1)
+
+
 def _nms_single(boxes: np.ndarray, order: np.ndarray, iou_threshold: float, max_keep: Optional[int]) -> List[int]:
     """Greedy NMS as torchvision's CPU kernel over (N, 4) float32 XYXY ``boxes``, visiting the
     (M,) indices ``order`` (by descending score); returns the kept indices in that order.
 
     Float32 IoU = inter / ((area_i + area_j) - inter); j is suppressed when IoU > threshold
-    with the threshold a double. Loops over kept boxes only.
+    with the threshold a double; a NaN IoU (0/0) does not suppress. Up to
+    :data:`MATRIX_NMS_MAX_BOXES` boxes the IoUs of all pairs are computed at once (the same
+    float32 operations, so the same values) and the greedy pass reads rows of that matrix;
+    beyond, it loops over the kept boxes computing one row at a time.
     """
-    x1, y1, x2, y2 = (np.ascontiguousarray(boxes[:, i]) for i in range(4))
-    areas = (x2 - x1) * (y2 - y1)
     thresh = _float32_threshold(iou_threshold)
     zero = np.float32(0)
     keep: List[int] = []
-    rest = order
     with np.errstate(invalid="ignore", divide="ignore"):
+        if order.shape[0] <= MATRIX_NMS_MAX_BOXES:
+            x1, y1, x2, y2, areas = (c[:, None] for c in _coordinates(boxes[order]))  # (M, 1) each
+            w = np.maximum(zero, np.minimum(x2, x2.T) - np.maximum(x1, x1.T))
+            h = np.maximum(zero, np.minimum(y2, y2.T) - np.maximum(y1, y1.T))
+            inter = w * h
+            suppresses = inter / ((areas + areas.T) - inter) > thresh  # (M, M): row i suppresses column j
+            removed = np.zeros(order.shape[0], dtype=bool)
+            for i in range(order.shape[0]):
+                if removed[i]:
+                    continue
+                keep.append(int(order[i]))
+                if max_keep is not None and len(keep) >= max_keep:
+                    break
+                removed |= suppresses[i]  # its columns before i are decided already
+            return keep
+        x1, y1, x2, y2, areas = _coordinates(boxes)
+        rest = order
         while rest.shape[0]:
             i = rest[0]
             keep.append(int(i))
@@ -139,8 +164,7 @@ def _nms_single(boxes: np.ndarray, order: np.ndarray, iou_threshold: float, max_
             h = np.maximum(zero, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]))
             inter = w * h
             iou = inter / ((areas[i] + areas[rest]) - inter)
-            # ``not (iou > t)`` rather than ``iou <= t``: a NaN IoU (0/0) does not suppress.
-            rest = rest[~(iou > thresh)]
+            rest = rest[~(iou > thresh)]  # not ``iou <= t``: NaN keeps
     return keep
 
 
