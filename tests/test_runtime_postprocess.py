@@ -606,7 +606,9 @@ def test_postprocess_outputs_equals_torch_gfl_inference(seed, max_detections):
         postprocess_outputs({**outputs, "scores": outputs["scores"][:, :-1]}, spec, input_hw, image_hw, out_hw)
 
 
-@pytest.mark.parametrize("topk_per_level", [300, 5000])
+# Pairs above the threshold per level: 2139, 516, 131, 36, 13 (2835 in all). 300 cuts the finest
+# level (selected level by level); 2500 cuts no level but would cut them counted together.
+@pytest.mark.parametrize("topk_per_level", [300, 2500])
 def test_postprocess_outputs_equals_gfl_model_code(topk_per_level):
     """The same against the project's own GFL.inference_single_image (the selection, clip and
     NMS the PyTorch model runs on its decoded outputs), then detector_postprocess and

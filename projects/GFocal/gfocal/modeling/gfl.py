@@ -484,23 +484,28 @@ class GFL(DenseDetector):
         """Every (location, class) pair above the score threshold, all levels at once (arguments
         as :meth:`inference_single_image`); None when a level has more than
         ``test_topk_candidates`` of them (then its top-k must choose: :meth:`_select_level`)."""
-        sizes = [s.shape[0] for s in scores]
         scores_all = torch.cat(scores)  # (R, K)
         keep = scores_all > self.test_score_thresh
         kept_scores = scores_all[keep]  # row-major, as nonzero
         location_idxs, class_idxs = torch.nonzero(keep).unbind(dim=1)
-        level_ends = torch.tensor(sizes, device=location_idxs.device).cumsum(0)
-        levels = torch.bucketize(location_idxs, level_ends, right=True)  # (k,) level of each pair
-        if bool((torch.bincount(levels, minlength=len(sizes)) > self.test_topk_candidates).any()):
+        # Level of each pair and its stride, from the level starts (Python ints: no host copy).
+        levels = torch.zeros_like(location_idxs)
+        pred_strides = torch.full_like(kept_scores, float(self.strides[0]))
+        start = 0
+        for scores_i, stride in zip(scores[:-1], self.strides[1:]):
+            start += scores_i.shape[0]
+            later = location_idxs >= start
+            levels += later
+            pred_strides = torch.where(later, float(stride), pred_strides)
+        if bool((torch.bincount(levels, minlength=len(scores)) > self.test_topk_candidates).any()):
             return None
-        strides = torch.tensor(self.strides, dtype=kept_scores.dtype, device=levels.device)
         return Instances(
             image_size,
             pred_boxes=Boxes(torch.cat(boxes)[location_idxs]),
             scores=kept_scores,
             pred_classes=class_idxs,
             pred_dists=torch.cat(probs)[location_idxs],
-            pred_strides=strides[levels],
+            pred_strides=pred_strides,
         )
 
     def _select_level(
