@@ -41,7 +41,7 @@ setup(
     version="0.2.0",
     description="Generalized Focal Loss (GFL v1/v2) detectors as a Detectron2 project, and a torch-free runtime",
     package_dir={"": "projects/GFocal", "gfocal_runtime": "projects/GFocal/runtime/gfocal_runtime"},
-    packages=["gfocal", "gfocal.data", "gfocal.modeling", "gfocal_runtime"],
+    packages=["gfocal", "gfocal.data", "gfocal.modeling", "gfocal.analysis", "gfocal_runtime"],
     package_data={"gfocal": packaged_configs()},
     python_requires=">=3.9",
     install_requires=["fvcore", "pycocotools>=2.0.2", "faster-coco-eval==1.8.0", "numpy<2", "opencv-python", "Pillow"],

@@ -164,7 +164,7 @@ class Demo:
 
     def render(self, image_bgr: np.ndarray) -> tuple:
         """BGR frame -> (BGR picture, number of drawn instances)."""
-        from gfocal.visualization import draw_predictions
+        from gfocal.analysis.visualization import draw_predictions
 
         instances = self.predict(image_bgr)
         picture = draw_predictions(

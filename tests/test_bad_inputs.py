@@ -56,12 +56,12 @@ from detectron2.utils.logger import setup_logger
 
 import gfocal.engine
 from gfocal import cli
+from gfocal.analysis.plotting import read_metrics
 from gfocal.checkpoint import GFLCheckpointer, load_checkpoint_file
 from gfocal.config import load_config
 from gfocal.data import ShapesSpec, checked_dataset_dicts, register_shapes
 from gfocal.errors import CheckpointError
 from gfocal.modeling import GFLHead
-from gfocal.plotting import read_metrics
 
 CONFIG = os.path.join(REPO, "configs/Quickstart/gfl_shapes.py")
 CONFIG_MAX_ITER = 1500  # train.max_iter in CONFIG (case B7 names it)
@@ -846,7 +846,7 @@ def test_d15_resume_with_a_damaged_last_checkpoint(scenario, trained, work):
 
 
 def test_d16_read_metrics_keeps_the_last_entry_per_iteration(tmp_path, trained, work):
-    """D16 metrics.json with duplicate iterations after a resume: gfocal.plotting.read_metrics keeps the last entry per iteration."""
+    """D16 metrics.json with duplicate iterations after a resume: gfocal.analysis.plotting.read_metrics keeps the last entry per iteration."""
     path = tmp_path / "metrics.json"
     rows = [
         {"iteration": 1, "total_loss": 3.0},

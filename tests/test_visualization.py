@@ -1,5 +1,5 @@
-"""Pictures of GFL's side distributions (gfocal.visualization) and the uncertainty-vs-error
-analysis (gfocal.uncertainty). CPU, hand-made Instances, seconds."""
+"""Pictures of GFL's side distributions (gfocal.analysis.visualization) and the uncertainty-vs-error
+analysis (gfocal.analysis.uncertainty). CPU, hand-made Instances, seconds."""
 
 import os
 
@@ -10,9 +10,9 @@ import torch
 
 from detectron2.structures import Boxes, BoxMode, Instances
 
-from gfocal.plotting import plot_uncertainty_vs_error
-from gfocal.uncertainty import collect, distribution_stats, match_detections, pearson, side_spread, spearman
-from gfocal.visualization import (
+from gfocal.analysis.plotting import plot_uncertainty_vs_error
+from gfocal.analysis.uncertainty import collect, distribution_stats, match_detections, pearson, side_spread, spearman
+from gfocal.analysis.visualization import (
     box_colors,
     draw_predictions,
     draw_side_distributions,

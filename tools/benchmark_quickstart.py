@@ -16,10 +16,10 @@ import os
 import subprocess
 import sys
 
+from gfocal.analysis.plotting import final_metrics, training_minutes
 from gfocal.cli import checked_parser, run
 from gfocal.config import load_config
 from gfocal.errors import GFocalError
-from gfocal.plotting import final_metrics, training_minutes
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN_NET = os.path.join(REPO, "train_net.py")

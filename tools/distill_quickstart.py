@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 
@@ -33,12 +32,13 @@ from tabulate import tabulate
 from detectron2.config import instantiate
 from detectron2.data import DatasetCatalog
 
+from gfocal.analysis.plotting import final_metrics, training_minutes
 from gfocal.checkpoint import load_for_inference
 from gfocal.cli import checked_parser, run
 from gfocal.config import load_config
+from gfocal.engine import run_trainings
 from gfocal.errors import CheckpointError, GFocalError
 from gfocal.export import export_model
-from gfocal.plotting import final_metrics, training_minutes
 from gfocal.precision import cpu_name
 from gfocal.predictor import LazyPredictor
 
@@ -101,44 +101,6 @@ def time_side_by_side(models, images, rounds: int = 5):
                 fn(images)
                 times[who, path].append((time.perf_counter() - start) / len(images) * 1000)
     return {who: {path: statistics.median(times[who, path]) for path in paths} for who, paths in models.items()}
-
-
-def run_trainings(todo, jobs: int, poll_s: float = 2.0) -> None:
-    """Run the training commands of ``todo`` ((label, argv, output dir) each), ``jobs`` at a time,
-    each with ``cpu_count // jobs`` threads: small models use two cores poorly, so two one-thread
-    trainings on two cores finish ~1.6x sooner than the same two run one after the other. With
-    more than one job each run's console goes to ``<output dir>/console.txt``. Every run is let
-    finish; then one GFocalError names each failed run."""
-    threads = str(max(1, (os.cpu_count() or 1) // jobs))
-    env = dict(os.environ, OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
-    pending, running, failed = list(todo), [], []
-    try:
-        while pending or running:
-            while pending and len(running) < jobs:
-                label, argv, out = pending.pop(0)
-                os.makedirs(out, exist_ok=True)
-                console = open(os.path.join(out, "console.txt"), "a") if jobs > 1 else None
-                where = f" (console: {out}/console.txt)" if console else ""
-                print(f"== {label}: {' '.join(argv[1:])}{where}", flush=True)
-                proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=console, stderr=subprocess.STDOUT)
-                running.append((label, out, console, proc))
-            time.sleep(poll_s if running else 0)
-            for item in [r for r in running if r[3].poll() is not None]:
-                running.remove(item)
-                label, out, console, proc = item
-                if console:
-                    console.close()
-                if proc.returncode != 0:
-                    failed.append(f"{label} (exit {proc.returncode}; output in {out})")
-                print(f"== {label}: {'failed' if proc.returncode else 'done'}", flush=True)
-    finally:
-        for _, _, console, proc in running:  # interrupted: stop the other trainings too
-            proc.terminate()
-            proc.wait()
-            if console:
-                console.close()
-    if failed:
-        raise GFocalError(f"training failed: {'; '.join(failed)} (see above; a rerun resumes)")
 
 
 def main(argv=None) -> int:

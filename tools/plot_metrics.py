@@ -8,9 +8,9 @@ import argparse
 import os
 import sys
 
+from gfocal.analysis.plotting import plot, read_metrics
 from gfocal.cli import checked_parser, run
 from gfocal.errors import InputError
-from gfocal.plotting import plot, read_metrics
 
 
 def main(argv=None):

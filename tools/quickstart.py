@@ -31,16 +31,16 @@ from detectron2.engine import default_argument_parser, default_setup
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
+from gfocal.analysis.plotting import plot, plot_uncertainty_vs_error, read_metrics
+from gfocal.analysis.uncertainty import collect
+from gfocal.analysis.visualization import draw_predictions
 from gfocal.cli import checked_parser, run
 from gfocal.config import load_config
 from gfocal.data import first_dataset_name
 from gfocal.engine import check_device, do_train
 from gfocal.errors import ConfigError
-from gfocal.plotting import plot, plot_uncertainty_vs_error, read_metrics
 from gfocal.precision import describe_precision
 from gfocal.predictor import LazyPredictor
-from gfocal.uncertainty import collect
-from gfocal.visualization import draw_predictions
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CONFIG = os.path.join(REPO, "configs/Quickstart/gfl_shapes.py")

@@ -13,6 +13,16 @@ if [ -f "$STAMP" ] && [ "$STAMP" -nt setup.py ] && [ "$STAMP" -nt tools/setup_en
   exit 0
 fi
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+# A real browser for the review-page test (tests/test_label_page.py): Debian's chromium and its
+# driver, installed when missing and this user may (root with apt-get, as on CI).
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "Installing chromium and chromium-driver (apt-get) for the page test ..."
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  else
+    echo "warning: chromium / chromedriver missing and apt-get unavailable: tests/test_label_page.py will fail" >&2
+  fi
+fi
 VPY=$VENV/bin/python
 # pip, minus this machine's noise about index folders it does not have; keeps pip's exit status.
 pip_q() {

@@ -5,6 +5,9 @@
 
 import logging
 import os
+import subprocess
+import time
+from typing import Optional
 
 import torch
 
@@ -17,11 +20,11 @@ from detectron2.utils import comm
 from .checkpoint import GFLCheckpointer, load_for_inference, require_weights
 from .data import check_num_classes
 from .ema import EMAHook, ModelEMA, ema_settings
-from .errors import CheckpointError, ConfigError
+from .errors import CheckpointError, ConfigError, GFocalError
 from .optimize import optimize_for_inference
 from .precision import build_trainer, cpu_has_bf16, describe_precision, uses_channels_last
 
-__all__ = ["check_device", "check_inputs", "do_test", "do_train", "evaluate_checkpoint"]
+__all__ = ["check_device", "check_inputs", "do_test", "do_train", "evaluate_checkpoint", "run_trainings"]
 
 logger = logging.getLogger("detectron2")
 
@@ -171,3 +174,44 @@ def check_inputs(cfg, eval_only: bool = False, processes: int = 1) -> None:
             f"distill.teacher.weights: no such file {weights!r} (train that model first; the built-in "
             "data's teacher is the quick-start model: make quickstart)"
         )
+
+
+def run_trainings(todo, jobs: int, poll_s: float = 2.0, cwd: Optional[str] = None, progress=None) -> None:
+    """Run the training commands of ``todo`` ((label, argv, output dir) each), ``jobs`` at a time,
+    each with ``cpu_count // jobs`` threads: small models use two cores poorly, so two one-thread
+    trainings on two cores finish ~1.6x sooner than the same two run one after the other. With
+    more than one job each run's console goes to ``<output dir>/console.txt``. Every run is let
+    finish; then one GFocalError names each failed run. ``progress`` (if given) is called after
+    every poll with the output dirs of the runs still going."""
+    threads = str(max(1, (os.cpu_count() or 1) // jobs))
+    env = dict(os.environ, OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
+    pending, running, failed = list(todo), [], []
+    try:
+        while pending or running:
+            while pending and len(running) < jobs:
+                label, argv, out = pending.pop(0)
+                os.makedirs(out, exist_ok=True)
+                console = open(os.path.join(out, "console.txt"), "a") if jobs > 1 else None
+                where = f" (console: {out}/console.txt)" if console else ""
+                print(f"== {label}: {' '.join(argv[1:])}{where}", flush=True)
+                proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=console, stderr=subprocess.STDOUT)
+                running.append((label, out, console, proc))
+            time.sleep(poll_s if running else 0)
+            if progress is not None:
+                progress([r[1] for r in running])
+            for item in [r for r in running if r[3].poll() is not None]:
+                running.remove(item)
+                label, out, console, proc = item
+                if console:
+                    console.close()
+                if proc.returncode != 0:
+                    failed.append(f"{label} (exit {proc.returncode}; output in {out})")
+                print(f"== {label}: {'failed' if proc.returncode else 'done'}", flush=True)
+    finally:
+        for _, _, console, proc in running:  # interrupted: stop the other trainings too
+            proc.terminate()
+            proc.wait()
+            if console:
+                console.close()
+    if failed:
+        raise GFocalError(f"training failed: {'; '.join(failed)} (see above; a rerun resumes)")

@@ -5,6 +5,7 @@
 split is requested (``DatasetCatalog.get``), and reused afterwards.
 """
 
+import json
 import os
 from typing import Optional
 
@@ -16,6 +17,9 @@ from .shapes import CLASS_NAMES, ShapesSpec, ensure_shapes_dataset, generate_ima
 
 __all__ = [
     "register_shapes",
+    "register_coco_json",
+    "coco_json_dataset",
+    "train_on_coco_json",
     "first_dataset_name",
     "checked_dataset_dicts",
     "check_image_files",
@@ -60,6 +64,50 @@ def register_shapes(
             image_root=os.path.join(root, split),
             evaluator_type="coco",
         )
+
+
+def register_coco_json(name: str, json_file: str, image_root: str) -> None:
+    """Register a COCO json as Detectron2 dataset ``name`` (idempotent), with its class names
+    (the json's categories, in id order) as ``thing_classes``."""
+    if name in DatasetCatalog.list():
+        return
+    DatasetCatalog.register(name, lambda: load_coco_json(json_file, image_root, name))
+    with open(json_file) as f:
+        categories = sorted(json.load(f).get("categories", []), key=lambda c: c["id"])
+    MetadataCatalog.get(name).set(
+        thing_classes=[str(c.get("name", c["id"])) for c in categories],
+        json_file=json_file,
+        image_root=image_root,
+        evaluator_type="coco",
+    )
+
+
+def coco_json_dataset(names: str, json_file: str, image_root: str, **kwargs):
+    """:func:`checked_dataset_dicts` of a COCO json that needs no registration beforehand: a
+    lazy config's ``dataloader.train.dataset`` can name the file (it is registered as
+    ``names`` first; ``kwargs`` go to :func:`checked_dataset_dicts`)."""
+    register_coco_json(names, json_file, image_root)
+    return checked_dataset_dicts(names, **kwargs)
+
+
+def train_on_coco_json(cfg, json_file: str, image_root: str, name: str):
+    """A copy of lazy config ``cfg`` that trains on a COCO json (``dataloader.train.dataset``
+    becomes :func:`coco_json_dataset`, registered as ``name`` when the config is instantiated,
+    keeping the config's ``filter_empty``). It stays serialisable: ``LazyConfig.save`` writes a
+    yaml that ``train_net.py --config-file`` runs."""
+    import copy
+
+    from detectron2.config import LazyCall as L
+
+    cfg = copy.deepcopy(cfg)
+    filter_empty = cfg.dataloader.train.dataset.get("filter_empty", False)
+    cfg.dataloader.train.dataset = L(coco_json_dataset)(
+        names=name,
+        json_file=os.path.abspath(json_file),
+        image_root=os.path.abspath(image_root),
+        filter_empty=filter_empty,
+    )
+    return cfg
 
 
 register_shapes()

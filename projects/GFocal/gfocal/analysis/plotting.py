@@ -1,5 +1,5 @@
 """Plots: training curves from a Detectron2 run's metrics.json (losses, learning rate, box AP),
-and distribution spread against localisation error (:mod:`gfocal.uncertainty`'s data)."""
+and distribution spread against localisation error (:mod:`gfocal.analysis.uncertainty`'s data)."""
 
 import json
 import os

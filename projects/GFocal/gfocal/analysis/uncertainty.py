@@ -12,7 +12,7 @@ of its four side distributions:
 - ``top1``: mean over the sides of the largest bin probability (GFLv2's DGQP uses the top-k);
 - ``score``: the detection score.
 
-``collect`` runs a predictor over Detectron2 dataset dicts; :func:`gfocal.plotting.plot_uncertainty_vs_error`
+``collect`` runs a predictor over Detectron2 dataset dicts; :func:`gfocal.analysis.plotting.plot_uncertainty_vs_error`
 draws spread against 1 - IoU with the Pearson and Spearman correlations.
 """
 

@@ -1,0 +1,129 @@
+"""What a GFL model says about every location of an image: the evidence that
+:mod:`gfocal.analysis.label_errors` weighs against the annotations.
+
+For each image, in the original image's pixels:
+
+- ``dense``: every location whose best class score reaches ``min_quality`` (the rest say
+  "background" and weigh nothing), from the image as given and from its horizontal mirror
+  (mapped back; left and right sides swapped): its decoded box, its joint scores per class (an
+  IoU estimate at the right class, ~0 elsewhere) and the standard deviation of each side's
+  distribution. Several locations, two views and several levels see each object: each one an
+  independent estimate of where its four edges are.
+- ``detections``: the model's ordinary output for the image as given (threshold, top-k, NMS),
+  with each box's side distributions, as evaluation and the demo see it.
+
+Example::
+
+    predictor = LazyPredictor(cfg, weights="model_final.pth")
+    evidence = collect_evidence(predictor, [cv2.imread(p) for p in paths])
+"""
+
+import math
+from typing import Dict, Iterable, Iterator, List
+
+import numpy as np
+import torch
+
+from detectron2.modeling.postprocessing import detector_postprocess
+
+__all__ = ["collect_evidence", "dense_evidence", "mirror_evidence"]
+
+
+def _side_std_bins(probs: torch.Tensor) -> torch.Tensor:
+    """(..., 4, n+1) probabilities -> (..., 4) standard deviation of each side in bins."""
+    bins = torch.arange(probs.shape[-1], dtype=probs.dtype, device=probs.device)
+    mean = (probs * bins).sum(-1, keepdim=True)
+    return (probs * (bins - mean) ** 2).sum(-1).clamp(min=0).sqrt()
+
+
+@torch.inference_mode()
+def dense_evidence(model, batched_inputs: List[Dict], min_quality: float = 0.02) -> List[Dict[str, Dict]]:
+    """Run a GFL ``model`` once on a batch and keep both its dense outputs and its detections.
+
+    Args:
+        model: a :class:`gfocal.modeling.GFL` (or its inference-optimised copy) in eval mode.
+        batched_inputs: model inputs ({"image": (3, h, w), "height": H, "width": W}) as
+            :meth:`gfocal.predictor.LazyPredictor.preprocess` gives.
+        min_quality: locations whose best class score is below this are dropped.
+
+    Returns:
+        per image {"dense": {"boxes" (R', 4) XYXY, "scores" (R', K), "sigmas" (R', 4) side std
+        in px}, "detections": {"boxes" (M, 4), "scores" (M,), "classes" (M,), "dists"
+        (M, 4, n+1), "strides" (M,)}}, numpy, in (H, W) pixels.
+    """
+    images = model.preprocess_image(batched_inputs)
+    features = model.backbone(images.tensor)
+    features = [features[f] for f in model.head_in_features]
+    predictions = model.head(features)
+    scores, boxes, probs = model.decode_dense(features, predictions)  # (N, R, K), (N, R, 4), (N, R, 4, n+1)
+    valid = model._valid_anchor_mask(images, features)
+    if valid is not None:
+        scores = scores * valid[..., None]
+    _, strides = model._location_centers(features)  # (R,)
+    sigmas = _side_std_bins(probs) * strides[None, :, None]  # (N, R, 4) in input pixels
+    results = model.forward_inference(images, features, predictions)
+    out = []
+    for i, (inp, image_size) in enumerate(zip(batched_inputs, images.image_sizes)):
+        height, width = inp["height"], inp["width"]
+        sx, sy = width / image_size[1], height / image_size[0]
+        keep = scores[i].max(dim=1).values >= min_quality
+        scale = torch.tensor([sx, sy, sx, sy])
+        dense = {
+            "boxes": (boxes[i][keep].float().cpu() * scale).numpy(),
+            "scores": scores[i][keep].float().cpu().numpy(),
+            "sigmas": (sigmas[i][keep].float().cpu() * scale).numpy(),
+        }
+        det = detector_postprocess(results[i], height, width).to("cpu")
+        detections = {
+            "boxes": det.pred_boxes.tensor.float().numpy(),
+            "scores": det.scores.float().numpy(),
+            "classes": det.pred_classes.numpy().astype(np.int64),
+            "dists": det.pred_dists.float().numpy().astype(np.float16),
+            "strides": (det.pred_strides.float() * math.sqrt(sx * sy)).numpy(),
+        }
+        out.append({"dense": dense, "detections": detections})
+    return out
+
+
+def mirror_evidence(dense: Dict[str, np.ndarray], width: int) -> Dict[str, np.ndarray]:
+    """Dense evidence of a horizontally mirrored image mapped back to the original: x -> W - x,
+    and the left and right sides trade places."""
+    boxes = dense["boxes"]
+    mirrored = np.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], axis=1)
+    return {**dense, "boxes": mirrored, "sigmas": dense["sigmas"][:, [2, 1, 0, 3]]}
+
+
+def _batches(items: Iterable, size: int) -> Iterator[List]:
+    batch = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def collect_evidence(
+    predictor, images_bgr: Iterable[np.ndarray], flip: bool = True, batch_size: int = 16, min_quality: float = 0.02
+) -> Iterator[Dict[str, Dict]]:
+    """:func:`dense_evidence` for each image of ``images_bgr``, its mirror's dense evidence
+    added (``flip``), yielded in order.
+
+    Args:
+        predictor: a :class:`gfocal.predictor.LazyPredictor` (the config's test-time input).
+        images_bgr: (H, W, 3) uint8 BGR images.
+    """
+    for batch in _batches(images_bgr, batch_size):
+        inputs = [predictor.preprocess(image) for image in batch]
+        found = dense_evidence(predictor.model, inputs, min_quality)
+        if flip:
+            mirrored = dense_evidence(predictor.model, [_flipped(x) for x in inputs], min_quality)
+            for item, other, image in zip(found, mirrored, batch):
+                back = mirror_evidence(other["dense"], image.shape[1])
+                item["dense"] = {k: np.concatenate([item["dense"][k], back[k]]) for k in item["dense"]}
+        yield from found
+
+
+def _flipped(inputs: Dict) -> Dict:
+    return {**inputs, "image": inputs["image"].flip(-1)}

@@ -1,0 +1,504 @@
+"""Find annotation errors with GFL's side distributions: which annotations look wrong, how, and
+what they should be.
+
+Plain data in, a ranked list out, no I/O (the shape of cleanlab's ``find_label_issues``):
+:func:`find_label_issues` takes COCO-like image records and, per image, the model's evidence
+(:mod:`gfocal.analysis.evidence`; best out-of-fold, from a model that never trained on the
+image) and scores five kinds of issue:
+
+- ``location``: one or more sides of an annotated box are off. The locations whose predicted
+  box overlaps the annotation (IoU >= 0.4), in the image and in its mirror, each estimate all
+  four edges; their quality-weighted mean is the model's edge and the spread of their side
+  distributions (plus their disagreement) its uncertainty s. The annotated edge's residual d
+  is weighed under two hypotheses: the side is right (d ~ Student-t(3) of scale tau * s) or it
+  was drawn anywhere within half the box's extent (uniform). tau and the prior share of wrong
+  sides are fitted to the whole dataset by EM, so the posterior of each side is calibrated to
+  this dataset and this model; a box's score is the probability that any side is wrong.
+  ``p_annotated`` is the t density at the annotated edge over its density at the model's edge.
+- ``class``: the annotated class against the model's class scores at the same locations; the
+  scores' temperature and the share of wrong labels are fitted by maximum likelihood of a
+  uniform label-noise model, the score is the posterior that the label is wrong.
+- ``missing``: a detection (one per object) that no annotation covers (IoU < 0.4 with all).
+  How often a detection of that score is covered is read off the dataset's own detections
+  (binned, monotone); the uncovered share of the most confident ones estimates how many real
+  objects went unannotated; the score is the posterior that this one is such an object.
+- ``spurious``: an annotation on nothing: the model's strongest overlap-weighted score on it,
+  against that statistic for real annotations (fitted by EM) and for boxes of the dataset's
+  sizes placed on empty places of the same images (simulated).
+- ``duplicate``: two annotations of one object: a logistic in their IoU (0.5 at IoU 0.75 for
+  the same class, 0.85 for different classes); the member that the model supports less is the
+  duplicate.
+
+Scores are suspicions in [0, 1]: the model's posterior that the issue is real, so 0.5 is
+about even odds on data like the data they were fitted on.
+"""
+
+import math
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+__all__ = ["ISSUE_TYPES", "SIDES", "find_label_issues", "apply_issues", "pairwise_iou_np"]
+
+ISSUE_TYPES = ("location", "class", "missing", "spurious", "duplicate")
+SIDES = ("left", "top", "right", "bottom")
+
+SUPPORT_IOU = 0.4  # a location supports an annotation when its box overlaps it this much
+MATCH_IOU, UNMATCHED_IOU = 0.5, 0.4  # detection <-> annotation, for `missing`
+T_DOF = 3.0  # Student-t degrees of freedom of a right side's residual (heavy tails: hard edges)
+# The share of wrong annotations of each kind is fitted, but never below this: a check that
+# believed errors rarer than 1 in 100 would flag a lone, obvious one at less than even odds.
+PRIOR_FLOOR = 0.01
+
+
+def pairwise_iou_np(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(N, 4) x (M, 4) XYXY -> (N, M) IoU (0 where both areas are 0)."""
+    a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), axis=1)
+    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=1)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
+def _xyxy(bbox) -> List[float]:
+    x, y, w, h = (float(v) for v in bbox)
+    return [x, y, x + w, y + h]
+
+
+def _xywh(box) -> List[float]:
+    x0, y0, x1, y1 = (float(v) for v in box)
+    return [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)]
+
+
+# ------------------------------------------------------------------ per-image evidence
+
+
+def _support(dense: Dict[str, np.ndarray], boxes: np.ndarray) -> Dict[str, np.ndarray]:
+    """What the dense locations say about each of A annotated boxes (A, 4) XYXY.
+
+    Returns: mass (A,) summed weights, edges (A, 4) and sigma (A, 4) in px, class_scores (A, K),
+    spur (A,) the strongest IoU-weighted quality on the box."""
+    num, num_classes = len(boxes), dense["scores"].shape[1]
+    if len(dense["boxes"]) == 0 or num == 0:
+        return {
+            "mass": np.zeros(num),
+            "edges": np.zeros((num, 4)),
+            "sigma": np.ones((num, 4)),
+            "class_scores": np.zeros((num, num_classes)),
+            "spur": np.zeros(num),
+        }
+    quality = dense["scores"].max(axis=1).astype(np.float64)  # (R,)
+    iou = pairwise_iou_np(boxes, dense["boxes"])  # (A, R)
+    weights = np.where(iou >= SUPPORT_IOU, quality[None, :] ** 2, 0.0)  # (A, R)
+    edges_r = dense["boxes"].astype(np.float64)  # (R, 4)
+    sig_r = np.maximum(dense["sigmas"].astype(np.float64), 0.25)  # (R, 4)
+    mass = weights.sum(axis=1)
+    safe = np.where(mass > 0, mass, 1.0)[:, None]
+    edges = weights @ edges_r / safe  # (A, 4)
+    # One reweighting step: locations far from the consensus (another object's edge) count less.
+    dev = (edges_r[None] - edges[:, None]) / (2 * sig_r[None] + 1.0)  # (A, R, 4)
+    w4 = weights[..., None] / (1.0 + dev**2)  # (A, R, 4)
+    mass4 = np.where(w4.sum(axis=1) > 0, w4.sum(axis=1), 1.0)
+    edges = np.where(mass[:, None] > 0, (w4 * edges_r[None]).sum(axis=1) / mass4, edges)
+    spread = (w4 * (sig_r[None] ** 2 + (edges_r[None] - edges[:, None]) ** 2)).sum(axis=1) / mass4
+    class_scores = weights @ dense["scores"].astype(np.float64) / safe
+    return {
+        "mass": mass,
+        "edges": edges,
+        "sigma": np.sqrt(np.maximum(spread, 0.25)),
+        "class_scores": class_scores,
+        "spur": (iou * quality[None, :]).max(axis=1),
+    }
+
+
+def _background_boxes(rng, boxes: np.ndarray, sizes: np.ndarray, height: int, width: int, count: int) -> np.ndarray:
+    """Up to ``count`` boxes of the dataset's sizes ((S, 2) w, h) at random places of an image
+    that overlap none of its ``boxes`` (IoU < 0.1): what an annotation on nothing looks like."""
+    if len(sizes) == 0:
+        return np.zeros((0, 4))
+    wh = sizes[rng.integers(len(sizes), size=4 * count)]
+    wh = np.minimum(wh, [width, height])
+    x0 = rng.uniform(0, 1, len(wh)) * (width - wh[:, 0])
+    y0 = rng.uniform(0, 1, len(wh)) * (height - wh[:, 1])
+    cand = np.stack([x0, y0, x0 + wh[:, 0], y0 + wh[:, 1]], axis=1)
+    if len(boxes):
+        cand = cand[pairwise_iou_np(cand, boxes).max(axis=1) < 0.1]
+    return cand[:count]
+
+
+# ------------------------------------------------------------------ calibration
+
+
+def _t_logpdf(z: np.ndarray, dof: float = T_DOF) -> np.ndarray:
+    c = math.lgamma((dof + 1) / 2) - math.lgamma(dof / 2) - 0.5 * math.log(dof * math.pi)
+    return c - (dof + 1) / 2 * np.log1p(z**2 / dof)
+
+
+def _fit_location(d: np.ndarray, s: np.ndarray, half: np.ndarray, iters: int = 50):
+    """EM over all scored sides: residuals d (N,), scales s (N,), alternative half-ranges
+    half (N,). Returns the posterior that each side is wrong (N,), tau and the prior."""
+    if len(d) == 0:
+        return np.zeros(0), 1.0, 0.0
+    z0 = d / s
+    log_alt = np.where(np.abs(d) <= half, -np.log(2 * half), -np.log(2 * half) - 8.0)
+    tau, prior = max(float(np.median(np.abs(z0))) / 0.77, 1e-3), 0.05
+    for _ in range(iters):
+        log_null = _t_logpdf(z0 / tau) - np.log(tau * s)
+        logit = math.log(prior / (1 - prior)) + log_alt - log_null
+        q = 1.0 / (1.0 + np.exp(-np.clip(logit, -50, 50)))
+        right = 1.0 - q
+        u = (T_DOF + 1) / (T_DOF + (z0 / tau) ** 2)  # t-distribution EM weights
+        tau = float(np.sqrt((right * u * z0**2).sum() / max(right.sum(), 1e-9)))
+        tau = max(tau, 1e-3)
+        prior = float(np.clip(q.mean(), PRIOR_FLOOR, 0.5))
+    return q, tau, prior
+
+
+def _class_posterior(scores: np.ndarray, labels: np.ndarray):
+    """Posterior that each label is wrong, from the model's class scores (A, K) and the labels
+    (A,): a temperature T and a share of uniformly flipped labels fitted by maximum likelihood.
+    Returns (posterior (A,), model class probabilities (A, K), T, share)."""
+    num, k = scores.shape
+    if num == 0 or k < 2:
+        return np.zeros(num), np.zeros_like(scores), 1.0, 0.0
+    logs = np.log(np.maximum(scores, 1e-4))
+    best = None
+    for temp in (0.25, 0.35, 0.5, 0.7, 1.0, 1.4, 2.0):
+        m = np.exp(logs / temp - (logs / temp).max(axis=1, keepdims=True))
+        m /= m.sum(axis=1, keepdims=True)
+        m_l = m[np.arange(num), labels]
+        share = 0.05
+        for _ in range(50):
+            wrong = (1 - m_l) * share / (k - 1)
+            post = wrong / (m_l * (1 - share) + wrong)
+            share = float(np.clip(post.mean(), PRIOR_FLOOR, 0.5))
+        loglik = float(np.log(m_l * (1 - share) + (1 - m_l) * share / (k - 1)).sum())
+        if best is None or loglik > best[0]:
+            best = (loglik, post, m, temp, share)
+    return best[1], best[2], best[3], best[4]
+
+
+def _hist_density(
+    values: np.ndarray, weights: Optional[np.ndarray] = None, bins: int = 20, rising: bool = False
+) -> np.ndarray:
+    """Histogram density of ``values`` in [0, 1]; ``rising``: made non-decreasing up to its mode
+    (a real annotation's evidence is not likelier to be lower than typical)."""
+    counts, _ = np.histogram(np.clip(values, 0, 1), bins=bins, range=(0, 1), weights=weights)
+    counts = counts + 0.5  # every value stays possible under both hypotheses
+    if rising:
+        mode = int(np.argmax(counts))
+        counts[: mode + 1] = np.minimum.accumulate(counts[: mode + 1][::-1])[::-1]
+    return counts / counts.sum() * bins
+
+
+def _fit_spurious(observed: np.ndarray, simulated: np.ndarray, iters: int = 50):
+    """Posterior that each annotation is on nothing, from its evidence (A,) and the evidence of
+    simulated background boxes (S,); the real annotations' distribution (rising up to its mode,
+    which keeps a pile of unsupported boxes from passing as real ones) and the share of spurious
+    ones fitted by EM. Returns (posterior (A,), share)."""
+    if len(observed) == 0:
+        return np.zeros(0), 0.0
+    bins = 20
+    index = np.minimum((np.clip(observed, 0, 1) * bins).astype(int), bins - 1)
+    alt = _hist_density(simulated, bins=bins)[index] if len(simulated) else np.ones(len(observed))
+    post, share = np.zeros(len(observed)), 0.02
+    for _ in range(iters):
+        null = _hist_density(observed, 1 - post, bins, rising=True)[index]
+        post = share * alt / (share * alt + (1 - share) * null)
+        share = float(np.clip(post.mean(), PRIOR_FLOOR, 0.5))
+    return post, share
+
+
+def _fit_missing(det_scores: np.ndarray, det_matched: np.ndarray, cand_scores: np.ndarray):
+    """Posterior that each unmatched detection (scores ``cand_scores``) is a real, unannotated
+    object. ``det_scores`` / ``det_matched``: one detection per object, matched or not, and
+    whether an annotation covers it (IoU >= 0.5).
+
+    m(s), the share of detections of score s that an annotation covers, is read off in score
+    bins (monotone). A detection is real with probability r(s), and a real object unannotated
+    with probability pi: m = r (1 - pi). The most confident detections are real (r = 1), so
+    pi = 1 - m at the top bin; then P(real | s, unmatched) = r(s) pi / (1 - m(s)).
+    Returns (posterior, pi)."""
+    if len(cand_scores) == 0:
+        return np.zeros(0), 0.0
+    edges = np.unique(np.quantile(det_scores, np.linspace(0, 1, 13)))
+    if len(edges) < 2:
+        edges = np.array([0.0, 1.0])
+    index = np.clip(np.searchsorted(edges, det_scores, side="right") - 1, 0, len(edges) - 2)
+    hits = np.bincount(index, det_matched.astype(float), len(edges) - 1)
+    total = np.bincount(index, None, len(edges) - 1)
+    covered = np.maximum.accumulate((hits + 0.5) / (total + 1.0))  # higher scores are not covered less
+    share = float(np.clip(1.0 - covered[-1], PRIOR_FLOOR, 0.5))
+    centres = (edges[:-1] + edges[1:]) / 2
+    m = np.clip(np.interp(cand_scores, centres, covered), 1e-4, 1 - 1e-4)
+    real = np.minimum(m / (1 - share), 1.0)
+    return np.clip(real * share / (1 - m), 0, 1), share
+
+
+def _duplicate_score(iou: np.ndarray, same_class: np.ndarray) -> np.ndarray:
+    centre = np.where(same_class, 0.75, 0.85)
+    return 1.0 / (1.0 + np.exp(-(iou - centre) / 0.04))
+
+
+# ------------------------------------------------------------------ the ranking
+
+
+def find_label_issues(
+    images: Sequence[Dict[str, Any]],
+    evidence: Dict[Any, Optional[Dict[str, Dict[str, np.ndarray]]]],
+    category_ids: Sequence[int],
+    threshold: float = 0.5,
+    min_score: float = 0.01,
+    seed: int = 0,
+) -> List[Dict[str, Any]]:
+    """Score every annotation and every unannotated detection for the five issue types.
+
+    Args:
+        images: COCO-like records: {"id", "file_name", "height", "width", "annotations":
+            [{"id", "bbox" (XYWH px), "category_id"}]} (crowd annotations are left alone).
+        evidence: image id -> :func:`gfocal.analysis.evidence.dense_evidence`'s dict for that
+            image (classes as indices into ``category_ids``), or None for an image that could
+            not be read (nothing is said about it).
+        category_ids: the dataset's category ids; the model's class i is ``category_ids[i]``.
+        threshold: issues scoring at least this get ``"flagged": True``.
+        min_score: issues scoring below this are left out.
+
+    Returns:
+        issues sorted by score (highest first), each {"id", "type", "score", "flagged",
+        "image_id", "file_name", "annotation_id", "category_id", "bbox", "suggested_bbox",
+        "suggested_category_id"}, location issues with "sides" {side: {"annotated",
+        "suggested", "p_annotated", "p_wrong"}}, duplicates with "duplicate_of".
+    """
+    rng = np.random.default_rng(seed)
+    cat_index = {int(c): i for i, c in enumerate(category_ids)}
+    anns, dets, pairs, sims = [], [], [], []
+    sizes = np.array(
+        [[float(a["bbox"][2]), float(a["bbox"][3])] for r in images for a in r.get("annotations", [])], np.float64
+    ).reshape(-1, 2)
+    for record in images:
+        ev = evidence.get(record["id"])
+        if ev is None:
+            continue
+        items = [a for a in record.get("annotations", []) if not a.get("iscrowd", 0)]
+        boxes = np.array([_xyxy(a["bbox"]) for a in items], np.float64).reshape(-1, 4)
+        sup = _support(ev["dense"], boxes)
+        for i, a in enumerate(items):
+            anns.append((record, a, boxes[i], {k: v[i] for k, v in sup.items()}))
+        background = _background_boxes(rng, boxes, sizes, record["height"], record["width"], 4)
+        sims.append(_support(ev["dense"], background)["spur"])
+        det = ev["detections"]
+        iou = pairwise_iou_np(det["boxes"], boxes)  # (M, A)
+        best = iou.max(axis=1) if len(boxes) else np.zeros(len(det["boxes"]))
+        dets.append((record, det, best))
+        if len(boxes) > 1:
+            aa = pairwise_iou_np(boxes, boxes)
+            i, j = np.nonzero(np.triu(aa >= 0.5, k=1))
+            for a_i, a_j in zip(i.tolist(), j.tolist()):
+                same = items[a_i]["category_id"] == items[a_j]["category_id"]
+                pairs.append((record, items[a_i], items[a_j], aa[a_i, a_j], same, sup["spur"][a_i], sup["spur"][a_j]))
+
+    issues: List[Dict[str, Any]] = []
+    issues += _location_issues(anns)
+    issues += _class_issues(anns, cat_index, category_ids)
+    issues += _spurious_issues(anns, np.concatenate(sims) if sims else np.zeros(0))
+    issues += _missing_issues(dets, category_ids)
+    issues += _duplicate_issues(pairs)
+    issues = [x for x in issues if x["score"] >= min_score]
+    issues.sort(key=lambda x: (-x["score"], x["type"], str(x["image_id"]), str(x["annotation_id"])))
+    for n, issue in enumerate(issues):
+        issue["id"] = f"{issue['type']}-{n}"
+        issue["flagged"] = bool(issue["score"] >= threshold)
+    return issues
+
+
+def _base(record, annotation, issue_type: str, score: float) -> Dict[str, Any]:
+    return {
+        "type": issue_type,
+        "score": round(float(score), 4),
+        "image_id": record["id"],
+        "file_name": record["file_name"],
+        "annotation_id": None if annotation is None else annotation["id"],
+        "category_id": None if annotation is None else annotation["category_id"],
+        "bbox": None if annotation is None else [float(v) for v in annotation["bbox"]],
+        "suggested_bbox": None,
+        "suggested_category_id": None,
+    }
+
+
+def _location_issues(anns) -> List[Dict[str, Any]]:
+    scored = [k for k, (_, _, _, sup) in enumerate(anns) if sup["mass"] > 0.02]
+    if not scored:
+        return []
+    boxes = np.stack([anns[k][2] for k in scored])  # (N, 4)
+    edges = np.stack([anns[k][3]["edges"] for k in scored])
+    sigma = np.stack([anns[k][3]["sigma"] for k in scored])
+    extent = np.maximum(boxes[:, 2:] - boxes[:, :2], edges[:, 2:] - edges[:, :2])  # (N, 2): w, h
+    half = np.maximum(0.5 * np.concatenate([extent, extent], axis=1), 4.0)  # (N, 4)
+    d = boxes - edges
+    q, tau, _ = _fit_location(d.ravel(), sigma.ravel(), half.ravel())
+    q = q.reshape(-1, 4)
+    p_annotated = np.exp(_t_logpdf(d / (tau * sigma)) - _t_logpdf(np.zeros(1)))
+    score = 1.0 - np.prod(1.0 - q, axis=1)
+    out = []
+    for row, k in enumerate(scored):
+        record, a, box, _ = anns[k]
+        moved = q[row] >= 0.5
+        if not moved.any():
+            moved[int(np.argmax(q[row]))] = True
+        suggested = np.where(moved, edges[row], box)
+        issue = _base(record, a, "location", score[row])
+        issue["suggested_bbox"] = _xywh(suggested)
+        issue["sides"] = {
+            side: {
+                "annotated": round(float(box[s]), 2),
+                "suggested": round(float(suggested[s]), 2),
+                "p_annotated": round(float(p_annotated[row, s]), 4),
+                "p_wrong": round(float(q[row, s]), 4),
+            }
+            for s, side in enumerate(SIDES)
+        }
+        out.append(issue)
+    return out
+
+
+def _class_issues(anns, cat_index, category_ids) -> List[Dict[str, Any]]:
+    scored = [k for k, (_, a, _, sup) in enumerate(anns) if sup["mass"] > 0.02 and a["category_id"] in cat_index]
+    if not scored:
+        return []
+    scores = np.stack([anns[k][3]["class_scores"] for k in scored])
+    labels = np.array([cat_index[anns[k][1]["category_id"]] for k in scored])
+    post, probs, _, _ = _class_posterior(scores, labels)
+    out = []
+    for row, k in enumerate(scored):
+        record, a, _, _ = anns[k]
+        others = probs[row].copy()
+        others[labels[row]] = -1
+        issue = _base(record, a, "class", post[row])
+        issue["suggested_category_id"] = int(category_ids[int(np.argmax(others))])
+        out.append(issue)
+    return out
+
+
+def _spurious_issues(anns, simulated: np.ndarray) -> List[Dict[str, Any]]:
+    observed = np.array([sup["spur"] for _, _, _, sup in anns])
+    post, _ = _fit_spurious(observed, simulated)
+    return [_base(record, a, "spurious", p) for (record, a, _, _), p in zip(anns, post)]
+
+
+def _objects(det: Dict[str, np.ndarray], iou_thresh: float = 0.5) -> np.ndarray:
+    """Indices of one detection per object (class-agnostic greedy NMS: class-wise NMS leaves
+    an object's detections of other classes), in score order."""
+    order = np.argsort(-det["scores"], kind="stable")
+    iou = pairwise_iou_np(det["boxes"][order], det["boxes"][order])
+    keep = np.ones(len(order), bool)
+    for i in range(len(order)):
+        if keep[i]:
+            keep[i + 1 :] &= iou[i, i + 1 :] < iou_thresh
+    return order[keep]
+
+
+def _missing_issues(dets, category_ids) -> List[Dict[str, Any]]:
+    all_scores, all_matched, cands = [], [], []
+    for record, det, best in dets:
+        objects = _objects(det)
+        best = best[objects]
+        decided = (best >= MATCH_IOU) | (best < UNMATCHED_IOU)
+        all_scores.append(det["scores"][objects][decided])
+        all_matched.append(best[decided] >= MATCH_IOU)
+        cands += [(record, det, int(objects[m])) for m in np.nonzero(best < UNMATCHED_IOU)[0].tolist()]
+    if not cands:
+        return []
+    cand_scores = np.array([det["scores"][m] for _, det, m in cands], np.float64)
+    post, _ = _fit_missing(np.concatenate(all_scores), np.concatenate(all_matched), cand_scores)
+    out = []
+    for (record, det, m), p in zip(cands, post):
+        issue = _base(record, None, "missing", p)
+        issue["suggested_bbox"] = _xywh(det["boxes"][m])
+        issue["suggested_category_id"] = int(category_ids[int(det["classes"][m])])
+        issue["detection_score"] = round(float(det["scores"][m]), 4)
+        out.append(issue)
+    return out
+
+
+def _duplicate_issues(pairs) -> List[Dict[str, Any]]:
+    if not pairs:
+        return []
+    iou = np.array([p[3] for p in pairs])
+    same = np.array([p[4] for p in pairs])
+    scores = _duplicate_score(iou, same)
+    best: Dict[Any, Dict[str, Any]] = {}
+    for (record, a, b, _, _, spur_a, spur_b), score in zip(pairs, scores):
+        # The member the model supports less is the duplicate (ties: the later id).
+        dup, keep = (a, b) if (spur_a, -_id_order(a["id"])) < (spur_b, -_id_order(b["id"])) else (b, a)
+        issue = _base(record, dup, "duplicate", score)
+        issue["duplicate_of"] = keep["id"]
+        if dup["id"] not in best or best[dup["id"]]["score"] < issue["score"]:
+            best[dup["id"]] = issue
+    return list(best.values())
+
+
+def _id_order(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+# ------------------------------------------------------------------ applying them
+
+
+def apply_issues(coco: Dict[str, Any], issues: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
+    """A copy of the COCO dict ``coco`` with ``issues`` applied: location moves the box (only
+    the sides that the issue moves), class changes the category, missing adds an annotation
+    (a new id after the largest), spurious and duplicate remove the annotation. Removal wins over
+    a change of the same annotation. Every changed or added annotation carries
+    ``"label_doctor": {"issues": [...], "changed": [...], "was": {...}}``; the removed ones are
+    listed in the top-level ``"label_doctor": {"removed": [...]}``. The input is not modified."""
+    out = {k: v for k, v in coco.items() if k != "annotations"}
+    annotations = [dict(a) for a in coco.get("annotations", [])]
+    by_id = {a["id"]: a for a in annotations}
+    removed: Dict[Any, Dict[str, Any]] = {}
+    for issue in issues:
+        if issue["type"] in ("spurious", "duplicate") and issue["annotation_id"] in by_id:
+            entry = {"annotation": dict(by_id[issue["annotation_id"]]), "issues": []}
+            removed.setdefault(issue["annotation_id"], entry)
+            removed[issue["annotation_id"]]["issues"].append({"type": issue["type"], "score": issue["score"]})
+    next_id = max([a["id"] for a in annotations if isinstance(a["id"], int)] + [0]) + 1
+    added = []
+    for issue in issues:
+        kind = issue["type"]
+        if kind == "missing":
+            x, y, w, h = issue["suggested_bbox"]
+            added.append(
+                {
+                    "id": next_id,
+                    "image_id": issue["image_id"],
+                    "category_id": issue["suggested_category_id"],
+                    "bbox": [x, y, w, h],
+                    "area": round(w * h, 2),
+                    "iscrowd": 0,
+                    "label_doctor": {"issues": [{"type": kind, "score": issue["score"]}], "changed": ["added"]},
+                }
+            )
+            next_id += 1
+            continue
+        ann = by_id.get(issue["annotation_id"])
+        if ann is None or ann["id"] in removed or kind not in ("location", "class"):
+            continue
+        note = ann.setdefault("label_doctor", {"issues": [], "changed": [], "was": {}})
+        note["issues"].append({"type": kind, "score": issue["score"]})
+        if kind == "location":
+            note["was"].setdefault("bbox", list(ann["bbox"]))
+            ann["bbox"] = list(issue["suggested_bbox"])
+            ann["area"] = round(ann["bbox"][2] * ann["bbox"][3], 2)
+            note["changed"].append("bbox")
+        else:
+            note["was"].setdefault("category_id", ann["category_id"])
+            ann["category_id"] = issue["suggested_category_id"]
+            note["changed"].append("category_id")
+    out["annotations"] = [a for a in annotations if a["id"] not in removed] + added
+    out["label_doctor"] = {"removed": list(removed.values()), "added": [a["id"] for a in added]}
+    return out

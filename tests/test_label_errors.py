@@ -1,0 +1,260 @@
+"""The label-error scoring (gfocal.analysis.label_errors) on drawn evidence: a model that sees
+every true object sharply, against annotations with one error of each kind put in by hand."""
+
+import copy
+
+import numpy as np
+import pytest
+
+from gfocal.analysis.label_benchmark import evaluate_issues, ranking_ap
+from gfocal.analysis.label_errors import apply_issues, find_label_issues, pairwise_iou_np
+from gfocal.analysis.noise import inject_noise
+
+NUM_CLASSES, SIZE = 4, 128
+
+
+def _xyxy(b):
+    return [b[0], b[1], b[0] + b[2], b[1] + b[3]]
+
+
+def drawn_dataset(num_images=150, seed=0):
+    """COCO dict of ``num_images`` 128x128 images with 1-4 well separated boxes each."""
+    rng = np.random.default_rng(seed)
+    images, anns = [], []
+    for i in range(num_images):
+        images.append({"id": i + 1, "file_name": f"{i:04d}.jpg", "height": SIZE, "width": SIZE})
+        for slot in rng.permutation(4)[: rng.integers(1, 5)]:
+            cx, cy = 32 + 64 * (slot % 2), 32 + 64 * (slot // 2)
+            w, h = rng.uniform(16, 50, 2)
+            x, y = cx - w / 2 + rng.uniform(-4, 4), cy - h / 2 + rng.uniform(-4, 4)
+            bbox = [round(float(x), 1), round(float(y), 1), round(float(w), 1), round(float(h), 1)]
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": i + 1,
+                    "category_id": int(rng.integers(1, 5)),
+                    "bbox": bbox,
+                    "area": bbox[2] * bbox[3],
+                    "iscrowd": 0,
+                }
+            )
+    cats = [{"id": k + 1, "name": f"c{k}"} for k in range(NUM_CLASSES)]
+    return {"images": images, "annotations": anns, "categories": cats}
+
+
+def drawn_evidence(coco, seed=0):
+    """What a good model would say about the TRUE objects of ``coco``: per object 12 locations
+    whose edges scatter by 0.7 px, distributions of 3-4 px spread, an IoU-like score of ~0.75
+    at the true class and 0.01 elsewhere, one detection; plus faint background locations."""
+    rng = np.random.default_rng(seed + 1)
+    by_image = {im["id"]: [] for im in coco["images"]}
+    for a in coco["annotations"]:
+        by_image[a["image_id"]].append(a)
+    evidence = {}
+    for image_id, anns in by_image.items():
+        boxes, scores, sigmas, det_boxes, det_scores, det_classes = [], [], [], [], [], []
+        for a in anns:
+            true = np.array(_xyxy(a["bbox"]))
+            n = 12
+            boxes.append(true + rng.normal(0, 0.7, (n, 4)))
+            s = np.full((n, NUM_CLASSES), 0.01)
+            s[:, a["category_id"] - 1] = rng.uniform(0.7, 0.8, n)
+            scores.append(s)
+            sigmas.append(rng.uniform(3, 4, (n, 4)))
+            det_boxes.append(true + rng.normal(0, 0.5, 4))
+            det_scores.append(0.75)
+            det_classes.append(a["category_id"] - 1)
+        bg = rng.uniform(0, SIZE - 20, (6, 2))
+        boxes.append(np.concatenate([bg, bg + rng.uniform(8, 20, (6, 2))], axis=1))
+        scores.append(np.full((6, NUM_CLASSES), 0.025))
+        sigmas.append(np.full((6, 4), 8.0))
+        nd = len(det_boxes)
+        dists = np.zeros((nd, 4, 17), np.float16)
+        dists[..., 2] = dists[..., 3] = 0.5
+        evidence[image_id] = {
+            "dense": {
+                "boxes": np.concatenate(boxes),
+                "scores": np.concatenate(scores),
+                "sigmas": np.concatenate(sigmas),
+            },
+            "detections": {
+                "boxes": np.array(det_boxes).reshape(-1, 4),
+                "scores": np.array(det_scores),
+                "classes": np.array(det_classes, np.int64),
+                "dists": dists,
+                "strides": np.full(nd, 8.0),
+            },
+        }
+    return evidence
+
+
+def records_of(coco):
+    by_image = {}
+    for a in coco["annotations"]:
+        by_image.setdefault(a["image_id"], []).append(a)
+    return [{**im, "annotations": by_image.get(im["id"], [])} for im in coco["images"]]
+
+
+@pytest.fixture(scope="module")
+def drawn():
+    coco = drawn_dataset()
+    return coco, drawn_evidence(coco)
+
+
+def _score(coco, evidence, **kwargs):
+    return find_label_issues(records_of(coco), evidence, [1, 2, 3, 4], **kwargs)
+
+
+def _annotation(coco, ann_id):
+    return next(a for a in coco["annotations"] if a["id"] == ann_id)
+
+
+def test_a_clean_set_gets_no_flags(drawn):
+    coco, evidence = drawn
+    issues = _score(coco, evidence, min_score=0.0)
+    for kind in ("location", "class", "spurious"):  # every annotation is scored for these
+        assert sum(1 for x in issues if x["type"] == kind) == len(coco["annotations"])
+    assert [x for x in issues if x["flagged"]] == []
+    assert max(x["score"] for x in issues) < 0.5
+
+
+def test_one_moved_side_ranks_first_and_only_that_side_moves_back(drawn):
+    coco, evidence = drawn
+    noisy = copy.deepcopy(coco)
+    target = noisy["annotations"][17]
+    clean = list(target["bbox"])
+    target["bbox"][2] += 7.0  # the right side 7 px out
+    issues = _score(noisy, evidence)
+    location = [x for x in issues if x["type"] == "location"]
+    top = location[0]
+    assert top["annotation_id"] == target["id"] and top["flagged"]
+    assert top["score"] > 0.9 and all(x["score"] < 0.5 for x in location[1:])
+    sides = top["sides"]
+    assert sides["right"]["p_annotated"] < 0.05 and sides["right"]["p_wrong"] > 0.9
+    for side in ("left", "top", "bottom"):  # untouched sides stay exactly as annotated
+        assert sides[side]["suggested"] == sides[side]["annotated"]
+    x, y, w, h = top["suggested_bbox"]
+    assert [x, y, h] == [clean[0], clean[1], clean[3]]
+    assert abs((x + w) - (clean[0] + clean[2])) < 1.0  # back within a pixel of the true edge
+
+
+def test_a_flipped_class_gets_its_class_back(drawn):
+    coco, evidence = drawn
+    noisy = copy.deepcopy(coco)
+    target = noisy["annotations"][5]
+    true = target["category_id"]
+    target["category_id"] = true % 4 + 1
+    issues = _score(noisy, evidence)
+    top = [x for x in issues if x["type"] == "class"][0]
+    assert top["annotation_id"] == target["id"] and top["flagged"]
+    assert top["suggested_category_id"] == true
+    assert [x for x in issues if x["flagged"]] == [top]
+
+
+def test_a_deleted_box_comes_back_as_missing(drawn):
+    coco, evidence = drawn
+    noisy = copy.deepcopy(coco)
+    gone = noisy["annotations"].pop(40)
+    issues = _score(noisy, evidence)
+    top = [x for x in issues if x["type"] == "missing"][0]
+    assert top["flagged"] and top["image_id"] == gone["image_id"] and top["annotation_id"] is None
+    assert top["suggested_category_id"] == gone["category_id"]
+    assert pairwise_iou_np(np.array([_xyxy(top["suggested_bbox"])]), np.array([_xyxy(gone["bbox"])]))[0, 0] > 0.9
+    assert [x for x in issues if x["flagged"]] == [top]
+
+
+def test_a_box_on_nothing_is_spurious_and_a_copy_is_a_duplicate(drawn):
+    coco, evidence = drawn
+    noisy = copy.deepcopy(coco)
+    image = noisy["images"][3]["id"]
+    others = [_xyxy(a["bbox"]) for a in noisy["annotations"] if a["image_id"] == image]
+    spot = next(
+        [x, y, 20.0, 20.0]
+        for x in range(0, 108, 4)
+        for y in range(0, 108, 4)
+        if pairwise_iou_np(np.array([[x, y, x + 20, y + 20]]), np.array(others)).max() == 0
+    )
+    noisy["annotations"].append({"id": 9001, "image_id": image, "category_id": 2, "bbox": spot, "iscrowd": 0})
+    source = noisy["annotations"][60]
+    copy_box = [source["bbox"][0] + 0.5, source["bbox"][1], source["bbox"][2], source["bbox"][3] - 0.5]
+    noisy["annotations"].append({**source, "id": 9002, "bbox": copy_box})
+    issues = _score(noisy, evidence)
+    spurious = [x for x in issues if x["type"] == "spurious"][0]
+    assert spurious["annotation_id"] == 9001 and spurious["flagged"]
+    duplicate = [x for x in issues if x["type"] == "duplicate"][0]
+    assert {duplicate["annotation_id"], duplicate["duplicate_of"]} == {9002, source["id"]} and duplicate["flagged"]
+    flagged = {(x["type"], x["annotation_id"]) for x in issues if x["flagged"]}
+    assert flagged == {("spurious", 9001), ("duplicate", duplicate["annotation_id"])}
+
+
+def test_injected_noise_is_found_and_the_corrections_undo_it(drawn):
+    coco, evidence = drawn
+    noisy, changes = inject_noise(coco, seed=3)
+    kinds = {c["type"] for c in changes}
+    assert kinds == {"drop", "flip", "shift1", "shift2", "spawn", "duplicate"}
+    issues = _score(noisy, evidence)
+    corrected = apply_issues(noisy, [x for x in issues if x["flagged"]])
+    result = evaluate_issues(issues, changes, noisy, corrected)
+    for kind, figures in result["types"].items():
+        assert figures["ap"] > 0.8, (kind, figures)
+    assert result["moved_iou"]["corrected"] > result["moved_iou"]["noisy"] + 0.1
+    assert result["class_restored"] > 0.9
+    assert result["flags_per_1000_untouched"] < 20
+
+
+def test_shifts_move_only_the_named_sides_by_10_to_30_percent():
+    coco = drawn_dataset(num_images=60, seed=5)
+    noisy, changes = inject_noise(coco, seed=1)
+    boxes = {a["id"]: a["bbox"] for a in noisy["annotations"]}
+    shifts = [c for c in changes if c["type"] in ("shift1", "shift2")]
+    assert shifts
+    for c in shifts:
+        before, after = np.array(_xyxy(c["clean_bbox"])), np.array(_xyxy(boxes[c["annotation_id"]]))
+        moved = np.nonzero(np.abs(after - before) > 1e-6)[0].tolist()
+        assert moved == c["sides"] and len(moved) == (1 if c["type"] == "shift1" else 2)
+        extent = np.array([c["clean_bbox"][2], c["clean_bbox"][3]] * 2)
+        share = np.abs(after - before)[moved] / extent[moved]
+        assert np.all((share >= 0.1 - 0.01) | (np.abs(after - before)[moved] >= 3 - 0.01))
+        assert np.all(share <= 0.3 + 0.02) or np.all(np.abs(after - before)[moved] <= 3.01)
+    assert inject_noise(coco, seed=1)[0] == noisy  # seeded
+
+
+def test_apply_issues_moves_changes_adds_and_removes_and_keeps_the_input():
+    coco = drawn_dataset(num_images=3, seed=2)
+    before = copy.deepcopy(coco)
+    a0, a1, a2 = (coco["annotations"][i]["id"] for i in range(3))
+    issues = [
+        {"type": "location", "annotation_id": a0, "suggested_bbox": [1.0, 2.0, 3.0, 4.0], "score": 0.9},
+        {"type": "class", "annotation_id": a1, "suggested_category_id": 3, "score": 0.8},
+        {"type": "spurious", "annotation_id": a2, "score": 0.7},
+        {"type": "location", "annotation_id": a2, "suggested_bbox": [0.0, 0.0, 5.0, 5.0], "score": 0.6},
+        {
+            "type": "missing",
+            "annotation_id": None,
+            "image_id": 1,
+            "suggested_bbox": [5.0, 5.0, 10.0, 10.0],
+            "suggested_category_id": 2,
+            "score": 0.95,
+        },
+    ]
+    out = apply_issues(coco, issues)
+    assert coco == before
+    anns = {a["id"]: a for a in out["annotations"]}
+    assert anns[a0]["bbox"] == [1.0, 2.0, 3.0, 4.0] and anns[a0]["label_doctor"]["changed"] == ["bbox"]
+    assert anns[a0]["label_doctor"]["was"]["bbox"] == before["annotations"][0]["bbox"]
+    assert (
+        anns[a1]["category_id"] == 3
+        and anns[a1]["label_doctor"]["was"]["category_id"] == before["annotations"][1]["category_id"]
+    )
+    assert a2 not in anns  # removal wins over a move
+    assert [r["annotation"]["id"] for r in out["label_doctor"]["removed"]] == [a2]
+    new_id = max(a["id"] for a in before["annotations"]) + 1
+    assert anns[new_id]["bbox"] == [5.0, 5.0, 10.0, 10.0] and anns[new_id]["category_id"] == 2
+    assert len(out["annotations"]) == len(before["annotations"])  # one removed, one added
+
+
+def test_ranking_ap_by_hand():
+    # positives at ranks 1 and 3 of 3 injected: (1/1 + 2/3) / 3
+    ap, recall = ranking_ap([True, False, True, False], 3)
+    assert ap == pytest.approx((1 + 2 / 3) / 3)
+    assert recall == pytest.approx(2 / 3)

@@ -1,0 +1,330 @@
+"""tools/find_label_errors.py end to end: its outputs, --apply, out-of-fold training, bad input;
+and the evidence a real GFL gives (gfocal.analysis.evidence)."""
+
+import glob
+import hashlib
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from gfl_testing import small_gfl
+from label_testing import CONFIG, load_tool, patch_evidence, random_weights, run_tool, write_drawn_dataset
+
+from gfocal.analysis.evidence import dense_evidence, mirror_evidence
+from gfocal.analysis.label_errors import apply_issues
+from gfocal.data import ShapesSpec, register_shapes
+
+
+@pytest.fixture(scope="module")
+def drawn(tmp_path_factory):
+    root = tmp_path_factory.mktemp("drawn")
+    return (root, *write_drawn_dataset(str(root)), random_weights(str(root / "random.pth")))
+
+
+@pytest.fixture(scope="module")
+def checked(drawn):
+    """One run of the tool (scoring patched to the drawn evidence) on the noisy json."""
+    root, _, noisy_json, images, clean, noisy, changes, weights = drawn
+    tool = load_tool()
+    mp = pytest.MonkeyPatch()
+    patch_evidence(mp, tool, clean)
+    out = str(root / "check")
+    digest = hashlib.sha256(open(noisy_json, "rb").read()).hexdigest()
+    code = run_tool(
+        tool,
+        ["--config-file", CONFIG, "--json", noisy_json, "--image-root", images, "--output", out, "--weights", weights],
+    )
+    mp.undo()
+    assert code == 0
+    assert hashlib.sha256(open(noisy_json, "rb").read()).hexdigest() == digest  # the input is never touched
+    return tool, out
+
+
+def _load(out, name):
+    with open(os.path.join(out, name)) as f:
+        return json.load(f)
+
+
+def test_outputs_rank_issues_and_apply_the_flagged_ones(drawn, checked):
+    _, _, _, _, clean, noisy, changes, _ = drawn
+    _, out = checked
+    issues = _load(out, "label_issues.json")
+    scores = [x["score"] for x in issues]
+    assert scores == sorted(scores, reverse=True) and all(0 <= s <= 1 for s in scores)
+    assert {x["type"] for x in issues if x["flagged"]} == {"location", "class", "missing", "spurious", "duplicate"}
+    for x in issues:
+        assert {
+            "type",
+            "score",
+            "image_id",
+            "file_name",
+            "annotation_id",
+            "category_id",
+            "bbox",
+            "suggested_bbox",
+            "suggested_category_id",
+        } <= set(x)
+        assert not os.path.isabs(x["file_name"])
+        if x["type"] == "location":
+            assert set(x["sides"]) == {"left", "top", "right", "bottom"}
+            assert set(x["sides"]["left"]) >= {"annotated", "suggested", "p_annotated"}
+        if x["type"] == "missing":
+            assert x["annotation_id"] is None and x["bbox"] is None
+    corrected = _load(out, "corrected.json")
+    assert corrected == json.loads(json.dumps(apply_issues(noisy, [x for x in issues if x["flagged"]])))
+    predictions = _load(out, "predictions.json")
+    assert predictions and set(predictions[0]) >= {"image_id", "category_id", "bbox", "score"}
+    assert {p["category_id"] for p in predictions} <= {1, 2, 3, 4}
+    summary = _load(out, "run.json")
+    assert summary["mode"] == "weights" and summary["images"] == len(noisy["images"])
+    assert not glob.glob(os.path.join(out, ".staging*")) and not glob.glob(os.path.join(out, "*.tmp-*"))
+    cards = open(os.path.join(out, "index.html")).read().count('class="card"')
+    assert cards == sum(1 for x in issues if x["flagged"]) == len(os.listdir(os.path.join(out, "images")))
+
+
+def _decisions(out, choices):
+    issues_sha = hashlib.sha256(open(os.path.join(out, "label_issues.json"), "rb").read()).hexdigest()
+    return {"format": "gfocal-label-decisions", "version": 1, "issues_sha256": issues_sha, "decisions": choices}
+
+
+def test_apply_with_every_flagged_issue_accepted_round_trips(checked, tmp_path):
+    tool, out = checked
+    issues = _load(out, "label_issues.json")
+    path = tmp_path / "decisions.json"
+    path.write_text(json.dumps(_decisions(out, {x["id"]: "accept" for x in issues if x["flagged"]})))
+    assert run_tool(tool, ["--apply", str(path), "--output", out]) == 0
+    assert _load(out, "corrected_reviewed.json") == _load(out, "corrected.json")
+    # Rejecting one location issue keeps that box as annotated.
+    first = next(x for x in issues if x["flagged"] and x["type"] == "location")
+    choices = {x["id"]: "accept" for x in issues if x["flagged"]}
+    choices[first["id"]] = "reject"
+    path.write_text(json.dumps(_decisions(out, choices)))
+    assert run_tool(tool, ["--apply", str(path), "--output", out]) == 0
+    reviewed = {a["id"]: a for a in _load(out, "corrected_reviewed.json")["annotations"]}
+    assert reviewed[first["annotation_id"]]["bbox"] == first["bbox"]
+
+
+def _error(capsys, tool, argv):
+    code = run_tool(tool, argv)
+    err = capsys.readouterr().err.strip()
+    return code, err
+
+
+def test_bad_decisions_are_one_line_errors(checked, tmp_path, capsys):
+    tool, out = checked
+    path = tmp_path / "d.json"
+    cases = [
+        ({"decisions": {}}, "not a decisions file"),
+        ({**_decisions(out, {}), "issues_sha256": "0" * 64}, "another label check"),
+        (_decisions(out, {"location-999999": "accept"}), "unknown issue ids"),
+        (_decisions(out, {_load(out, "label_issues.json")[0]["id"]: "maybe"}), "'accept' or 'reject'"),
+    ]
+    before = sorted(os.listdir(out))
+    for content, message in cases:
+        path.write_text(json.dumps(content))
+        code, err = _error(capsys, tool, ["--apply", str(path), "--output", out])
+        assert code == 2 and message in err and len(err.splitlines()) == 1, err
+    path.write_text("{not json")
+    code, err = _error(capsys, tool, ["--apply", str(path), "--output", out])
+    assert code == 2 and "cannot read" in err
+    code, err = _error(capsys, tool, ["--apply", str(path), "--output", str(tmp_path / "nothing")])
+    assert code == 2 and "holds no label check" in err
+    assert sorted(os.listdir(out)) == before
+
+
+def test_bad_datasets_and_arguments_are_one_line_errors(drawn, tmp_path, capsys):
+    root, _, noisy_json, images, _, noisy, _, weights = drawn
+    tool = load_tool()
+    base = ["--config-file", CONFIG, "--image-root", images, "--weights", weights]
+
+    def with_json(data, name):
+        path = tmp_path / name
+        path.write_text(data if isinstance(data, str) else json.dumps(data))
+        return str(path)
+
+    def changed(fn):
+        data = json.loads(json.dumps(noisy))
+        fn(data)
+        return data
+
+    first = noisy["annotations"][0]
+    cases = [
+        (with_json("[1, 2", "broken.json"), "cannot read"),
+        (with_json({"images": []}, "notcoco.json"), "not a COCO detection json"),
+        (with_json({"images": [], "annotations": [], "categories": [{"id": 1}]}, "empty.json"), "has no images"),
+        (
+            with_json(changed(lambda d: d["annotations"][3].update(category_id=77)), "cat.json"),
+            "category_id 77 is not among",
+        ),
+        (
+            with_json(changed(lambda d: d["annotations"][4].update(id=first["id"])), "dupid.json"),
+            "duplicate annotation id",
+        ),
+        (
+            with_json(changed(lambda d: d["annotations"][5].update(bbox=[120, 120, 40, 40])), "out.json"),
+            "outside its image",
+        ),
+        (with_json(changed(lambda d: d["annotations"][5].update(bbox=[1, 2, 0, 4])), "zero.json"), "w, h > 0"),
+        (with_json(changed(lambda d: d.update(annotations=[])), "noann.json"), "has no annotations"),
+    ]
+    for path, message in cases:
+        code, err = _error(capsys, tool, [*base, "--json", path, "--output", str(tmp_path / "o")])
+        assert code == 2 and message in err and len(err.splitlines()) == 1, (message, err)
+    assert not os.path.exists(tmp_path / "o")  # nothing written for bad input
+    other = random_weights(str(tmp_path / "three.pth"), num_classes=3)
+    argv = [
+        "--config-file",
+        CONFIG,
+        "--image-root",
+        images,
+        "--json",
+        noisy_json,
+        "--output",
+        str(tmp_path / "o"),
+        "--weights",
+        other,
+    ]
+    code, err = _error(capsys, tool, argv)
+    assert code == 2 and "classes" in err and len(err.splitlines()) == 1, err
+    for argv, message in [
+        ([*base, "--output", "x"], "either --json"),
+        ([*base, "--json", noisy_json, "--output", "x", "--threshold", "1.5"], "--threshold must be in (0, 1)"),
+        (
+            ["--config-file", CONFIG, "--json", noisy_json, "--image-root", images, "--output", "x", "--folds", "1"],
+            "--folds must be at least 2",
+        ),
+        ([*base[:2], "--json", noisy_json, "--image-root", "/nonexistent", "--output", "x"], "no such folder"),
+        ([*base, "--json", noisy_json, "--output", "x", "--bogus"], "unrecognized arguments"),
+    ]:
+        code, err = _error(capsys, tool, argv)
+        assert code == 2 and message in err, (message, err)
+
+
+def test_unreadable_images_are_reported_and_skipped(drawn, tmp_path, monkeypatch, capsys):
+    _, _, noisy_json, images, clean, noisy, _, weights = drawn
+    broken = tmp_path / "images"
+    os.symlink(images, tmp_path / "real")
+    broken.mkdir()
+    for name in os.listdir(images):
+        os.symlink(os.path.join(images, name), broken / name)
+    os.unlink(broken / noisy["images"][0]["file_name"])
+    (broken / noisy["images"][0]["file_name"]).write_bytes(b"not a jpeg")
+    os.unlink(broken / noisy["images"][1]["file_name"])
+    tool = load_tool()
+    patch_evidence(monkeypatch, tool, clean)
+    out = tmp_path / "check"
+    code = run_tool(
+        tool,
+        [
+            "--config-file",
+            CONFIG,
+            "--json",
+            noisy_json,
+            "--image-root",
+            str(broken),
+            "--output",
+            str(out),
+            "--weights",
+            weights,
+        ],
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "2 of 150 images could not be read and are skipped" in printed
+    summary = _load(str(out), "run.json")
+    assert sorted(summary["unreadable_images"]) == sorted(im["file_name"] for im in noisy["images"][:2])
+    skipped = {im["id"] for im in noisy["images"][:2]}
+    assert not [x for x in _load(str(out), "label_issues.json") if x["image_id"] in skipped]
+
+
+def test_out_of_fold_models_are_trained_and_each_scores_its_held_out_images(tmp_path):
+    """The default mode end to end on a tiny shapes copy: two fold trainings (train_net.py, 3
+    iterations), each fold's model scoring the images it did not train on."""
+    register_shapes("label_tiny", ShapesSpec(num_train=16, num_val=4, seed=4), str(tmp_path / "data"))
+    tool = load_tool()
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    DatasetCatalog.get("label_tiny_train")
+    meta = MetadataCatalog.get("label_tiny_train")
+    out = tmp_path / "check"
+    overrides = [
+        "train.max_iter=3",
+        "dataloader.train.total_batch_size=4",
+        "dataloader.train.num_workers=0",
+        "dataloader.test.num_workers=0",
+        "train.checkpointer.period=100",
+    ]
+    code = run_tool(
+        tool,
+        [
+            "--config-file",
+            CONFIG,
+            "--json",
+            meta.json_file,
+            "--image-root",
+            meta.image_root,
+            "--output",
+            str(out),
+            *overrides,
+        ],
+    )
+    assert code == 0
+    coco = json.load(open(meta.json_file))
+    for k in range(2):
+        fold = out / "folds" / f"fold{k}"
+        assert (fold / "model_final.pth").is_file()
+        trained_on = {im["id"] for im in json.load(open(fold / "train.json"))["images"]}
+        assert 0 < len(trained_on) < len(coco["images"])
+    held_out = [
+        {im["id"] for im in json.load(open(out / "folds" / f"fold{k}" / "train.json"))["images"]} for k in range(2)
+    ]
+    assert held_out[0].isdisjoint(held_out[1]) and held_out[0] | held_out[1] == {im["id"] for im in coco["images"]}
+    assert _load(str(out), "run.json")["mode"] == "2 folds"
+    # A second run reuses the fold models: no training.
+    code = run_tool(
+        tool,
+        [
+            "--config-file",
+            CONFIG,
+            "--json",
+            meta.json_file,
+            "--image-root",
+            meta.image_root,
+            "--output",
+            str(out),
+            *overrides,
+        ],
+    )
+    assert code == 0 and _load(str(out), "run.json")["minutes"]["training"] < 0.05
+
+
+def test_dense_evidence_is_in_original_pixels_and_its_detections_are_the_models():
+    model = small_gfl().eval()
+    image = torch.rand(3, 96, 128) * 255
+    inputs = [{"image": image, "height": 48, "width": 64}]  # the input is the image upscaled 2x
+    with torch.inference_mode():
+        found = dense_evidence(model, inputs, min_quality=0.0)[0]
+        expected = model(inputs)[0]["instances"]
+        images = model.preprocess_image(inputs)
+        feats = model.backbone(images.tensor)
+        feats = [feats[f] for f in model.head_in_features]
+        scores, boxes, _ = model.decode_dense(feats, model.head(feats))
+    np.testing.assert_allclose(found["detections"]["boxes"], expected.pred_boxes.tensor.numpy(), atol=1e-4)
+    np.testing.assert_allclose(found["detections"]["scores"], expected.scores.numpy(), atol=1e-6)
+    np.testing.assert_allclose(found["detections"]["strides"], expected.pred_strides.numpy(), atol=1e-6)
+    np.testing.assert_allclose(found["dense"]["boxes"], boxes[0].numpy() / 2, atol=1e-4)
+    np.testing.assert_allclose(found["dense"]["scores"], scores[0].numpy(), atol=1e-6)
+    assert found["dense"]["sigmas"].shape == (boxes.shape[1], 4) and (found["dense"]["sigmas"] >= 0).all()
+
+
+def test_mirrored_evidence_maps_back_with_left_and_right_swapped():
+    dense = {
+        "boxes": np.array([[10.0, 5.0, 30.0, 25.0]]),
+        "scores": np.array([[0.5]]),
+        "sigmas": np.array([[1.0, 2.0, 3.0, 4.0]]),
+    }
+    back = mirror_evidence(dense, width=100)
+    np.testing.assert_allclose(back["boxes"], [[70.0, 5.0, 90.0, 25.0]])
+    np.testing.assert_allclose(back["sigmas"], [[3.0, 2.0, 1.0, 4.0]])

@@ -1,0 +1,285 @@
+#!/usr/bin/env python
+"""Benchmark of tools/find_label_errors.py on the built-in data, side by side with cleanlab's
+ObjectLab on the same predictions, and what the corrections are worth downstream.
+
+    python tools/benchmark_label_errors.py                 # everything (a 2-core CPU: ~1-1.5 h)
+    python tools/benchmark_label_errors.py --skip-downstream
+
+1. Noise: gfocal.analysis.noise.inject_noise (seeded; drop, class flip, one- and two-side shifts
+   of 10-30%, spawn on background, duplicates) on gfocal_shapes_train -> noisy_train.json.
+2. The tool's default run on it (out-of-fold, the quick-start recipe) -> check/; its wall time.
+3. Per type: AP of the ranking and recall at the number injected, for GFocal and for cleanlab
+   (``cleanlab.object_detection.rank``: badloc for location, swap for class, overlooked for
+   missing; it has no spurious or duplicate score, so each of its three label-box scores is
+   tried there and the best kept; each score's thresholds are tuned on this very benchmark,
+   see ``CLEANLAB_GRID``); mean IoU of the moved boxes with their clean boxes before and after;
+   flipped classes given back; flags per 1,000 untouched annotations.
+4. Downstream: the quick start trained on clean, noisy and corrected train (train_net.py
+   --resume into runs/, two at a time), val box AP, and the share of the noise's AP cost won back.
+
+Everything goes to --output (default output/label_benchmark): results.json and the table.
+cleanlab is a benchmark-only dependency: ``pip install cleanlab==2.9.0 'numpy<2'``.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import gfocal  # noqa: F401  (first: registers GFL and the datasets, imports Detectron2 quietly)
+
+# isort: split
+import numpy as np
+from tabulate import tabulate
+
+from detectron2.config import LazyConfig
+from detectron2.data import DatasetCatalog, MetadataCatalog
+
+from gfocal.analysis.label_benchmark import evaluate_issues, positives_of, ranking_ap
+from gfocal.analysis.noise import inject_noise
+from gfocal.analysis.plotting import final_metrics
+from gfocal.cli import checked_parser, run
+from gfocal.config import load_config
+from gfocal.data import train_on_coco_json
+from gfocal.engine import run_trainings
+from gfocal.errors import GFocalError
+from gfocal.precision import cpu_name
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG = os.path.join(REPO, "configs/Quickstart/gfl_shapes.py")
+TYPES = ("location", "class", "missing", "spurious", "duplicate")
+# cleanlab's thresholds, tuned here for GFL scores (IoU estimates that rarely pass its 0.95).
+CLEANLAB_GRID = {
+    "badloc": [{"low_probability_threshold": t} for t in (0.5, 0.3, 0.1, 0.05)],
+    "swap": [{"high_probability_threshold": t} for t in (0.95, 0.7, 0.5, 0.3, 0.1)],
+    "overlooked": [{"high_probability_threshold": t} for t in (0.95, 0.7, 0.5, 0.3, 0.1)],
+}
+
+
+def _xyxy(b):
+    return [b[0], b[1], b[0] + b[2], b[1] + b[3]]
+
+
+def cleanlab_inputs(noisy, predictions, category_ids):
+    """cleanlab's per-image labels and predictions (x1y1x2y2 px, contiguous classes)."""
+    index = {c: i for i, c in enumerate(category_ids)}
+    by_image = {im["id"]: [] for im in noisy["images"]}
+    for a in noisy["annotations"]:
+        by_image[a["image_id"]].append(a)
+    preds = {im["id"]: [[] for _ in category_ids] for im in noisy["images"]}
+    for p in predictions:
+        preds[p["image_id"]][index[p["category_id"]]].append(_xyxy(p["bbox"]) + [p["score"]])
+    ids = [im["id"] for im in noisy["images"]]
+    labels = [
+        {
+            "bboxes": np.array([_xyxy(a["bbox"]) for a in by_image[i]], np.float32).reshape(-1, 4),
+            "labels": np.array([index[a["category_id"]] for a in by_image[i]], np.int64),
+            "ids": [a["id"] for a in by_image[i]],
+        }
+        for i in ids
+    ]
+    predictions = [[np.array(c, np.float32).reshape(-1, 5) for c in preds[i]] for i in ids]
+    return ids, labels, predictions
+
+
+def cleanlab_rankings(noisy, predictions, category_ids, changes):
+    """Per issue type cleanlab's best ranking over CLEANLAB_GRID: (AP, recall, setting)."""
+    from cleanlab.object_detection import rank
+
+    ids, labels, preds = cleanlab_inputs(noisy, predictions, category_ids)
+    plain = [{"bboxes": x["bboxes"], "labels": x["labels"]} for x in labels]
+    per_label, per_pred = {}, {}
+    for name, grid in CLEANLAB_GRID.items():
+        fn = getattr(rank, f"compute_{name}_box_scores")
+        for setting in grid:
+            scores = fn(labels=plain, predictions=preds, **setting)
+            key = (name, tuple(setting.items()))
+            if name == "overlooked":
+                per_pred[key] = scores
+            else:
+                per_label[key] = scores
+    out = {}
+    for kind in TYPES:
+        num = sum(1 for c in changes if _issue_of(c) == kind)
+        best = None
+        candidates = per_pred.items() if kind == "missing" else per_label.items()
+        for key, scores in candidates:
+            if kind in ("location", "class") and key[0] != {"location": "badloc", "class": "swap"}[kind]:
+                continue
+            entries = []
+            for image_id, lab, pred, s in zip(ids, labels, preds, scores):
+                s = np.asarray(s, np.float64)
+                if kind == "missing":
+                    boxes = np.concatenate([p[:, :4] for p in pred]) if len(pred) else np.zeros((0, 4))
+                    for box, v in zip(boxes, s):
+                        if np.isfinite(v):
+                            x0, y0, x1, y1 = box.tolist()
+                            entries.append(
+                                {"image_id": image_id, "suggested_bbox": [x0, y0, x1 - x0, y1 - y0], "_s": v}
+                            )
+                else:
+                    for aid, v in zip(lab["ids"], s):
+                        if np.isfinite(v):
+                            entries.append({"image_id": image_id, "annotation_id": aid, "_s": v})
+            entries.sort(key=lambda e: e["_s"])  # lower = more suspect
+            ap, recall = ranking_ap(positives_of(kind, entries, changes), num)
+            if best is None or ap > best[0]:
+                best = (ap, recall, f"{key[0]} {dict(key[1])}")
+        out[kind] = {"ap": best[0], "recall_at_injected": best[1], "setting": best[2]}
+    return out
+
+
+def _issue_of(change):
+    from gfocal.analysis.label_benchmark import NOISE_TO_ISSUE
+
+    return NOISE_TO_ISSUE[change["type"]]
+
+
+def train_downstream(root, clean_json, noisy_json, corrected_json, image_root, overrides):
+    """Quick-start trainings on the three train sets; val box AP of each."""
+    cfg = load_config(CONFIG, overrides)
+    todo, outs = [], {}
+    for name, json_file in (("clean", clean_json), ("noisy", noisy_json), ("corrected", corrected_json)):
+        out = os.path.join(root, "runs", name)
+        outs[name] = out
+        if os.path.isfile(os.path.join(out, "model_final.pth")):
+            continue
+        os.makedirs(out, exist_ok=True)
+        run_cfg = train_on_coco_json(cfg, json_file, image_root, f"label_benchmark_{name}")
+        run_cfg.train.output_dir = out
+        yaml = os.path.join(out, "run_config.yaml")
+        LazyConfig.save(run_cfg, yaml)
+        cmd = [sys.executable, os.path.join(REPO, "train_net.py"), "--resume", "--config-file", yaml]
+        todo.append((f"quick start on {name} train", cmd, out))
+    run_trainings(todo, jobs=min(2, os.cpu_count() or 1), cwd=REPO)
+    result = {}
+    for name, out in outs.items():
+        metrics = final_metrics(os.path.join(out, "metrics.json"))
+        if metrics is None:
+            raise GFocalError(f"no evaluation in {out}/metrics.json")
+        result[name] = metrics["AP"]
+    return result
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output", default=os.path.join(REPO, "output/label_benchmark"))
+    parser.add_argument("--seed", type=int, default=0, help="noise seed")
+    parser.add_argument("--skip-downstream", action="store_true", help="no clean / noisy / corrected trainings")
+    parser.add_argument("--tool-args", default="", help="extra arguments for find_label_errors.py, one string")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, default=[], help="overrides for every training")
+    args = checked_parser(parser).parse_args(argv)
+    load_config(CONFIG, args.opts)  # overrides checked before anything runs
+    os.makedirs(args.output, exist_ok=True)
+    DatasetCatalog.get("gfocal_shapes_train")  # generated on first use
+    meta = MetadataCatalog.get("gfocal_shapes_train")
+    with open(meta.json_file) as f:
+        clean = json.load(f)
+    noisy, changes = inject_noise(clean, seed=args.seed)
+    noisy_json = os.path.join(args.output, "noisy_train.json")
+    for path, data in ((noisy_json, noisy), (os.path.join(args.output, "changes.json"), changes)):
+        if not os.path.isfile(path) or json.load(open(path)) != data:
+            with open(path, "w") as f:
+                json.dump(data, f)
+    check_dir = os.path.join(args.output, "check")
+    cmd = [sys.executable, os.path.join(REPO, "tools/find_label_errors.py"), "--config-file", CONFIG]
+    cmd += ["--json", noisy_json, "--image-root", meta.image_root, "--output", check_dir, *args.tool_args.split()]
+    cmd += args.opts
+    print("==", " ".join(cmd[1:]), flush=True)
+    start = time.time()
+    subprocess.run(cmd, check=True, cwd=REPO)
+    wall = time.time() - start
+    with open(os.path.join(check_dir, "run.json")) as f:
+        summary = json.load(f)
+    with open(os.path.join(check_dir, "label_issues.json")) as f:
+        issues = json.load(f)
+    with open(os.path.join(check_dir, "corrected.json")) as f:
+        corrected = json.load(f)
+    with open(os.path.join(check_dir, "predictions.json")) as f:
+        predictions = json.load(f)
+    ours = evaluate_issues(issues, changes, noisy, corrected)
+    category_ids = sorted(c["id"] for c in noisy["categories"])
+    try:
+        theirs = cleanlab_rankings(noisy, predictions, category_ids, changes)
+    except ImportError:
+        print("cleanlab is not installed (pip install cleanlab==2.9.0 'numpy<2'): its columns are left out")
+        theirs = None
+    results = {
+        "cpu": cpu_name(),
+        "tool": {"wall_minutes": wall / 60, **summary["minutes"], "mode": summary["mode"]},
+        "gfocal": ours,
+        "cleanlab": theirs,
+    }
+    rows = []
+    for kind in TYPES:
+        t = ours["types"][kind]
+        c = theirs[kind] if theirs else None
+        rows.append(
+            [
+                kind,
+                t["injected"],
+                f"{t['ap']:.3f}",
+                f"{t['recall_at_injected']:.3f}",
+                f"{c['ap']:.3f}" if c else "-",
+                f"{c['recall_at_injected']:.3f}" if c else "-",
+                f"{t['ap'] / c['ap']:.1f}x" if c and c["ap"] > 0 else "-",
+                f"{t['flagged']} ({t['precision_flagged']:.2f})",
+            ]
+        )
+    table = tabulate(
+        rows,
+        headers=[
+            "type",
+            "injected",
+            "AP",
+            "recall@injected",
+            "cleanlab AP",
+            "cleanlab recall",
+            "AP ratio",
+            "flagged (precision)",
+        ],
+        tablefmt="pipe",
+    )
+    moved = ours["moved_iou"]
+    lines = [
+        table,
+        "",
+        f"moved boxes, mean IoU with the clean box: noisy {moved['noisy']:.3f} -> "
+        f"corrected.json {moved['corrected']:.3f} "
+        f"(every suggestion applied: {moved['suggested']:.3f})",
+        f"flipped classes given back: {100 * ours['class_restored']:.1f}%",
+        f"flags per 1,000 untouched annotations: {ours['flags_per_1000_untouched']:.1f}",
+        f"tool wall time: {wall / 60:.1f} min ({summary['mode']}; training "
+        f"{summary['minutes']['training']:.1f} min) on {cpu_name()}",
+    ]
+    if theirs:
+        lines.append("cleanlab settings: " + "; ".join(f"{k}: {v['setting']}" for k, v in theirs.items()))
+    if not args.skip_downstream:
+        ap = train_downstream(
+            args.output,
+            meta.json_file,
+            noisy_json,
+            os.path.join(check_dir, "corrected.json"),
+            meta.image_root,
+            args.opts,
+        )
+        cost = ap["clean"] - ap["noisy"]
+        recovered = (ap["corrected"] - ap["noisy"]) / cost if cost > 0 else float("nan")
+        results["downstream_ap"] = {**ap, "recovered": recovered}
+        lines.append(
+            f"val box AP of the quick start trained on clean {ap['clean']:.1f} / noisy {ap['noisy']:.1f} / "
+            f"corrected {ap['corrected']:.1f} train: {100 * recovered:.0f}% of the noise's cost recovered"
+        )
+    text = "\n".join(lines)
+    print("\n" + text)
+    with open(os.path.join(args.output, "results.json"), "w") as f:
+        json.dump(results, f, indent=2)
+    with open(os.path.join(args.output, "table.md"), "w") as f:
+        f.write(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run(lambda: main(sys.argv[1:])))
