@@ -47,5 +47,7 @@ setup(
     install_requires=["fvcore", "pycocotools>=2.0.2", "faster-coco-eval==1.8.0", "numpy<2", "opencv-python", "Pillow"],
     extras_require={
         "deploy": ["onnx==1.23.2", "onnxscript==0.7.2", "onnxruntime==1.32.0", "openvino==2026.4.1"],
+        # tools/benchmark_label_errors.py compares with cleanlab's ObjectLab; never needed otherwise.
+        "benchmark": ["cleanlab==2.9.0", "numpy<2"],
     },
 )

@@ -232,7 +232,8 @@ def test_optimised_eager_copy_matches_the_plain_model(data_dir):
     for image in odd_images():
         a, b = fast(image)["instances"], plain(image)["instances"]
         assert len(a) == len(b) > 5
-        torch.testing.assert_close(a.pred_boxes.tensor, b.pred_boxes.tensor, atol=1e-4, rtol=1e-5)
+        # 5e-4 px: folded batch norms sum in another order (1.6e-4 px seen with AVX2-only kernels).
+        torch.testing.assert_close(a.pred_boxes.tensor, b.pred_boxes.tensor, atol=5e-4, rtol=1e-5)
         torch.testing.assert_close(a.scores, b.scores, atol=1e-4, rtol=0)
         torch.testing.assert_close(a.pred_dists, b.pred_dists, atol=1e-4, rtol=0)
 
