@@ -256,20 +256,8 @@ def test_out_of_fold_models_are_trained_and_each_scores_its_held_out_images(tmp_
         "dataloader.test.num_workers=0",
         "train.checkpointer.period=100",
     ]
-    code = run_tool(
-        tool,
-        [
-            "--config-file",
-            CONFIG,
-            "--json",
-            meta.json_file,
-            "--image-root",
-            meta.image_root,
-            "--output",
-            str(out),
-            *overrides,
-        ],
-    )
+    argv = ["--config-file", CONFIG, "--json", meta.json_file, "--image-root", meta.image_root, "--output", str(out)]
+    code = run_tool(tool, [*argv, *overrides])
     assert code == 0
     coco = json.load(open(meta.json_file))
     for k in range(2):
@@ -277,26 +265,14 @@ def test_out_of_fold_models_are_trained_and_each_scores_its_held_out_images(tmp_
         assert (fold / "model_final.pth").is_file()
         trained_on = {im["id"] for im in json.load(open(fold / "train.json"))["images"]}
         assert 0 < len(trained_on) < len(coco["images"])
-    held_out = [
+    # With two folds each model trains on exactly the images the other one scores.
+    trained = [
         {im["id"] for im in json.load(open(out / "folds" / f"fold{k}" / "train.json"))["images"]} for k in range(2)
     ]
-    assert held_out[0].isdisjoint(held_out[1]) and held_out[0] | held_out[1] == {im["id"] for im in coco["images"]}
+    assert trained[0].isdisjoint(trained[1]) and trained[0] | trained[1] == {im["id"] for im in coco["images"]}
     assert _load(str(out), "run.json")["mode"] == "2 folds"
     # A second run reuses the fold models: no training.
-    code = run_tool(
-        tool,
-        [
-            "--config-file",
-            CONFIG,
-            "--json",
-            meta.json_file,
-            "--image-root",
-            meta.image_root,
-            "--output",
-            str(out),
-            *overrides,
-        ],
-    )
+    code = run_tool(tool, [*argv, *overrides])
     assert code == 0 and _load(str(out), "run.json")["minutes"]["training"] < 0.05
 
 
