@@ -62,7 +62,7 @@ def patch_evidence(monkeypatch, tool, clean_coco):
     (the drawn evidence), so that the run's outputs are known."""
     evidence = drawn_evidence(clean_coco)
     monkeypatch.setattr(
-        tool, "score_images", lambda cfg, records, weights_of, flip: {r["id"]: evidence[r["id"]] for r in records}
+        tool, "score_images", lambda cfg, records, *args, **kwargs: {r["id"]: evidence[r["id"]] for r in records}
     )
 
 

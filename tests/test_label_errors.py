@@ -116,6 +116,8 @@ def test_a_clean_set_gets_no_flags(drawn):
         assert sum(1 for x in issues if x["type"] == kind) == len(coco["annotations"])
     assert [x for x in issues if x["flagged"]] == []
     assert max(x["score"] for x in issues) < 0.5
+    # a class issue always suggests another class than the annotated one, even where the model agrees
+    assert all(x["suggested_category_id"] != x["category_id"] for x in issues if x["type"] == "class")
 
 
 def test_one_moved_side_ranks_first_and_only_that_side_moves_back(drawn):
@@ -258,3 +260,44 @@ def test_ranking_ap_by_hand():
     ap, recall = ranking_ap([True, False, True, False], 3)
     assert ap == pytest.approx((1 + 2 / 3) / 3)
     assert recall == pytest.approx(2 / 3)
+
+
+def test_many_deleted_boxes_are_all_missing_with_the_share_fitted(drawn):
+    # With one box in ten deleted, the confident uncovered detections say so: the fitted share of
+    # unannotated objects is ~0.1 and every deleted box is flagged (a share stuck at the 1% floor
+    # would leave them at ~0.1).
+    coco, evidence = drawn
+    noisy = copy.deepcopy(coco)
+    rng = np.random.default_rng(4)
+    gone = set(rng.choice([a["id"] for a in coco["annotations"]], len(coco["annotations"]) // 10, replace=False))
+    noisy["annotations"] = [a for a in noisy["annotations"] if a["id"] not in gone]
+    issues = _score(noisy, evidence)
+    missing = [x for x in issues if x["type"] == "missing" and x["flagged"]]
+    assert len(missing) == len(gone)
+    for x in missing:
+        box = np.array([_xyxy(x["suggested_bbox"])])
+        truth = np.array([_xyxy(a["bbox"]) for a in coco["annotations"] if a["id"] in gone])
+        assert pairwise_iou_np(box, truth).max() > 0.8
+    assert [x for x in issues if x["flagged"] and x["type"] != "missing"] == []
+
+
+def test_a_pile_of_boxes_on_nothing_is_not_taken_for_real_objects(drawn):
+    # 15% of the annotations on empty places: the real annotations' evidence rises up to its mode,
+    # so the pile at zero evidence cannot pass as a lower mode of real ones; all are flagged.
+    coco, evidence = drawn
+    noisy = copy.deepcopy(coco)
+    rng = np.random.default_rng(5)
+    added = []
+    for image in noisy["images"]:
+        if len(added) >= int(0.15 * len(coco["annotations"])):
+            break
+        others = [_xyxy(a["bbox"]) for a in noisy["annotations"] if a["image_id"] == image["id"]]
+        x, y = (float(v) for v in rng.uniform(0, 108, 2))
+        if pairwise_iou_np(np.array([[x, y, x + 20, y + 20]]), np.array(others)).max() == 0:
+            added.append(9000 + len(added))
+            noisy["annotations"].append(
+                {"id": added[-1], "image_id": image["id"], "category_id": 1, "bbox": [x, y, 20.0, 20.0], "iscrowd": 0}
+            )
+    issues = _score(noisy, evidence)
+    spurious = {x["annotation_id"] for x in issues if x["type"] == "spurious" and x["flagged"]}
+    assert spurious == set(added)

@@ -239,7 +239,7 @@ def test_unreadable_images_are_reported_and_skipped(drawn, tmp_path, monkeypatch
     assert not [x for x in _load(str(out), "label_issues.json") if x["image_id"] in skipped]
 
 
-def test_out_of_fold_models_are_trained_and_each_scores_its_held_out_images(tmp_path):
+def test_out_of_fold_models_are_trained_and_each_scores_its_held_out_images(tmp_path, monkeypatch):
     """The default mode end to end on a tiny shapes copy: two fold trainings (train_net.py, 3
     iterations), each fold's model scoring the images it did not train on."""
     register_shapes("label_tiny", ShapesSpec(num_train=16, num_val=4, seed=4), str(tmp_path / "data"))
@@ -271,9 +271,24 @@ def test_out_of_fold_models_are_trained_and_each_scores_its_held_out_images(tmp_
     ]
     assert trained[0].isdisjoint(trained[1]) and trained[0] | trained[1] == {im["id"] for im in coco["images"]}
     assert _load(str(out), "run.json")["mode"] == "2 folds"
-    # A second run reuses the fold models: no training.
+    first = _load(str(out), "label_issues.json")
+
+    # A second run reuses the fold models (no training) and their cached outputs (no inference).
+    def no_inference(*args, **kwargs):
+        raise AssertionError("the cached evidence should have been read back")
+
+    monkeypatch.setattr(tool, "collect_evidence", no_inference)
     code = run_tool(tool, [*argv, *overrides])
     assert code == 0 and _load(str(out), "run.json")["minutes"]["training"] < 0.05
+    assert _load(str(out), "label_issues.json") == first
+    # A model that changed is run again.
+    monkeypatch.undo()
+    calls = []
+    real = tool.collect_evidence
+    monkeypatch.setattr(tool, "collect_evidence", lambda *a, **k: calls.append(1) or real(*a, **k))
+    weights = out / "folds" / "fold1" / "model_final.pth"
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
+    assert run_tool(tool, [*argv, *overrides]) == 0 and len(calls) == 1
 
 
 def test_dense_evidence_is_in_original_pixels_and_its_detections_are_the_models():

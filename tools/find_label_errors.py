@@ -29,6 +29,7 @@ import hashlib
 import json
 import math
 import os
+import pickle
 import shutil
 import sys
 import time
@@ -286,27 +287,82 @@ def _clock(seconds: float) -> str:
 # ------------------------------------------------------------------ scoring
 
 
-def score_images(cfg, records, weights_of, flip: bool):
-    """Evidence of every record, each from the model ``weights_of`` gives for it, with progress."""
+def _evidence_key(cfg, weights: str, group, flip: bool) -> str:
+    """What one model's evidence depends on: the model and the images (path, size, mtime), the
+    test-time input, the model config and the flip; a digest of them names its cache file."""
+    parts = {
+        "model_file": (weights, _stat(weights)),
+        "images": [(r["id"], r["file_name"], _stat(r["file_name"])) for r in group],
+        "test_input": repr(cfg.dataloader.test),
+        "model": repr(cfg.model),
+        "flip": flip,
+    }
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
+
+
+def _stat(path: str):
+    info = os.stat(path)
+    return info.st_size, info.st_mtime_ns
+
+
+def _read_cache(path: str):
+    try:
+        with open(path, "rb") as f:
+            return pickle.load(f)
+    except (OSError, EOFError, pickle.UnpicklingError, AttributeError) as e:
+        print(f"[score] unreadable cache {path} ({e}): scoring again", flush=True)
+        return None
+
+
+def _write_cache(path: str, data) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "wb") as f:
+        pickle.dump(data, f, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(tmp, path)
+
+
+def score_images(cfg, records, weights_of, flip: bool, cache_dir=None):
+    """Evidence of every record, each from the model ``weights_of`` gives for it, with progress.
+
+    With ``cache_dir`` each model's evidence is kept there (``evidence-<digest>.pkl``: the
+    digest of the model file, its images and the test-time input) and read back by a later run
+    with the same: a rerun with another ``--threshold`` or a new scoring skips inference, and a
+    retrained fold is the only one run again."""
     groups = {}
     for r in records:
         groups.setdefault(weights_of(r), []).append(r)
-    evidence, done, start, last = {}, 0, time.time(), 0.0
+    evidence, todo = {}, []
     for weights, group in groups.items():
+        cache = None
+        if cache_dir:
+            cache = os.path.join(cache_dir, f"evidence-{_evidence_key(cfg, weights, group, flip)}.pkl")
+        found = _read_cache(cache) if cache and os.path.isfile(cache) else None
+        if found is not None and set(found) == {r["id"] for r in group}:
+            print(f"[score] model outputs of {len(found)} images read back from {cache}", flush=True)
+            evidence.update(found)
+        else:
+            todo.append((weights, group, cache))
+    total = sum(len(group) for _, group, _ in todo)
+    done, start, last = 0, time.time(), 0.0
+    for weights, group, cache in todo:
         predictor = LazyPredictor(cfg, weights=weights)
         images = (cv2.imread(r["file_name"], cv2.IMREAD_COLOR) for r in group)
+        found = {}
         for r, ev in zip(group, collect_evidence(predictor, images, flip=flip)):
-            evidence[r["id"]] = ev
+            found[r["id"]] = ev
             done += 1
             now = time.time()
-            if now - last > 10 or done == len(records):
+            if now - last > 10 or done == total:
                 last = now
                 rate = done / max(now - start, 1e-9)
                 print(
-                    f"[score] {done}/{len(records)} images, {rate:.0f} images/s, "
-                    f"ETA {_clock((len(records) - done) / rate)}",
+                    f"[score] {done}/{total} images, {rate:.0f} images/s, ETA {_clock((total - done) / rate)}",
                     flush=True,
                 )
+        if cache:
+            _write_cache(cache, found)
+        evidence.update(found)
     return evidence
 
 
@@ -400,15 +456,16 @@ def find(args) -> int:
     if not args.weights and args.folds > len(records):
         raise ConfigError(f"--folds {args.folds} is more than the {len(records)} readable images")
     os.makedirs(args.output, exist_ok=True)
+    cache_dir = os.path.join(args.output, "cache")
     if args.weights:
         LazyPredictor(cfg, weights=args.weights)  # a mismatched checkpoint fails here, before any work
-        evidence = score_images(cfg, records, lambda r: args.weights, flip=not args.no_flip)
+        evidence = score_images(cfg, records, lambda r: args.weights, not args.no_flip, cache_dir)
         trained = 0.0
     else:
         fold_of = fold_split([r["id"] for r in records], args.folds, args.seed)
         weights = train_folds(cfg, coco, records, fold_of, image_root, args)
         trained = time.time() - started
-        evidence = score_images(cfg, records, lambda r: weights[fold_of[r["id"]]], flip=not args.no_flip)
+        evidence = score_images(cfg, records, lambda r: weights[fold_of[r["id"]]], not args.no_flip, cache_dir)
     issues = find_label_issues(records, evidence, category_ids, threshold=args.threshold, seed=args.seed)
     for issue in issues:  # names as in the json
         issue["file_name"] = os.path.relpath(issue["file_name"], image_root)
