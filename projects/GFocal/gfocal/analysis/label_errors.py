@@ -6,15 +6,17 @@ Plain data in, a ranked list out, no I/O (the shape of cleanlab's ``find_label_i
 (:mod:`gfocal.analysis.evidence`; best out-of-fold, from a model that never trained on the
 image) and scores five kinds of issue:
 
-- ``location``: one or more sides of an annotated box are off. The locations whose predicted
-  box overlaps the annotation (IoU >= 0.4), in the image and in its mirror, each estimate all
-  four edges; their quality-weighted mean is the model's edge and the spread of their side
-  distributions (plus their disagreement) its uncertainty s. The annotated edge's residual d
-  is weighed under two hypotheses: the side is right (d ~ Student-t(3) of scale tau * s) or it
-  was drawn anywhere within half the box's extent (uniform). tau and the prior share of wrong
-  sides are fitted to the whole dataset by EM, so the posterior of each side is calibrated to
-  this dataset and this model; a box's score is the probability that any side is wrong.
-  ``p_annotated`` is the t density at the annotated edge over its density at the model's edge.
+- ``location``: one or more sides of an annotated box are off. The locations that see the
+  object (IoU >= 0.5 with the annotation, weighted by IoU^4 and their score at the annotated
+  class squared), in the image and in its mirror, each estimate all four edges; their weighted
+  mean is the model's edge and the spread of their side distributions (plus their
+  disagreement) its uncertainty s. The annotated edge's residual d is weighed under three
+  hypotheses: the side is right and sharp (d ~ Student-t(3) of scale tau_1 s), right but
+  ambiguous (an occluded or blurred edge: scale tau_2 s >= tau_1 s), or it was drawn anywhere
+  within half the box's extent (uniform). The taus and the three shares are fitted to the whole
+  dataset by EM, so the posterior of each side is calibrated to this dataset and this model; a
+  box's score is the probability that any side is wrong. ``p_annotated`` is the right-side
+  density at the annotated edge over its density at the model's edge.
 - ``class``: the annotated class against the model's class scores at the same locations; the
   scores' temperature and the share of wrong labels are fitted by maximum likelihood of a
   uniform label-noise model, the score is the posterior that the label is wrong.
@@ -44,6 +46,7 @@ ISSUE_TYPES = ("location", "class", "missing", "spurious", "duplicate")
 SIDES = ("left", "top", "right", "bottom")
 
 SUPPORT_IOU = 0.4  # a location supports an annotation when its box overlaps it this much
+EDGE_IOU, EDGE_IOU_POWER = 0.5, 4.0  # the edges come from closer ones, weighted by IoU ** 4 (and score ** 2)
 MATCH_IOU, UNMATCHED_IOU = 0.5, 0.4  # detection <-> annotation, for `missing`
 T_DOF = 3.0  # Student-t degrees of freedom of a right side's residual (heavy tails: hard edges)
 # The share of wrong annotations of each kind is fitted, but never below this: a check that
@@ -76,8 +79,11 @@ def _xywh(box) -> List[float]:
 # ------------------------------------------------------------------ per-image evidence
 
 
-def _support(dense: Dict[str, np.ndarray], boxes: np.ndarray) -> Dict[str, np.ndarray]:
-    """What the dense locations say about each of A annotated boxes (A, 4) XYXY.
+def _support(
+    dense: Dict[str, np.ndarray], boxes: np.ndarray, labels: Optional[np.ndarray] = None
+) -> Dict[str, np.ndarray]:
+    """What the dense locations say about each of A annotated boxes (A, 4) XYXY of classes
+    ``labels`` (A,) (indices into the model's classes; None: any class).
 
     Returns: mass (A,) summed weights, edges (A, 4) and sigma (A, 4) in px, class_scores (A, K),
     spur (A,) the strongest IoU-weighted quality on the box."""
@@ -90,21 +96,29 @@ def _support(dense: Dict[str, np.ndarray], boxes: np.ndarray) -> Dict[str, np.nd
             "class_scores": np.zeros((num, num_classes)),
             "spur": np.zeros(num),
         }
-    quality = dense["scores"].max(axis=1).astype(np.float64)  # (R,)
+    scores = dense["scores"].astype(np.float64)  # (R, K)
+    quality = scores.max(axis=1)  # (R,)
     iou = pairwise_iou_np(boxes, dense["boxes"])  # (A, R)
     weights = np.where(iou >= SUPPORT_IOU, quality[None, :] ** 2, 0.0)  # (A, R)
-    edges_r = dense["boxes"].astype(np.float64)  # (R, 4)
-    sig_r = np.maximum(dense["sigmas"].astype(np.float64), 0.25)  # (R, 4)
     mass = weights.sum(axis=1)
     safe = np.where(mass > 0, mass, 1.0)[:, None]
-    edges = weights @ edges_r / safe  # (A, 4)
+    # The edges: from the locations that see this object (IoU >= EDGE_IOU) as this class, the
+    # closer their box and the surer their score the more (a neighbour's box, or one of another
+    # class on top of an occluded object, counts little).
+    same = quality[None, :] if labels is None else scores[:, labels].T  # (A, R)
+    w_edge = np.where(iou >= EDGE_IOU, same**2 * iou**EDGE_IOU_POWER, 0.0)
+    w_edge = np.where(w_edge.sum(axis=1, keepdims=True) > 0, w_edge, weights)  # too far off: the loose set
+    edges_r = dense["boxes"].astype(np.float64)  # (R, 4)
+    sig_r = np.maximum(dense["sigmas"].astype(np.float64), 0.25)  # (R, 4)
+    edge_mass = np.where(w_edge.sum(axis=1) > 0, w_edge.sum(axis=1), 1.0)[:, None]
+    edges = w_edge @ edges_r / edge_mass  # (A, 4)
     # One reweighting step: locations far from the consensus (another object's edge) count less.
     dev = (edges_r[None] - edges[:, None]) / (2 * sig_r[None] + 1.0)  # (A, R, 4)
-    w4 = weights[..., None] / (1.0 + dev**2)  # (A, R, 4)
+    w4 = w_edge[..., None] / (1.0 + dev**2)  # (A, R, 4)
     mass4 = np.where(w4.sum(axis=1) > 0, w4.sum(axis=1), 1.0)
     edges = np.where(mass[:, None] > 0, (w4 * edges_r[None]).sum(axis=1) / mass4, edges)
     spread = (w4 * (sig_r[None] ** 2 + (edges_r[None] - edges[:, None]) ** 2)).sum(axis=1) / mass4
-    class_scores = weights @ dense["scores"].astype(np.float64) / safe
+    class_scores = weights @ scores / safe
     return {
         "mass": mass,
         "edges": edges,
@@ -137,24 +151,41 @@ def _t_logpdf(z: np.ndarray, dof: float = T_DOF) -> np.ndarray:
     return c - (dof + 1) / 2 * np.log1p(z**2 / dof)
 
 
-def _fit_location(d: np.ndarray, s: np.ndarray, half: np.ndarray, iters: int = 50):
+def _null_logpdf(d: np.ndarray, s: np.ndarray, taus, weights) -> np.ndarray:
+    """log density of a right side's residual d (scale s): a mixture of Student-t's of scales
+    tau_k * s with ``weights`` (summing to 1)."""
+    parts = [math.log(w) + _t_logpdf(d / (t * s)) - np.log(t * s) for t, w in zip(taus, weights)]
+    return np.logaddexp.reduce(np.stack(parts), axis=0)
+
+
+def _fit_location(d: np.ndarray, s: np.ndarray, half: np.ndarray, iters: int = 100):
     """EM over all scored sides: residuals d (N,), scales s (N,), alternative half-ranges
-    half (N,). Returns the posterior that each side is wrong (N,), tau and the prior."""
+    half (N,). A right side is sharp (t of scale tau_1 s) or ambiguous (tau_2 s, a wider one:
+    an occluded or blurred edge); a wrong one uniform within +-half. Returns the posterior that
+    each side is wrong (N,), the null's (taus, weights) and the prior."""
     if len(d) == 0:
-        return np.zeros(0), 1.0, 0.0
+        return np.zeros(0), ((1.0, 1.0), (0.5, 0.5)), 0.0
     z0 = d / s
     log_alt = np.where(np.abs(d) <= half, -np.log(2 * half), -np.log(2 * half) - 8.0)
-    tau, prior = max(float(np.median(np.abs(z0))) / 0.77, 1e-3), 0.05
+    taus = [max(float(np.median(np.abs(z0))) / 0.77, 1e-3)]
+    taus.append(4 * taus[0])
+    share = np.array([0.85, 0.12, 0.03])  # sharp, ambiguous, wrong
     for _ in range(iters):
-        log_null = _t_logpdf(z0 / tau) - np.log(tau * s)
-        logit = math.log(prior / (1 - prior)) + log_alt - log_null
-        q = 1.0 / (1.0 + np.exp(-np.clip(logit, -50, 50)))
-        right = 1.0 - q
-        u = (T_DOF + 1) / (T_DOF + (z0 / tau) ** 2)  # t-distribution EM weights
-        tau = float(np.sqrt((right * u * z0**2).sum() / max(right.sum(), 1e-9)))
-        tau = max(tau, 1e-3)
-        prior = float(np.clip(q.mean(), PRIOR_FLOOR, 0.5))
-    return q, tau, prior
+        logs = np.stack(
+            [math.log(share[k]) + _t_logpdf(z0 / taus[k]) - np.log(taus[k] * s) for k in range(2)]
+            + [math.log(share[2]) + log_alt]
+        )
+        resp = np.exp(logs - logs.max(axis=0))
+        resp /= resp.sum(axis=0)
+        for k in range(2):
+            u = (T_DOF + 1) / (T_DOF + (z0 / taus[k]) ** 2)  # t-distribution EM weights
+            taus[k] = max(float(np.sqrt((resp[k] * u * z0**2).sum() / max(resp[k].sum(), 1e-9))), 1e-3)
+        taus[1] = max(taus[1], taus[0])
+        share = resp.mean(axis=1)
+        share[2] = min(max(share[2], PRIOR_FLOOR), 0.5)
+        share = np.maximum(share, 1e-6) / np.maximum(share, 1e-6).sum()
+    right = share[0] + share[1]
+    return resp[2], (tuple(taus), (share[0] / right, share[1] / right)), float(share[2])
 
 
 def _class_posterior(scores: np.ndarray, labels: np.ndarray):
@@ -201,7 +232,9 @@ def _fit_spurious(observed: np.ndarray, simulated: np.ndarray, iters: int = 50):
     ones fitted by EM. Returns (posterior (A,), share)."""
     if len(observed) == 0:
         return np.zeros(0), 0.0
-    bins = 20
+    # Fine enough to tell "nothing at all" (< 0.02) from "a faint object", coarse enough to be
+    # counted: ~0.7 sqrt(A) bins (80 for the built-in 12,800 annotations).
+    bins = int(np.clip(round(0.7 * math.sqrt(len(observed))), 20, 80))
     index = np.minimum((np.clip(observed, 0, 1) * bins).astype(int), bins - 1)
     alt = _hist_density(simulated, bins=bins)[index] if len(simulated) else np.ones(len(observed))
     post, share = np.zeros(len(observed)), 0.02
@@ -284,7 +317,8 @@ def find_label_issues(
             continue
         items = [a for a in record.get("annotations", []) if not a.get("iscrowd", 0)]
         boxes = np.array([_xyxy(a["bbox"]) for a in items], np.float64).reshape(-1, 4)
-        sup = _support(ev["dense"], boxes)
+        labels = np.array([cat_index.get(int(a["category_id"]), -1) for a in items], np.int64)
+        sup = _support(ev["dense"], boxes, labels if (labels >= 0).all() else None)
         for i, a in enumerate(items):
             anns.append((record, a, boxes[i], {k: v[i] for k, v in sup.items()}))
         background = _background_boxes(rng, boxes, sizes, record["height"], record["width"], 4)
@@ -338,9 +372,9 @@ def _location_issues(anns) -> List[Dict[str, Any]]:
     extent = np.maximum(boxes[:, 2:] - boxes[:, :2], edges[:, 2:] - edges[:, :2])  # (N, 2): w, h
     half = np.maximum(0.5 * np.concatenate([extent, extent], axis=1), 4.0)  # (N, 4)
     d = boxes - edges
-    q, tau, _ = _fit_location(d.ravel(), sigma.ravel(), half.ravel())
+    q, (taus, weights), _ = _fit_location(d.ravel(), sigma.ravel(), half.ravel())
     q = q.reshape(-1, 4)
-    p_annotated = np.exp(_t_logpdf(d / (tau * sigma)) - _t_logpdf(np.zeros(1)))
+    p_annotated = np.exp(_null_logpdf(d, sigma, taus, weights) - _null_logpdf(np.zeros_like(d), sigma, taus, weights))
     score = 1.0 - np.prod(1.0 - q, axis=1)
     out = []
     for row, k in enumerate(scored):
