@@ -17,11 +17,15 @@ ObjectLab on the same predictions, and what the corrections are worth downstream
 4. Downstream: the quick start trained on clean, noisy and corrected train (train_net.py
    --resume into runs/, two at a time), val box AP, and the share of the noise's AP cost won back.
 
-Everything goes to --output (default output/label_benchmark): results.json and the table.
+Everything goes to --output (default output/label_benchmark): results.json and the table. A
+rerun reuses what is done: the fold models and their outputs (the tool's own cache), cleanlab's
+rankings of the same predictions (cleanlab.json) and finished downstream runs; ``--jobs 3`` trains
+the three downstream runs side by side (on 2 cores that ends sooner than 2 + 1).
 cleanlab is a benchmark-only dependency: ``pip install cleanlab==2.9.0 'numpy<2'``.
 """
 
 import argparse
+import hashlib
 import json
 import os
 import subprocess
@@ -44,7 +48,7 @@ from gfocal.cli import checked_parser, run
 from gfocal.config import load_config
 from gfocal.data import train_on_coco_json
 from gfocal.engine import run_trainings
-from gfocal.errors import GFocalError
+from gfocal.errors import ConfigError, GFocalError
 from gfocal.precision import cpu_name
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -131,14 +135,37 @@ def cleanlab_rankings(noisy, predictions, category_ids, changes):
     return out
 
 
+def cached_cleanlab(root, noisy, predictions, category_ids, changes):
+    """:func:`cleanlab_rankings`, kept in ROOT/cleanlab.json under a digest of its inputs (the
+    predictions, the noise, the grid): a rerun on the same predictions takes it from there.
+    None when cleanlab is not installed."""
+    key = hashlib.sha256(json.dumps([predictions, changes, repr(CLEANLAB_GRID)]).encode()).hexdigest()
+    path = os.path.join(root, "cleanlab.json")
+    if os.path.isfile(path):
+        with open(path) as f:
+            kept = json.load(f)
+        if kept.get("key") == key:
+            print(f"cleanlab's rankings of these predictions read back from {path}")
+            return kept["result"]
+    try:
+        result = cleanlab_rankings(noisy, predictions, category_ids, changes)
+    except ImportError:
+        print("cleanlab is not installed (pip install cleanlab==2.9.0 'numpy<2'): its columns are left out")
+        return None
+    with open(path, "w") as f:
+        json.dump({"key": key, "result": result}, f, indent=1)
+    return result
+
+
 def _issue_of(change):
     from gfocal.analysis.label_benchmark import NOISE_TO_ISSUE
 
     return NOISE_TO_ISSUE[change["type"]]
 
 
-def train_downstream(root, clean_json, noisy_json, corrected_json, image_root, overrides):
-    """Quick-start trainings on the three train sets; val box AP of each."""
+def train_downstream(root, clean_json, noisy_json, corrected_json, image_root, overrides, jobs=None):
+    """Quick-start trainings on the three train sets (``jobs`` at a time; CPU default 2); val
+    box AP of each."""
     cfg = load_config(CONFIG, overrides)
     todo, outs = [], {}
     for name, json_file in (("clean", clean_json), ("noisy", noisy_json), ("corrected", corrected_json)):
@@ -153,7 +180,7 @@ def train_downstream(root, clean_json, noisy_json, corrected_json, image_root, o
         LazyConfig.save(run_cfg, yaml)
         cmd = [sys.executable, os.path.join(REPO, "train_net.py"), "--resume", "--config-file", yaml]
         todo.append((f"quick start on {name} train", cmd, out))
-    run_trainings(todo, jobs=min(2, os.cpu_count() or 1), cwd=REPO)
+    run_trainings(todo, jobs=jobs or min(2, os.cpu_count() or 1), cwd=REPO)
     result = {}
     for name, out in outs.items():
         metrics = final_metrics(os.path.join(out, "metrics.json"))
@@ -168,10 +195,13 @@ def main(argv=None) -> int:
     parser.add_argument("--output", default=os.path.join(REPO, "output/label_benchmark"))
     parser.add_argument("--seed", type=int, default=0, help="noise seed")
     parser.add_argument("--skip-downstream", action="store_true", help="no clean / noisy / corrected trainings")
+    parser.add_argument("--jobs", type=int, default=None, help="downstream trainings at a time (CPU default 2)")
     parser.add_argument("--tool-args", default="", help="extra arguments for find_label_errors.py, one string")
     parser.add_argument("opts", nargs=argparse.REMAINDER, default=[], help="overrides for every training")
     args = checked_parser(parser).parse_args(argv)
     load_config(CONFIG, args.opts)  # overrides checked before anything runs
+    if args.jobs is not None and args.jobs < 1:
+        raise ConfigError(f"--jobs must be at least 1, got {args.jobs}")
     os.makedirs(args.output, exist_ok=True)
     DatasetCatalog.get("gfocal_shapes_train")  # generated on first use
     meta = MetadataCatalog.get("gfocal_shapes_train")
@@ -201,11 +231,7 @@ def main(argv=None) -> int:
         predictions = json.load(f)
     ours = evaluate_issues(issues, changes, noisy, corrected)
     category_ids = sorted(c["id"] for c in noisy["categories"])
-    try:
-        theirs = cleanlab_rankings(noisy, predictions, category_ids, changes)
-    except ImportError:
-        print("cleanlab is not installed (pip install cleanlab==2.9.0 'numpy<2'): its columns are left out")
-        theirs = None
+    theirs = cached_cleanlab(args.output, noisy, predictions, category_ids, changes)
     results = {
         "cpu": cpu_name(),
         "tool": {"wall_minutes": wall / 60, **summary["minutes"], "mode": summary["mode"]},
@@ -264,6 +290,7 @@ def main(argv=None) -> int:
             os.path.join(check_dir, "corrected.json"),
             meta.image_root,
             args.opts,
+            args.jobs,
         )
         cost = ap["clean"] - ap["noisy"]
         recovered = (ap["corrected"] - ap["noisy"]) / cost if cost > 0 else float("nan")
