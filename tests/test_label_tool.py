@@ -319,3 +319,24 @@ def test_mirrored_evidence_maps_back_with_left_and_right_swapped():
     back = mirror_evidence(dense, width=100)
     np.testing.assert_allclose(back["boxes"], [[70.0, 5.0, 90.0, 25.0]])
     np.testing.assert_allclose(back["sigmas"], [[3.0, 2.0, 1.0, 4.0]])
+
+
+def test_the_cache_key_is_the_same_in_another_process(drawn):
+    # A lazy config prints its functions with their addresses: a key made of that would change
+    # with every process and the cache would never be read back by a later run.
+    import subprocess
+    import sys
+
+    _, _, noisy_json, images, _, noisy, _, weights = drawn
+    script = (
+        "import sys; sys.path.insert(0, {tests!r}); from label_testing import load_tool, CONFIG; "
+        "from gfocal.config import load_config; tool = load_tool(); "
+        "coco = tool.read_coco({json!r}); records, _ = tool.image_records(coco, {images!r}); "
+        "cfg = load_config(CONFIG, ['model.num_classes=4']); "
+        "print(tool._evidence_key(cfg, {weights!r}, records, True))"
+    ).format(tests=os.path.dirname(__file__), json=noisy_json, images=images, weights=weights)
+    keys = [
+        subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split()[-1]
+        for _ in range(2)
+    ]
+    assert keys[0] == keys[1] and len(keys[0]) == 64

@@ -30,6 +30,7 @@ import json
 import math
 import os
 import pickle
+import re
 import shutil
 import sys
 import time
@@ -297,7 +298,8 @@ def _evidence_key(cfg, weights: str, group, flip: bool) -> str:
         "model": repr(cfg.model),
         "flip": flip,
     }
-    return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
+    # Functions and objects in a lazy config print with their address, new in every process.
+    return hashlib.sha256(re.sub(r" at 0x[0-9a-fA-F]+", "", repr(parts)).encode()).hexdigest()
 
 
 def _stat(path: str):
@@ -305,47 +307,50 @@ def _stat(path: str):
     return info.st_size, info.st_mtime_ns
 
 
-def _read_cache(path: str):
+def _read_cache(path: str, key: str):
+    """The evidence kept at ``path`` if it was made under ``key``, else None."""
     try:
         with open(path, "rb") as f:
-            return pickle.load(f)
-    except (OSError, EOFError, pickle.UnpicklingError, AttributeError) as e:
+            kept = pickle.load(f)
+    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError) as e:
         print(f"[score] unreadable cache {path} ({e}): scoring again", flush=True)
         return None
+    return kept["evidence"] if isinstance(kept, dict) and kept.get("key") == key else None
 
 
-def _write_cache(path: str, data) -> None:
+def _write_cache(path: str, key: str, evidence) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = f"{path}.tmp-{os.getpid()}"
     with open(tmp, "wb") as f:
-        pickle.dump(data, f, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.dump({"key": key, "evidence": evidence}, f, protocol=pickle.HIGHEST_PROTOCOL)
     os.replace(tmp, path)
 
 
 def score_images(cfg, records, weights_of, flip: bool, cache_dir=None):
     """Evidence of every record, each from the model ``weights_of`` gives for it, with progress.
 
-    With ``cache_dir`` each model's evidence is kept there (``evidence-<digest>.pkl``: the
-    digest of the model file, its images and the test-time input) and read back by a later run
-    with the same: a rerun with another ``--threshold`` or a new scoring skips inference, and a
+    With ``cache_dir`` each model's evidence is kept there (``evidence-<digest of its path>.pkl``,
+    with the digest of the model file, its images and the test-time input) and read back by a
+    later run with the same: a rerun with another ``--threshold`` or a new scoring skips inference, and a
     retrained fold is the only one run again."""
     groups = {}
     for r in records:
         groups.setdefault(weights_of(r), []).append(r)
     evidence, todo = {}, []
     for weights, group in groups.items():
-        cache = None
-        if cache_dir:
-            cache = os.path.join(cache_dir, f"evidence-{_evidence_key(cfg, weights, group, flip)}.pkl")
-        found = _read_cache(cache) if cache and os.path.isfile(cache) else None
+        cache = key = None
+        if cache_dir:  # one file per model, replaced when its model, images or input change
+            cache = os.path.join(cache_dir, f"evidence-{hashlib.sha256(weights.encode()).hexdigest()[:16]}.pkl")
+            key = _evidence_key(cfg, weights, group, flip)
+        found = _read_cache(cache, key) if cache and os.path.isfile(cache) else None
         if found is not None and set(found) == {r["id"] for r in group}:
             print(f"[score] model outputs of {len(found)} images read back from {cache}", flush=True)
             evidence.update(found)
         else:
-            todo.append((weights, group, cache))
-    total = sum(len(group) for _, group, _ in todo)
+            todo.append((weights, group, cache, key))
+    total = sum(len(group) for _, group, _, _ in todo)
     done, start, last = 0, time.time(), 0.0
-    for weights, group, cache in todo:
+    for weights, group, cache, key in todo:
         predictor = LazyPredictor(cfg, weights=weights)
         images = (cv2.imread(r["file_name"], cv2.IMREAD_COLOR) for r in group)
         found = {}
@@ -361,7 +366,7 @@ def score_images(cfg, records, weights_of, flip: bool, cache_dir=None):
                     flush=True,
                 )
         if cache:
-            _write_cache(cache, found)
+            _write_cache(cache, key, found)
         evidence.update(found)
     return evidence
 
