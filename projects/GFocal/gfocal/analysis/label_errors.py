@@ -151,10 +151,14 @@ def _t_logpdf(z: np.ndarray, dof: float = T_DOF) -> np.ndarray:
     return c - (dof + 1) / 2 * np.log1p(z**2 / dof)
 
 
+def _scaled_t_logpdf(d: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    return _t_logpdf(d / scale) - np.log(scale)
+
+
 def _null_logpdf(d: np.ndarray, s: np.ndarray, taus, weights) -> np.ndarray:
     """log density of a right side's residual d (scale s): a mixture of Student-t's of scales
     tau_k * s with ``weights`` (summing to 1)."""
-    parts = [math.log(w) + _t_logpdf(d / (t * s)) - np.log(t * s) for t, w in zip(taus, weights)]
+    parts = [math.log(w) + _scaled_t_logpdf(d, t * s) for t, w in zip(taus, weights)]
     return np.logaddexp.reduce(np.stack(parts), axis=0)
 
 
@@ -172,8 +176,7 @@ def _fit_location(d: np.ndarray, s: np.ndarray, half: np.ndarray, iters: int = 1
     share = np.array([0.85, 0.12, 0.03])  # sharp, ambiguous, wrong
     for _ in range(iters):
         logs = np.stack(
-            [math.log(share[k]) + _t_logpdf(z0 / taus[k]) - np.log(taus[k] * s) for k in range(2)]
-            + [math.log(share[2]) + log_alt]
+            [math.log(share[k]) + _scaled_t_logpdf(d, taus[k] * s) for k in range(2)] + [math.log(share[2]) + log_alt]
         )
         resp = np.exp(logs - logs.max(axis=0))
         resp /= resp.sum(axis=0)
