@@ -7,9 +7,16 @@
     python demo/demo.py --config-file ... --video-input clip.mp4 --output out.mp4 train.init_checkpoint=...
     python demo/demo.py --config-file ... --webcam train.init_checkpoint=...
     python demo/demo.py --exported output/export/gfl_onnx --input IMAGES --output DIR --show-distributions
+    python demo/demo.py --config-file configs/Quickstart/gfl_shapes_large.py --input BIG.jpg --output out.png \\
+        --slice 256 --overlap 0.25 --merge distribution train.init_checkpoint=...   # sliced, plus the whole image
 
 Flags follow Detectron2's demo; config overrides (``key=value``) come last. Weights come from
 ``train.init_checkpoint``; resizing, input format and class names from the config's test data.
+``--slice SIZE`` runs each image on overlapping SIZE x SIZE tiles (in the image's pixels; neighbours
+share ``--overlap`` of a tile) plus the whole image (``--no-whole-image``: tiles only), merged by
+``--merge`` (nms, greedy: SAHI's, distribution: side by side from the sharpest view; the default);
+without it the config's ``dataloader.test.slicing`` applies when enabled.
+
 With ``--exported DIR`` the pictures come from an exported model run by ``gfocal_runtime``
 (ONNX Runtime or OpenVINO), without building the PyTorch model. Images are read with their EXIF
 orientation applied; unreadable files are reported and skipped. With several inputs, pictures
@@ -61,6 +68,12 @@ def get_parser():
     parser.add_argument(
         "--no-optimize", action="store_true", help="run the model as built, not its inference-optimised copy"
     )
+    parser.add_argument("--slice", type=int, metavar="SIZE", help="sliced inference: tiles of SIZE x SIZE pixels")
+    parser.add_argument(
+        "--overlap", type=float, metavar="R", help="with --slice: the share of a tile neighbours have in common (0.25)"
+    )
+    parser.add_argument("--merge", metavar="NAME", help="with --slice: nms, greedy or distribution (the default)")
+    parser.add_argument("--no-whole-image", action="store_true", help="with --slice: the tiles only")
     parser.add_argument(
         "--opts",
         dest="more_opts",
@@ -127,6 +140,24 @@ def output_paths(output, files):
     return paths
 
 
+def slicing_from_args(args, cfg):
+    """The sliced-inference settings the flags ask for (None: the config's own, or none)."""
+    if args.slice is None:
+        if args.overlap is not None or args.merge is not None or args.no_whole_image:
+            raise ConfigError("--overlap, --merge and --no-whole-image go with --slice SIZE; give --slice too")
+        return None
+    base = dict(cfg.dataloader.test.get("slicing", {})) if cfg is not None else {}
+    slicing = dict(enabled=True, size=args.slice, overlap=base.get("overlap", 0.25), merge=base.get("merge"))
+    slicing["merge"] = args.merge or slicing["merge"] or "distribution"
+    if args.overlap is not None:
+        slicing["overlap"] = args.overlap
+    slicing["whole_image"] = not args.no_whole_image
+    from gfocal.slicing import slicing_settings
+
+    slicing_settings(slicing, where="--slice/--overlap/--merge")  # checked before anything is built
+    return slicing
+
+
 class Demo:
     """Predict with a config's model (``LazyPredictor``) or an exported one (``gfocal_runtime``)
     and draw."""
@@ -139,7 +170,7 @@ class Demo:
             from gfocal_runtime import Detector
 
             try:
-                self.detector = Detector(args.exported, backend=args.backend)
+                self.detector = Detector(args.exported, backend=args.backend, slicing=args.slicing)
             except (ValueError, ImportError) as e:  # a bad model.json, a torch-export folder, no runtime
                 raise ConfigError(f"--exported {args.exported}: {e}") from e
             self.metadata = Metadata(thing_classes=list(self.detector.class_names))
@@ -152,7 +183,7 @@ class Demo:
         else:
             from gfocal.predictor import LazyPredictor
 
-            self.predictor = LazyPredictor(cfg, optimize=not args.no_optimize)
+            self.predictor = LazyPredictor(cfg, optimize=not args.no_optimize, slicing=args.slicing)
             self.metadata = self.predictor.metadata
 
     def predict(self, image_bgr: np.ndarray):
@@ -255,6 +286,7 @@ def main(argv=None) -> int:
     if not 0.0 <= args.confidence_threshold <= 1.0:
         raise ConfigError(f"--confidence-threshold must be in [0, 1], got {args.confidence_threshold}")
     cfg = load_config(args.config_file, args.opts) if args.config_file else None
+    args.slicing = slicing_from_args(args, cfg)
     files = expand_inputs(args.input) if args.input else None
     if args.video_input and not os.path.isfile(args.video_input):
         raise FileNotFoundError(f"--video-input: no such file {args.video_input!r}")

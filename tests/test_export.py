@@ -142,6 +142,23 @@ def test_runtime_gives_the_predictor_detections(exported, version, backend):
         assert_same_detections(detector(image), predictor(image)["instances"])
 
 
+@pytest.mark.parametrize("merge", ["nms", "greedy", "distribution"])
+def test_sliced_runtime_gives_the_sliced_predictor_detections(exported, merge):
+    """Detector(path, slicing=...) slices and merges as the PyTorch model does, its tiles run
+    as batches of ``batch_size``."""
+    cfg, model, folder, _ = exported[1]
+    slicing = dict(size=100, overlap=0.25, merge=merge, batch_size=3)
+    predictor = LazyPredictor(cfg, model=model, optimize=False, slicing=slicing)
+    detector = Detector(folder, slicing=slicing)
+    runner, batches = detector._runner, []
+    detector._runner = lambda images: batches.append(len(images)) or runner(images)
+    image = odd_images()[1]  # 200 x 249: tiles at x 0, 75, 149 and y 0, 75, 100, then the whole image
+    assert_same_detections(detector(image), predictor(image)["instances"])
+    assert batches == [3, 3, 3, 1]
+    with pytest.raises(ValueError, match="slicing merge must be one of"):
+        Detector(folder, slicing=dict(size=100, merge="soft"))
+
+
 def test_runtime_resizes_and_rescales_as_the_config(data_dir, tmp_path):
     """A config whose test mapper resizes (ResizeShortestEdge 160, max 200): the runtime
     resizes as Detectron2 does and returns boxes in the original image's pixels."""

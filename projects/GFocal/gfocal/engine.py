@@ -3,6 +3,7 @@
 ``train_net.py`` is the command line around these; ``tools/quickstart.py`` reuses them.
 """
 
+import copy
 import logging
 import os
 import subprocess
@@ -30,10 +31,22 @@ logger = logging.getLogger("detectron2")
 
 
 def do_test(cfg, model):
-    """Run the config's test loader through its evaluator; returns the metrics dict."""
+    """Run the config's test loader through its evaluator; returns the metrics dict. With
+    ``dataloader.test.slicing.enabled`` the model runs sliced (:mod:`gfocal.slicing`)."""
     if "evaluator" not in cfg.dataloader:
         return {}
-    results = inference_on_dataset(model, instantiate(cfg.dataloader.test), instantiate(cfg.dataloader.evaluator))
+    # ``slicing`` sits beside the loader's arguments (as ``dataloader.tta`` beside the loader).
+    loader = copy.deepcopy(cfg.dataloader.test)
+    loader.pop("slicing", None)
+    slicing = _test_slicing(cfg)
+    if slicing is not None:
+        from .predictor import evaluation_input
+        from .slicing import GFLWithSlicing
+
+        model = GFLWithSlicing(getattr(model, "module", model), evaluation_input(cfg)[1], slicing)
+        loader.mapper.augmentations = []  # the wrapper resizes each tile and the whole image itself
+        logger.info(f"Sliced inference: {slicing}")
+    results = inference_on_dataset(model, instantiate(loader), instantiate(cfg.dataloader.evaluator))
     if comm.is_main_process():
         print_csv_format(results)
     return results
@@ -127,6 +140,19 @@ def evaluate_checkpoint(cfg, weights: str, optimize: bool = True):
         return do_test(cfg, model)
 
 
+def _test_slicing(cfg):
+    """The checked ``dataloader.test.slicing`` (None when off); not together with ``dataloader.tta``."""
+    from .slicing import slicing_settings
+
+    slicing = slicing_settings(cfg.dataloader.test.get("slicing", None))
+    if slicing is not None and cfg.dataloader.get("tta", {}).get("enabled", False):
+        raise ConfigError(
+            "dataloader.test.slicing and dataloader.tta are both enabled: evaluate with one of them "
+            "(dataloader.tta.enabled=False or dataloader.test.slicing.enabled=False)"
+        )
+    return slicing
+
+
 def check_device(cfg) -> None:
     """``train.device``, ``train.amp.enabled`` and ``train.ema`` must be usable on this machine."""
     device = str(cfg.train.get("device", "cuda"))
@@ -150,9 +176,10 @@ def check_device(cfg) -> None:
 
 def check_inputs(cfg, eval_only: bool = False, processes: int = 1) -> None:
     """What a run reads from outside, checked before anything is built or written: the device
-    (for ``processes`` workers in all), and for ``--eval-only`` the weights and the test-time
-    augmentation, else a distillation config's teacher weights."""
+    (for ``processes`` workers in all), the sliced evaluation's settings, and for ``--eval-only``
+    the weights and the test-time augmentation, else a distillation config's teacher weights."""
     check_device(cfg)
+    _test_slicing(cfg)
     device = str(cfg.train.get("device", "cuda"))
     if processes > 1 and device.startswith("cpu") and torch.cuda.is_available():
         raise ConfigError(

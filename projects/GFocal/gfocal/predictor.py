@@ -16,6 +16,7 @@ from .checkpoint import load_for_inference, require_weights
 from .data import first_dataset_name
 from .errors import ConfigError, InputError
 from .optimize import optimize_for_inference
+from .slicing import GFLWithSlicing, slicing_settings
 
 __all__ = ["LazyPredictor", "evaluation_input", "evaluation_metadata", "instances_from_runtime"]
 
@@ -63,6 +64,10 @@ class LazyPredictor:
     convolutions, channels_last, ``torch.inference_mode``; see :mod:`gfocal.optimize`), whose
     outputs equal the plain model's to float rounding; ``optimize=False`` runs the model as built.
 
+    With slicing (the config's ``dataloader.test.slicing`` when enabled, or ``slicing=dict(size=...,
+    overlap=..., merge=..., whole_image=...)``), each image runs on overlapping tiles plus the whole
+    image and the views are merged (:class:`gfocal.slicing.GFLWithSlicing`), as sliced evaluation.
+
     Example::
 
         predictor = LazyPredictor(LazyConfig.load("configs/Quickstart/gfl_shapes.py"), weights=...)
@@ -76,6 +81,7 @@ class LazyPredictor:
         device: Optional[str] = None,
         optimize: bool = True,
         model: Optional[torch.nn.Module] = None,
+        slicing: Optional[Dict] = None,
     ):
         """
         Args:
@@ -84,6 +90,8 @@ class LazyPredictor:
             device: instead of ``train.device``.
             optimize: run the inference-optimised copy of the model.
             model: an already built model with its weights (then nothing is loaded).
+            slicing: sliced inference settings instead of ``dataloader.test.slicing`` (a dict;
+                ``dict(enabled=False)`` turns the config's off).
         """
         self.device = device or cfg.train.get("device", "cpu")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
@@ -98,6 +106,11 @@ class LazyPredictor:
             load_for_inference(model, weights, cfg)
         model = model.to(self.device).eval()
         self.model = optimize_for_inference(model) if optimize else model
+        where = "slicing" if slicing is not None else "dataloader.test.slicing"
+        settings = slicing_settings(slicing if slicing is not None else cfg.dataloader.test.get("slicing"), where)
+        if settings is not None:  # the wrapper resizes each tile and the whole image itself
+            self.model = GFLWithSlicing(self.model, augmentations, settings)
+            self.augmentations = T.AugmentationList([])
 
     def preprocess(self, image_bgr: np.ndarray) -> Dict:
         """The model's input for one image (several make a batch: ``predictor.model([...])``).
@@ -106,8 +119,8 @@ class LazyPredictor:
             image_bgr: (H, W, 3) uint8 image in BGR order (as cv2.imread gives).
 
         Returns:
-            {"image": (3, h, w) float32 tensor on the device, resized and in the model's channel
-            order, "height": H, "width": W}.
+            {"image": (3, h, w) float32 tensor on the device, resized (sliced: uint8, not resized) and
+            in the model's channel order, "height": H, "width": W}.
         """
         if not isinstance(image_bgr, np.ndarray) or image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
             raise InputError(f"expected an (H, W, 3) BGR image array, got shape {getattr(image_bgr, 'shape', None)}")
@@ -115,7 +128,10 @@ class LazyPredictor:
         height, width = image.shape[:2]
         aug_input = T.AugInput(np.ascontiguousarray(image))
         self.augmentations(aug_input)
-        tensor = torch.as_tensor(aug_input.image.astype("float32").transpose(2, 0, 1))
+        image = aug_input.image
+        # Sliced, the views are resized later, from uint8 as the test loader's images (with PIL).
+        image = image if isinstance(self.model, GFLWithSlicing) else image.astype("float32")
+        tensor = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
         return {"image": tensor.to(self.device), "height": height, "width": width}
 
     def __call__(self, image_bgr: np.ndarray) -> Dict:

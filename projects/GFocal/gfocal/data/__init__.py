@@ -1,8 +1,12 @@
 """Built-in datasets, registered with Detectron2 on ``import gfocal``.
 
-``gfocal_shapes_train`` / ``gfocal_shapes_val``: the generated quick-start dataset (see
-:mod:`gfocal.data.shapes`). It is written under ``$DETECTRON2_DATASETS`` the first time either
-split is requested (``DatasetCatalog.get``), and reused afterwards.
+- ``gfocal_shapes_train`` / ``gfocal_shapes_val``: the generated quick-start dataset (see
+  :mod:`gfocal.data.shapes`), 128x128 images;
+- ``gfocal_shapes_large_train`` / ``gfocal_shapes_large_val``: 1024x768 images with many small
+  objects, for slicing (:mod:`gfocal.data.shapes_large`).
+
+Each is written under ``$DETECTRON2_DATASETS`` the first time one of its splits is requested
+(``DatasetCatalog.get``), and reused afterwards.
 """
 
 import json
@@ -14,9 +18,15 @@ from detectron2.data.datasets import load_coco_json
 
 from .checks import check_image_files, check_num_classes, checked_dataset_dicts, validate_annotations
 from .shapes import CLASS_NAMES, ShapesSpec, ensure_shapes_dataset, generate_image, shapes_root
+from .shapes_large import LargeShapesSpec, ensure_large_shapes_dataset, large_shapes_root
+from .slice_training import SliceTrainingMapper
 
 __all__ = [
     "register_shapes",
+    "register_large_shapes",
+    "SliceTrainingMapper",
+    "LargeShapesSpec",
+    "ensure_large_shapes_dataset",
     "register_coco_json",
     "coco_json_dataset",
     "train_on_coco_json",
@@ -37,9 +47,23 @@ def first_dataset_name(names) -> str:
     return names if isinstance(names, str) else list(names)[0]
 
 
-def _load_split(name: str, split: str, spec: Optional[ShapesSpec], root: Optional[str]):
-    root = ensure_shapes_dataset(spec, root)
+def _load_split(name: str, split: str, ensure, spec, root: str):
+    root = ensure(spec, root)
     return load_coco_json(os.path.join(root, "annotations", f"{split}.json"), os.path.join(root, split), name)
+
+
+def _register_generated(prefix: str, root: str, ensure, spec) -> None:
+    for split in ("train", "val"):
+        name = f"{prefix}_{split}"
+        if name in DatasetCatalog.list():
+            continue
+        DatasetCatalog.register(name, lambda name=name, split=split: _load_split(name, split, ensure, spec, root))
+        MetadataCatalog.get(name).set(
+            thing_classes=list(CLASS_NAMES),
+            json_file=os.path.join(root, "annotations", f"{split}.json"),
+            image_root=os.path.join(root, split),
+            evaluator_type="coco",
+        )
 
 
 def register_shapes(
@@ -52,18 +76,15 @@ def register_shapes(
         spec: generation parameters (default :class:`ShapesSpec`).
         root: where the files go (default ``$DETECTRON2_DATASETS/gfocal_shapes``).
     """
-    root = root or shapes_root()
-    for split in ("train", "val"):
-        name = f"{prefix}_{split}"
-        if name in DatasetCatalog.list():
-            continue
-        DatasetCatalog.register(name, lambda name=name, split=split: _load_split(name, split, spec, root))
-        MetadataCatalog.get(name).set(
-            thing_classes=list(CLASS_NAMES),
-            json_file=os.path.join(root, "annotations", f"{split}.json"),
-            image_root=os.path.join(root, split),
-            evaluator_type="coco",
-        )
+    _register_generated(prefix, root or shapes_root(), ensure_shapes_dataset, spec)
+
+
+def register_large_shapes(
+    prefix: str = "gfocal_shapes_large", spec: Optional[LargeShapesSpec] = None, root: Optional[str] = None
+) -> None:
+    """Register ``{prefix}_train`` and ``{prefix}_val`` of the large-image dataset (idempotent;
+    arguments as :func:`register_shapes`, default root ``$DETECTRON2_DATASETS/gfocal_shapes_large``)."""
+    _register_generated(prefix, root or large_shapes_root(), ensure_large_shapes_dataset, spec)
 
 
 def register_coco_json(name: str, json_file: str, image_root: str) -> None:
@@ -111,3 +132,4 @@ def train_on_coco_json(cfg, json_file: str, image_root: str, name: str):
 
 
 register_shapes()
+register_large_shapes()

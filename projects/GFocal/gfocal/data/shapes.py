@@ -20,14 +20,14 @@ import logging
 import math
 import os
 from dataclasses import asdict, dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import cv2
 import numpy as np
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CLASS_NAMES", "ShapesSpec", "generate_image", "ensure_shapes_dataset", "shapes_root"]
+__all__ = ["CLASS_NAMES", "ShapesSpec", "generate_image", "ensure_shapes_dataset", "ensure_generated", "shapes_root"]
 
 CLASS_NAMES = ["ellipse", "rectangle", "triangle", "star"]
 VERSION = 1  # bump when the generator changes: existing copies are then regenerated
@@ -50,8 +50,8 @@ class ShapesSpec:
     version: int = VERSION
 
 
-def shapes_root() -> str:
-    return os.path.join(os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets")), "gfocal_shapes")
+def shapes_root(name: str = "gfocal_shapes") -> str:
+    return os.path.join(os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets")), name)
 
 
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -134,33 +134,32 @@ def generate_image(rng: np.random.Generator, spec: ShapesSpec) -> Tuple[np.ndarr
     return np.clip(img, 0, 255).astype(np.uint8), objects
 
 
-def _write_split(root: str, split: str, count: int, spec: ShapesSpec) -> None:
+def _write_split(root: str, split: str, count: int, spec, generate: Callable, name: str) -> None:
     from tqdm import tqdm
 
     rng = np.random.default_rng(spec.seed * 1000 + {"train": 1, "val": 2}[split])
     os.makedirs(os.path.join(root, split), exist_ok=True)
     images, annotations = [], []
-    for idx in tqdm(range(count), desc=f"gfocal_shapes {split}", unit="img", mininterval=1.0):
-        img, objects = generate_image(rng, spec)
-        name = f"{idx:06d}.jpg"
-        cv2.imwrite(os.path.join(root, split, name), img[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 93])
-        images.append({"id": idx + 1, "file_name": name, "height": spec.size, "width": spec.size})
+    for idx in tqdm(range(count), desc=f"{name} {split}", unit="img", mininterval=1.0):
+        img, objects = generate(rng, spec)
+        file_name = f"{idx:06d}.jpg"
+        cv2.imwrite(os.path.join(root, split, file_name), img[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 93])
+        images.append({"id": idx + 1, "file_name": file_name, "height": img.shape[0], "width": img.shape[1]})
         for obj in objects:
-            x, y, w, h = obj["bbox"]
+            x, y, w, h = obj.pop("bbox")
             annotations.append(
                 {
                     "id": len(annotations) + 1,
                     "image_id": idx + 1,
-                    "category_id": obj["category_id"],
+                    "category_id": obj.pop("category_id"),
                     "bbox": [float(x), float(y), float(w), float(h)],
                     "area": float(w * h),
                     "iscrowd": 0,
-                    "blurred": obj["blurred"],
-                    "hidden": obj["hidden"],
+                    **obj,  # the generator's extras: blurred, hidden, ...
                 }
             )
     data = {
-        "info": {"description": "GFocal quick-start shapes", "spec": asdict(spec)},
+        "info": {"description": f"GFocal generated shapes ({name})", "spec": asdict(spec)},
         "images": images,
         "annotations": annotations,
         "categories": [{"id": i + 1, "name": n} for i, n in enumerate(CLASS_NAMES)],
@@ -172,11 +171,11 @@ def _write_split(root: str, split: str, count: int, spec: ShapesSpec) -> None:
     os.replace(tmp, os.path.join(root, "annotations", f"{split}.json"))
 
 
-def _is_complete(root: str, spec: ShapesSpec) -> bool:
+def _is_complete(root: str, spec) -> bool:
     """The marker matches ``spec`` and every split's json and image files are present."""
     try:
         with open(os.path.join(root, "COMPLETE")) as f:
-            if json.load(f) != asdict(spec):
+            if json.load(f) != json.loads(json.dumps(asdict(spec))):  # tuples are lists in json
                 return False
         for split, count in (("train", spec.num_train), ("val", spec.num_val)):
             with open(os.path.join(root, "annotations", f"{split}.json")) as f:
@@ -193,19 +192,25 @@ def _is_complete(root: str, spec: ShapesSpec) -> bool:
         return False
 
 
-def ensure_shapes_dataset(spec: Optional[ShapesSpec] = None, root: Optional[str] = None) -> str:
-    """Generate the dataset under ``root`` unless a complete copy with the same spec is there;
-    returns the dataset root."""
-    spec = spec or ShapesSpec()
-    root = root or shapes_root()
+def ensure_generated(spec, root: str, generate: Callable, name: str) -> str:
+    """Write ``spec.num_train`` / ``spec.num_val`` images of ``generate(rng, spec)`` (an RGB
+    uint8 image and its objects, each ``{"bbox": XYWH, "category_id", **extras}``) under
+    ``root`` as COCO json, unless a complete copy with the same spec is there; returns ``root``.
+    The ``COMPLETE`` marker is written last, so an interrupted run is regenerated."""
     if _is_complete(root, spec):
         return root
-    logger.info(f"Generating the GFocal shapes dataset in {root} ...")
+    logger.info(f"Generating the {name} dataset in {root} ...")
     marker = os.path.join(root, "COMPLETE")
     if os.path.exists(marker):
         os.remove(marker)
     for split, count in (("train", spec.num_train), ("val", spec.num_val)):
-        _write_split(root, split, count, spec)
+        _write_split(root, split, count, spec, generate, name)
     with open(marker, "w") as f:
         json.dump(asdict(spec), f)
     return root
+
+
+def ensure_shapes_dataset(spec: Optional[ShapesSpec] = None, root: Optional[str] = None) -> str:
+    """Generate the dataset under ``root`` unless a complete copy with the same spec is there;
+    returns the dataset root."""
+    return ensure_generated(spec or ShapesSpec(), root or shapes_root(), generate_image, "gfocal_shapes")

@@ -1,14 +1,18 @@
 """``Detector``: an exported GFL model directory, run end to end on BGR images."""
 
+import logging
 import os
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
 from .backends import load_backend
 from .postprocess import postprocess_outputs
 from .preprocess import preprocess_image
+from .slicing import SlicingSettings, sliced_detect
 from .spec import ExportSpec
+
+logger = logging.getLogger("gfocal_runtime")
 
 __all__ = ["Detector"]
 
@@ -22,12 +26,17 @@ class Detector:
             "onnxruntime" or "openvino".
         precision: openvino: "f32" (default) or "bf16"; onnxruntime: only "f32".
         num_threads: the backend's intra-op thread count (None: its default).
+        slicing: sliced inference for large images, e.g. ``dict(size=256, overlap=0.25,
+            merge="distribution", whole_image=True, batch_size=8)`` (:mod:`.slicing`; the
+            same grid and merges as the PyTorch model's ``dataloader.test.slicing``): each call
+            runs the image's tiles ``batch_size`` at a time as one batch, plus the whole image.
 
     Attributes:
         spec: the parsed ``model.json`` (:class:`~gfocal_runtime.spec.ExportSpec`).
         class_names: the class names, indexed by the "classes" output.
         backend: the name of the backend in use.
         precision: the inference precision in use.
+        slicing: the :class:`~gfocal_runtime.slicing.SlicingSettings` in use, or None.
     """
 
     def __init__(
@@ -37,7 +46,12 @@ class Detector:
         *,
         precision: Optional[str] = None,
         num_threads: Optional[int] = None,
+        slicing: Optional[Mapping] = None,
     ):
+        self.slicing: Optional[SlicingSettings] = None
+        if slicing is not None and slicing.get("enabled", True):
+            self.slicing = SlicingSettings.from_mapping(slicing)  # ValueError names a bad setting
+        self._warned_small = False
         self.spec = ExportSpec.load(model_dir)
         if self.spec.artifact != "onnx":
             raise ValueError(
@@ -65,12 +79,37 @@ class Detector:
             original image's pixels, by descending score; with distributions also "dists"
             (M, 4, n+1) float32 and "strides" (M,) float32 (bin spacing in original pixels).
         """
-        batch, image_hw = preprocess_image(image_bgr, self.spec)
-        outputs = self._runner(batch)
-        return postprocess_outputs(outputs, self.spec, batch.shape[2:4], image_hw, tuple(image_bgr.shape[:2]))
+        if self.slicing is None:
+            return self.detect_batch([image_bgr])[0]
+        spec = self.spec
+        return sliced_detect(
+            image_bgr, self.slicing, self.detect_batch, spec.nms_thresh, spec.max_detections, self._whole_only
+        )
+
+    def detect_batch(self, images_bgr: List[np.ndarray]) -> List[Dict[str, np.ndarray]]:
+        """Detect objects in several images in one run of the model (images of one size; others
+        run one by one). Returns one dict per image, as ``__call__`` without slicing."""
+        inputs = [preprocess_image(image, self.spec) for image in images_bgr]
+        if len({batch.shape for batch, _ in inputs}) > 1:
+            return [self.detect_batch([image])[0] for image in images_bgr]
+        outputs = self._runner(np.concatenate([batch for batch, _ in inputs]))
+        input_hw = inputs[0][0].shape[2:4]
+        return [
+            postprocess_outputs(
+                {k: v[i : i + 1] for k, v in outputs.items()}, self.spec, input_hw, image_hw, image.shape[:2]
+            )
+            for i, ((_, image_hw), image) in enumerate(zip(inputs, images_bgr))
+        ]
+
+    def _whole_only(self, message: str) -> None:
+        if not self._warned_small:
+            logger.warning(message + " (said once)")
+            self._warned_small = True
 
     def __repr__(self) -> str:
         return (
             f"Detector({self.spec.model_dir!r}, backend={self.backend!r}, "
-            f"precision={self.precision!r}, classes={len(self.class_names)})"
+            f"precision={self.precision!r}, classes={len(self.class_names)}"
+            + (f", slicing={self.slicing}" if self.slicing else "")
+            + ")"
         )

@@ -1,0 +1,328 @@
+"""Sliced inference for large images, in numpy: the tile grid, the settings and the merges.
+
+Shared by the PyTorch model (:class:`gfocal.slicing.GFLWithSlicing`) and
+:class:`gfocal_runtime.Detector`, so both slice and merge identically.
+
+An image is covered by square tiles of ``size`` original pixels whose neighbours share
+``overlap`` of it (the last tile of a row or column is aligned to the image's edge, as SAHI
+places them); optionally the whole image is a view too. Each view's detections (after the
+model's own NMS) are mapped to the original image and merged by one of :data:`MERGES`:
+
+``nms``
+    class-wise NMS over all views at the model's IoU threshold.
+``greedy``
+    SAHI's default merge (``GREEDYNMM``, match metric IoS >= 0.5, class-wise): in descending
+    score order each remaining detection absorbs the remaining ones of its class that it
+    overlaps by more than half of the smaller box; the merged box is the group's enclosing
+    box, its score the best one's.
+``distribution``
+    the distribution-aware merge. Groups: as NMS (IoU > the model's threshold) plus any pair
+    where the smaller box has a side on its tile's inner border (``cut``: the object runs out of
+    that tile) and more than half of it lies in the other (IoS > 0.5), so a truncated box joins
+    the object it is part of, while a small object lying on a big one of its class does not.
+    Each side of a group's box is taken from the member whose distribution for that side is
+    sharpest (smallest standard deviation in original pixels) among the members for which that
+    side is not cut (all members, if every one is cut); the score is the group's best. So an
+    edge comes from the view that saw it whole and surest.
+"""
+
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Mapping, Optional
+
+import numpy as np
+
+from .postprocess import batched_nms
+
+__all__ = [
+    "MERGES",
+    "DEFAULT_MERGE",
+    "SlicingSettings",
+    "tile_starts",
+    "tile_grid",
+    "cut_sides",
+    "side_std",
+    "merge_detections",
+    "sliced_detect",
+]
+
+MERGES = ("nms", "greedy", "distribution")
+DEFAULT_MERGE = "distribution"
+# A side within this many original pixels of its tile's inner border counts as cut by it.
+CUT_MARGIN_PX = 3.0
+# SAHI's GREEDYNMM default: IoS at least this joins a group.
+GREEDY_IOS = 0.5
+# Merges compare every pair of detections: at most this many (the best by score) are merged.
+MAX_MERGE_CANDIDATES = 4000
+
+
+@dataclass(frozen=True)
+class SlicingSettings:
+    """How an image is sliced and its views merged (checked; see :meth:`from_mapping`).
+
+    Attributes:
+        size: a tile's side in the original image's pixels.
+        overlap: the share of ``size`` that neighbouring tiles have in common, in [0, 1).
+        merge: one of :data:`MERGES`.
+        whole_image: add the whole image (at the model's usual input size) as a view.
+        batch_size: tiles run through the model at once (bounds memory on huge images).
+    """
+
+    size: int = 256
+    overlap: float = 0.25
+    merge: str = DEFAULT_MERGE
+    whole_image: bool = True
+    batch_size: int = 8
+
+    def __post_init__(self):
+        size, overlap = self.size, self.overlap
+        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+            raise ValueError(f"slicing size must be a positive integer (a tile's side in pixels), got {size!r}")
+        if isinstance(overlap, bool) or not isinstance(overlap, (int, float)) or not 0 <= overlap < 1:
+            raise ValueError(f"slicing overlap must be a number in [0, 1) (a share of the tile size), got {overlap!r}")
+        if self.merge not in MERGES:
+            raise ValueError(f"slicing merge must be one of {', '.join(MERGES)}, got {self.merge!r}")
+        if not isinstance(self.whole_image, bool):
+            raise ValueError(f"slicing whole_image must be True or False, got {self.whole_image!r}")
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ValueError(f"slicing batch_size must be a positive integer, got {self.batch_size!r}")
+
+    @classmethod
+    def from_mapping(cls, settings: Mapping) -> "SlicingSettings":
+        """From a dict such as ``dataloader.test.slicing`` (``enabled`` is ignored here); an
+        unknown key is an error."""
+        allowed = {"enabled", "size", "overlap", "merge", "whole_image", "batch_size"}
+        unknown = sorted(set(settings) - allowed)
+        if unknown:
+            raise ValueError(f"unknown slicing setting(s) {unknown}; expected some of {sorted(allowed)}")
+        return cls(**{k: v for k, v in settings.items() if k != "enabled"})
+
+    def step(self) -> int:
+        """Pixels from one tile's start to the next one's."""
+        return max(1, self.size - int(self.overlap * self.size))
+
+    def tiles(self, height: int, width: int) -> np.ndarray:
+        """:func:`tile_grid` of an image; no tiles (the whole image alone is the view) when one
+        tile covers it."""
+        if self.size >= height and self.size >= width:
+            return np.zeros((0, 4), np.int64)
+        return tile_grid(height, width, self.size, self.overlap)
+
+
+def tile_starts(length: int, size: int, overlap: float) -> np.ndarray:
+    """(T,) int64 starts of the tiles along one image side of ``length`` pixels: every
+    ``size - int(overlap * size)`` pixels, the last one moved back so that it ends at the edge;
+    ``[0]`` when a tile covers the whole side."""
+    if size >= length:
+        return np.zeros(1, np.int64)
+    step = max(1, size - int(overlap * size))  # as SAHI's get_slice_bboxes
+    starts = np.arange(0, length - size, step, dtype=np.int64)
+    return np.append(starts, length - size)
+
+
+def tile_grid(height: int, width: int, size: int, overlap: float) -> np.ndarray:
+    """(T, 4) int64 tiles ``x0, y0, x1, y1`` covering an image row by row (each ``size`` x
+    ``size``, clipped to the image)."""
+    xs, ys = tile_starts(width, size, overlap), tile_starts(height, size, overlap)
+    x0, y0 = np.meshgrid(xs, ys)
+    x0, y0 = x0.ravel(), y0.ravel()
+    return np.stack([x0, y0, np.minimum(x0 + size, width), np.minimum(y0 + size, height)], 1)
+
+
+def cut_sides(boxes: np.ndarray, views: np.ndarray, image_hw, margin: float = CUT_MARGIN_PX) -> np.ndarray:
+    """(N, 4) bool: which sides (left, top, right, bottom) of (N, 4) XYXY ``boxes`` lie on an
+    inner border of the view (N, 4) XYXY they were seen in, within ``margin`` pixels. A view's
+    border on the image's edge is not inner: an object really ends there."""
+    height, width = image_hw
+    views = views.astype(np.float32)
+    inner = np.stack([views[:, 0] > 0, views[:, 1] > 0, views[:, 2] < width, views[:, 3] < height], 1)
+    near = np.stack(
+        [
+            boxes[:, 0] - views[:, 0] <= margin,
+            boxes[:, 1] - views[:, 1] <= margin,
+            views[:, 2] - boxes[:, 2] <= margin,
+            views[:, 3] - boxes[:, 3] <= margin,
+        ],
+        1,
+    )
+    return inner & near
+
+
+def side_std(dists: np.ndarray, strides: np.ndarray) -> np.ndarray:
+    """(N, 4) standard deviation in pixels of each side's distribution: (N, 4, n+1) bin
+    probabilities ``dists`` with (N,) bin spacings ``strides``."""
+    bins = np.arange(dists.shape[-1], dtype=np.float32)
+    mean = (dists * bins).sum(-1, keepdims=True)
+    var = (dists * (bins - mean) ** 2).sum(-1)
+    return np.sqrt(np.maximum(var, 0)) * strides[:, None]
+
+
+def _pairwise(boxes: np.ndarray):
+    """(N, N) IoU and intersection over the smaller box of (N, 4) XYXY boxes."""
+    area = np.maximum(boxes[:, 2] - boxes[:, 0], 0) * np.maximum(boxes[:, 3] - boxes[:, 1], 0)
+    lt = np.maximum(boxes[:, None, :2], boxes[None, :, :2])
+    rb = np.minimum(boxes[:, None, 2:], boxes[None, :, 2:])
+    wh = np.clip(rb - lt, 0, None)
+    inter = wh[..., 0] * wh[..., 1]
+    union = area[:, None] + area[None, :] - inter
+    iou = inter / np.maximum(union, 1e-9)
+    ios = inter / np.maximum(np.minimum(area[:, None], area[None, :]), 1e-9)
+    return iou, ios, area
+
+
+def _greedy_groups(match: np.ndarray) -> np.ndarray:
+    """Greedy grouping of detections sorted by descending score: detection i leads a group
+    unless an earlier leader matches it, and then joins the first such leader. ``match`` (N, N)
+    bool, symmetric. Returns (N,) the index of each one's leader.
+
+    Computed without a loop over detections: a leader set L is the fixed point of
+    ``L[j] = not any(L[i] and match[i, j] for i < j)``, which iterating from "all lead" reaches
+    (after round t the first t are final; in practice a few rounds, as many as the longest chain
+    of overlaps)."""
+    n = match.shape[0]
+    earlier = np.triu(match, 1)  # [i, j]: i before j and they match
+    leader = np.ones(n, bool)
+    for _ in range(n):
+        new = ~(earlier & leader[:, None]).any(0)
+        if np.array_equal(new, leader):
+            break
+        leader = new
+    led_by = earlier & leader[:, None]
+    first = np.argmax(led_by, axis=0)  # the first leader matching each one (if any)
+    return np.where(leader, np.arange(n), first)
+
+
+def merge_detections(
+    detections: Dict[str, np.ndarray],
+    cut: np.ndarray,
+    merge: str,
+    nms_thresh: float,
+    max_detections: int,
+) -> Dict[str, np.ndarray]:
+    """Merge the detections of all views of one image.
+
+    Args:
+        detections: every view's detections in the original image's pixels: "boxes" (N, 4)
+            XYXY, "scores" (N,), "classes" (N,), optionally "dists" (N, 4, n+1) and "strides"
+            (N,) (needed by ``distribution``, which otherwise takes each side from the best).
+        cut: (N, 4) bool, the sides on their view's inner border (:func:`cut_sides`).
+        merge: one of :data:`MERGES`.
+        nms_thresh: the model's NMS IoU threshold (``nms`` and ``distribution``).
+        max_detections: keep at most this many, by score.
+
+    Returns:
+        the merged detections, the same keys, by descending score. For a group the
+        distributions (and strides) are those of its best-scored member.
+    """
+    if merge not in MERGES:
+        raise ValueError(f"merge must be one of {', '.join(MERGES)}, got {merge!r}")
+    scores = np.asarray(detections["scores"], np.float32)
+    order = np.argsort(-scores, kind="stable")[:MAX_MERGE_CANDIDATES]
+    dets = {k: np.asarray(v)[order] for k, v in detections.items()}
+    cut = np.asarray(cut, bool)[order]
+    boxes, classes = dets["boxes"].astype(np.float32), dets["classes"]
+    if merge == "nms":
+        keep = batched_nms(boxes, dets["scores"], classes, nms_thresh, max_detections)
+        return {k: v[keep] for k, v in dets.items()}
+    n = boxes.shape[0]
+    if n == 0:
+        return dets
+    iou, ios, area = _pairwise(boxes)
+    same = classes[:, None] == classes[None, :]
+    if merge == "greedy":
+        match = same & (ios >= GREEDY_IOS)
+    else:
+        smaller_cut = np.where(area[:, None] <= area[None, :], cut.any(1)[:, None], cut.any(1)[None, :])
+        match = same & ((iou > nms_thresh) | ((ios > GREEDY_IOS) & smaller_cut))
+    leader = _greedy_groups(match)
+    leaders = np.flatnonzero(leader == np.arange(n))[:max_detections]  # already by descending score
+    group = np.searchsorted(leaders, leader)  # group index of each detection (leaders are sorted)
+    valid = np.isin(leader, leaders)  # members of the groups kept
+    group = np.where(valid, group, 0)  # (the others' index is never read)
+    out = {k: v[leaders] for k, v in dets.items()}
+    if merge == "greedy":
+        merged = np.empty((len(leaders), 4), np.float32)
+        merged[:, :2], merged[:, 2:] = np.inf, -np.inf
+        np.minimum.at(merged[:, :2], group[valid], boxes[valid, :2])
+        np.maximum.at(merged[:, 2:], group[valid], boxes[valid, 2:])
+        out["boxes"] = merged
+        return out
+    # distribution: per side, the sharpest member among those that do not have it cut.
+    if "dists" in dets and "strides" in dets:
+        spread = side_std(dets["dists"].astype(np.float32), dets["strides"].astype(np.float32))
+    else:  # no distributions: each side from the best-scored member not cut there
+        spread = np.broadcast_to(np.arange(n, dtype=np.float32)[:, None], (n, 4)).copy()
+    # A side is eligible where not cut, or where every member of the group has it cut.
+    uncut_count = np.zeros((len(leaders), 4), np.int64)
+    np.add.at(uncut_count, group[valid], (~cut[valid]).astype(np.int64))
+    eligible = ~cut | (uncut_count[group] == 0)
+    key = np.where(eligible & valid[:, None], spread, np.inf)
+    merged = out["boxes"].astype(np.float32).copy()
+    for side in range(4):
+        best = np.full(len(leaders), np.inf, np.float32)
+        np.minimum.at(best, group[valid], key[valid, side])
+        # The first (best-scored) member reaching the minimum of its group.
+        hit = valid & (key[:, side] == best[group]) & np.isfinite(key[:, side])
+        chosen = np.full(len(leaders), -1)
+        idx = np.flatnonzero(hit)
+        chosen[group[idx[::-1]]] = idx[::-1]  # the last write is the earliest index
+        ok = chosen >= 0
+        merged[ok, side] = boxes[chosen[ok], side]
+    inverted = (merged[:, 2] <= merged[:, 0]) | (merged[:, 3] <= merged[:, 1])
+    merged[inverted] = out["boxes"][inverted]
+    out["boxes"] = merged
+    return out
+
+
+def _cat(parts):
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def sliced_detect(
+    image: np.ndarray,
+    settings: SlicingSettings,
+    detect_batch: Callable[[List[np.ndarray]], List[Dict[str, np.ndarray]]],
+    nms_thresh: float,
+    max_detections: int,
+    on_whole_only: Optional[Callable[[str], None]] = None,
+) -> Dict[str, np.ndarray]:
+    """Detect on the tiles of ``image`` (and the whole image) and merge.
+
+    Args:
+        image: (H, W, C) array.
+        settings: the grid, merge and batch size.
+        detect_batch: a list of (h, w, C) views -> each view's detections in its own pixels
+            ("boxes" (M, 4) XYXY, "scores", "classes", optionally "dists", "strides").
+        nms_thresh, max_detections: the model's (see :func:`merge_detections`).
+        on_whole_only: called with a message when one tile would cover the image (then the
+            whole image alone is run).
+
+    Tiles go ``settings.batch_size`` at a time and only detections are kept between batches
+    (at most twice :data:`MAX_MERGE_CANDIDATES`, the best), so a huge image's tiles are never all
+    in memory at once.
+    """
+    height, width = image.shape[:2]
+    tiles = settings.tiles(height, width)
+    parts: List[Dict[str, np.ndarray]] = []
+    if len(tiles) == 0 and on_whole_only is not None:
+        on_whole_only(
+            f"slicing: a {settings.size} px tile covers the whole {width}x{height} image; "
+            "running on the whole image only"
+        )
+    for start in range(0, len(tiles), settings.batch_size):
+        batch = tiles[start : start + settings.batch_size]
+        for (x0, y0, x1, y1), dets in zip(batch, detect_batch([image[y0:y1, x0:x1] for x0, y0, x1, y1 in batch])):
+            dets = dict(dets, boxes=dets["boxes"] + np.array([x0, y0, x0, y0], np.float32))
+            dets["views"] = np.repeat(np.array([[x0, y0, x1, y1]], np.float32), len(dets["scores"]), 0)
+            parts.append(dets)
+        if sum(len(p["scores"]) for p in parts) > 2 * MAX_MERGE_CANDIDATES:  # a huge image: keep the best
+            merged = _cat(parts)
+            best = np.argsort(-merged["scores"], kind="stable")[:MAX_MERGE_CANDIDATES]
+            parts = [{k: v[best] for k, v in merged.items()}]
+    if settings.whole_image or len(tiles) == 0:
+        dets = dict(detect_batch([image])[0])
+        dets["views"] = np.repeat(np.array([[0, 0, width, height]], np.float32), len(dets["scores"]), 0)
+        parts.append(dets)
+    dets = _cat(parts)
+    views = dets.pop("views")
+    cut = cut_sides(dets["boxes"].astype(np.float32), views, (height, width))
+    return merge_detections(dets, cut, settings.merge, nms_thresh, max_detections)
