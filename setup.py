@@ -49,5 +49,8 @@ setup(
         "deploy": ["onnx==1.23.2", "onnxscript==0.7.2", "onnxruntime==1.32.0", "openvino==2026.4.1"],
         # tools/benchmark_label_errors.py compares with cleanlab's ObjectLab; never needed otherwise.
         "benchmark": ["cleanlab==2.9.0", "numpy<2"],
+        # gfocal_runtime.sahi_model; install with --no-deps (sahi's metadata asks for numpy 2):
+        # pip install --no-deps sahi==0.12.8 shapely==2.2.0
+        "sahi": ["sahi==0.12.8", "shapely==2.2.0"],
     },
 )

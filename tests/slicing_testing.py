@@ -23,8 +23,10 @@ REG_MAX = 16
 
 
 class OracleGFL(GFL):
-    def __init__(self, min_area: int = 12):
+    def __init__(self, min_area: int = 12, channel=None):
+        """``channel``: look at one channel of the model's input only (None: their mean)."""
         nn.Module.__init__(self)
+        self.channel = channel
         self._dummy = nn.Parameter(torch.zeros(1))
         self.test_nms_thresh, self.max_detections_per_image = 0.6, 100
         self.min_area = min_area
@@ -38,7 +40,8 @@ class OracleGFL(GFL):
         image = x["image"].float()
         in_h, in_w = image.shape[-2:]
         out_h, out_w = int(x.get("height", in_h)), int(x.get("width", in_w))
-        mask = (image.mean(0) > 127).numpy().astype(np.uint8)
+        plane = image.mean(0) if self.channel is None else image[self.channel]
+        mask = (plane > 127).numpy().astype(np.uint8)
         n, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=4)
         stats = stats[1:][stats[1:, cv2.CC_STAT_AREA] >= self.min_area]
         boxes = stats[:, :4].astype(np.float32).copy()

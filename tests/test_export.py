@@ -159,6 +159,35 @@ def test_sliced_runtime_gives_the_sliced_predictor_detections(exported, merge):
         Detector(folder, slicing=dict(size=100, merge="soft"))
 
 
+def test_sahi_runs_exported_and_checkpoint_models(exported, tmp_path):
+    """GFocalDetectionModel from an exported folder (gfocal_runtime) and from a checkpoint with
+    its config (PyTorch): sahi's whole-image prediction is the model's own."""
+    import sahi.predict
+    from detectron2.config import LazyConfig
+
+    from gfocal_runtime.sahi_model import GFocalDetectionModel
+
+    cfg, model, folder, _ = exported[1]
+    image = odd_images()[1]
+    expected = Detector(folder)(image)
+    weights, config = str(tmp_path / "model.pth"), str(tmp_path / "config.yaml")
+    torch.save({"model": model.state_dict()}, weights)
+    LazyConfig.save(cfg, config)
+    for sahi_model in (
+        GFocalDetectionModel(model_path=folder, confidence_threshold=0.0),
+        GFocalDetectionModel(model_path=weights, config_path=config, confidence_threshold=0.0),
+    ):
+        result = sahi.predict.get_prediction(image[:, :, ::-1].copy(), sahi_model)  # sahi gives RGB
+        preds = result.object_prediction_list
+        assert len(preds) == len(expected["boxes"]) > 5
+        boxes = np.array([p.bbox.to_xyxy() for p in preds], np.float32)
+        order = np.lexsort(boxes.T[::-1])
+        want = expected["boxes"][np.lexsort(expected["boxes"].T[::-1])]
+        np.testing.assert_allclose(boxes[order], want, atol=BOX_ATOL)
+    with pytest.raises(ValueError, match="runs on the CPU"):
+        GFocalDetectionModel(model_path=folder, device="cuda")
+
+
 def test_runtime_resizes_and_rescales_as_the_config(data_dir, tmp_path):
     """A config whose test mapper resizes (ResizeShortestEdge 160, max 200): the runtime
     resizes as Detectron2 does and returns boxes in the original image's pixels."""

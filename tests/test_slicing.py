@@ -189,3 +189,15 @@ def test_merges_keep_classes_apart_and_cap_the_count():
     empty = {k: v[:0] for k, v in dets.items()}
     for merge in ("nms", "greedy", "distribution"):
         assert len(merge_detections(empty, cut[:0], merge, 0.6, 100)["boxes"]) == 0
+
+
+def test_greedy_merges_at_exactly_half_of_the_smaller_box():
+    """SAHI's GREEDYNMM joins at IoS >= 0.5 (not >), comparing with the group's first box."""
+    dets = {
+        "boxes": np.array([[0, 0, 10, 10], [5, 0, 15, 10], [9, 0, 19, 10]], np.float32),
+        "scores": np.array([0.9, 0.8, 0.7], np.float32),
+        "classes": np.zeros(3, np.int64),
+    }
+    out = merge_detections(dets, np.zeros((3, 4), bool), "greedy", 0.6, 100)
+    # The second joins the first (IoS 0.5); the third overlaps the first by 0.1 only: its own group.
+    np.testing.assert_allclose(out["boxes"], [[0, 0, 15, 10], [9, 0, 19, 10]])

@@ -44,6 +44,9 @@ if ! "$VPY" -c "import detectron2" >/dev/null 2>&1; then
   echo "$(cd "$D2DIR" && pwd)" > "$SITE/detectron2-pure.pth"
   "$VPY" -c "import detectron2; print('detectron2', detectron2.__version__, 'from', detectron2.__file__)"
 fi
+# sahi (tests/test_sahi.py, tools/benchmark_small_objects.py): without its dependencies, whose
+# metadata asks for numpy 2 / opencv 4.12 (Detectron2 needs numpy < 2); it runs on ours.
+pip_q install -q --no-deps sahi==0.12.8 shapely==2.2.0
 pip_q install -q --no-deps --no-build-isolation -e .
 "$VPY" -c "import gfocal" 
 touch "$STAMP"
