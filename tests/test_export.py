@@ -163,6 +163,7 @@ def test_sahi_runs_exported_and_checkpoint_models(exported, tmp_path):
     """GFocalDetectionModel from an exported folder (gfocal_runtime) and from a checkpoint with
     its config (PyTorch): sahi's whole-image prediction is the model's own."""
     import sahi.predict
+
     from detectron2.config import LazyConfig
 
     from gfocal_runtime.sahi_model import GFocalDetectionModel

@@ -4,11 +4,10 @@ grid, which ties the two implementations together. (Exported and checkpoint mode
 
 import numpy as np
 import pytest
+import sahi.predict as sahi_predict  # installed by tools/setup_env.sh (no-deps: see gfocal_runtime.sahi_model)
 import torch
 from gfl_testing import REPO
 from slicing_testing import OracleGFL, drawn_large_image, iou
-
-import sahi.predict as sahi_predict  # installed by tools/setup_env.sh (no-deps: see gfocal_runtime.sahi_model)
 
 from gfocal.config import load_config
 from gfocal.predictor import LazyPredictor, evaluation_input
