@@ -78,6 +78,7 @@ SCRIPTS = {
     "benchmark_quickstart": "tools/benchmark_quickstart.py",
     "plot_metrics": "tools/plot_metrics.py",
     "model_zoo_table": "tools/model_zoo_table.py",
+    "benchmark_small_objects": "tools/benchmark_small_objects.py",
 }
 FORCE_UNSAFE = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
 
@@ -1074,10 +1075,21 @@ def test_f23_unknown_argument_is_one_line(name, tmp_path):
         ("benchmark_quickstart", ["train.max_itr=1"], ["train.max_itr", "closest existing keys"]),
         ("plot_metrics", ["{missing}"], ["no such file"]),
         ("convert", ["{weights}", "-o", "{folder}"], ["is a folder"]),
+        ("demo", ["--input", "x.jpg", "--slice", "0", "--config-file", CONFIG], ["--slice", "positive integer"]),
+        ("demo", ["--input", "x.jpg", "--overlap", "0.3", "--config-file", CONFIG], ["--overlap", "give --slice"]),
+        (
+            "demo",
+            ["--input", "x.jpg", "--slice", "256", "--overlap", "1", "--config-file", CONFIG],
+            ["overlap must be a number in [0, 1)"],
+        ),
+        ("demo", ["--input", "x.jpg", "--slice", "256", "--merge", "wbf", "--config-file", CONFIG], ["nms, greedy"]),
+        ("benchmark_small_objects", ["--images", "-1"], ["--images"]),
+        ("benchmark_small_objects", ["--size", "0"], ["--size", "positive integer"]),
+        ("benchmark_small_objects", ["--weights", "{missing}"], ["--weights", "no such file"]),
     ],
 )
 def test_f23_command_argument_mistakes(name, argv, words, tmp_path, weights):
-    """F23 other argument mistakes (demo --backend without --exported, a threshold outside [0, 1], quickstart --pictures 0, benchmark --amp on the CPU or --height 0, benchmark_quickstart with a misspelt override, plot_metrics on a missing file, convert -o naming a folder): exit 2, one line naming the argument, nothing written."""
+    """F23 other argument mistakes (demo --backend without --exported, a threshold outside [0, 1], quickstart --pictures 0, benchmark --amp on the CPU or --height 0, benchmark_quickstart with a misspelt override, plot_metrics on a missing file, convert -o naming a folder, demo --slice 0 / --overlap without --slice / --overlap 1 / --merge wbf, benchmark_small_objects --images -1 / --size 0 / missing --weights): exit 2, one line naming the argument, nothing written."""
     fill = {"missing": tmp_path / "metrics.json", "weights": weights, "folder": tmp_path}
     before = sorted(os.listdir(tmp_path))
     run = call(name, [a.format(**fill) if isinstance(a, str) else a for a in argv])

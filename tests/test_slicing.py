@@ -105,10 +105,17 @@ def test_vectorised_greedy_grouping_equals_the_sequential_loop():
 
 
 def _dists(std_bins, n=16):
-    """(N, 4, n+1) discretised Gaussians centred mid-range with the given (N, 4) widths in bins."""
-    bins = np.arange(n + 1, dtype=np.float32)
-    p = np.exp(-0.5 * ((bins - n / 2) / np.asarray(std_bins, np.float32)[..., None]) ** 2)
-    return (p / p.sum(-1, keepdims=True)).astype(np.float32)
+    """(N, 4, n+1) distributions with exactly the given (N, 4) standard deviations in bins:
+    mass q at n/2 - k and n/2 + k, the rest at n/2 (variance 2 q k^2, k = ceil(std))."""
+    std = np.asarray(std_bins, np.float64)
+    k = np.maximum(np.ceil(std), 1).astype(int)
+    q = std**2 / (2 * k**2)
+    p = np.zeros(std.shape + (n + 1,))
+    idx = np.indices(std.shape)
+    p[(*idx, n // 2 - k)] += q
+    p[(*idx, n // 2 + k)] += q
+    p[(*idx, np.full_like(k, n // 2))] += 1 - 2 * q
+    return p.astype(np.float32)
 
 
 def test_side_std_in_pixels():
@@ -151,15 +158,30 @@ def _border_object():
     return dets, cut_sides(boxes, views, image_hw)
 
 
-def test_distribution_merge_takes_each_side_from_the_sharpest_uncut_view():
+def _weighted(edges, scores, stds, floor=1e-2):
+    w = np.asarray(scores) / (np.asarray(stds) ** 2 + floor)
+    return float((w * np.asarray(edges)).sum() / w.sum())
+
+
+def test_distribution_merge_weighs_each_side_by_the_views_that_saw_it_uncut():
     dets, cut = _border_object()
     assert cut[0].tolist() == [False, False, True, False]
+    np.testing.assert_allclose(side_std(dets["dists"], dets["strides"])[:2], [[0.4, 2, 0.3, 0.5], [1, 0.4, 0.6, 3]])
     out = merge_detections(dets, cut, "distribution", nms_thresh=0.6, max_detections=100)
-    assert len(out["scores"]) == 3  # the border object once, the big one, the small one
-    np.testing.assert_allclose(out["scores"], [0.9, 0.8, 0.5])
-    # left: A (sharpest, 0.4); top: B (0.4); right: B (A's is cut); bottom: A (0.5).
-    np.testing.assert_allclose(out["boxes"][0], [100.0, 40.0, 160.0, 80.0])
+    # Three objects: the border one once (A, B and the whole image grouped), the big one and the
+    # small one on it (not cut: not grouped with it, unlike greedy). The border object's score
+    # is B's, the best of the views that saw it whole (A's 0.9 rates its truncated box).
+    np.testing.assert_allclose(out["scores"], [0.8, 0.7, 0.5])
+    np.testing.assert_allclose(out["boxes"][0], [20.0, 120.0, 90.0, 190.0])
     np.testing.assert_allclose(out["boxes"][2], [40.0, 140.0, 52.0, 152.0])
+    # Each side: the score / std^2 weighted mean over A and B (the whole image scores under 0.7 of
+    # the best, 0.9: not evidence while confident views saw the side); the right side from B
+    # alone, A's being cut by its tile.
+    left = _weighted([100, 101], [0.9, 0.7], [0.4, 1.0])
+    top = _weighted([40.5, 40], [0.9, 0.7], [2.0, 0.4])
+    bottom = _weighted([80, 79], [0.9, 0.7], [0.5, 3.0])
+    np.testing.assert_allclose(out["boxes"][1], [left, top, 160.0, bottom], atol=1e-4)
+    assert 100 < left < 100.2 and 40 < top < 40.1  # near the sharper view's edge
 
 
 def test_greedy_merge_is_sahis_enclosing_box_and_swallows_the_small_object():
@@ -182,10 +204,12 @@ def test_nms_merge_keeps_the_best_box_whole():
 def test_merges_keep_classes_apart_and_cap_the_count():
     dets, cut = _border_object()
     dets["classes"] = np.array([0, 1, 0, 0, 0])
-    out = merge_detections(dets, cut, "distribution", nms_thresh=0.6, max_detections=2)
-    assert len(out["scores"]) == 2
-    # B (class 1) cannot lend its sides: A's left/top/bottom and the whole image's right (A's is cut).
-    np.testing.assert_allclose(out["boxes"][0], [100.0, 40.5, 161.0, 80.0])
+    out = merge_detections(dets, cut, "distribution", nms_thresh=0.6, max_detections=3)
+    # B (class 1) is alone; A and the whole image: the whole image's score (it saw the object
+    # whole), A's left/top/bottom (the whole image is not confident enough to weigh in) and the
+    # whole image's right (A's is cut: less confident evidence is used when it is the only one).
+    np.testing.assert_allclose(out["scores"], [0.8, 0.7, 0.6])
+    np.testing.assert_allclose(out["boxes"][2], [100.0, 40.5, 161.0, 80.0])
     empty = {k: v[:0] for k, v in dets.items()}
     for merge in ("nms", "greedy", "distribution"):
         assert len(merge_detections(empty, cut[:0], merge, 0.6, 100)["boxes"]) == 0

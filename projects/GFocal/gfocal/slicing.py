@@ -72,8 +72,10 @@ class GFLWithSlicing(nn.Module):
         aug_input = T.AugInput(np.ascontiguousarray(image))
         self.augmentations(aug_input)
         tensor = torch.as_tensor(np.ascontiguousarray(aug_input.image.transpose(2, 0, 1)))
-        return {"image": tensor.to(self._device), "height": image.shape[0], "width": image.shape[1]}
+        device = next(self.model.parameters()).device
+        return {"image": tensor.to(device), "height": image.shape[0], "width": image.shape[1]}
 
+    @torch.no_grad()
     def _detect_batch(self, views: List[np.ndarray]) -> List[Dict[str, np.ndarray]]:
         """The model on a batch of (h, w, C) views -> numpy detections in each view's pixels."""
         outputs = self.model([self._view_input(v) for v in views])
@@ -96,7 +98,6 @@ class GFLWithSlicing(nn.Module):
     @torch.no_grad()
     def predict(self, image: torch.Tensor) -> Instances:
         """(C, H, W) image at the original resolution -> merged Instances of size (H, W)."""
-        self._device = next(self.model.parameters()).device
         hwc = image.permute(1, 2, 0).cpu().numpy()
         merged = sliced_detect(
             hwc,

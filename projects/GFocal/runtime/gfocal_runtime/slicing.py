@@ -51,6 +51,11 @@ DEFAULT_MERGE = "distribution"
 CUT_MARGIN_PX = 3.0
 # SAHI's GREEDYNMM default: IoS at least this joins a group.
 GREEDY_IOS = 0.5
+# The distribution merge's evidence for a side: members scoring at least this share of their
+# group's best, weighted by score / (std^2 + this floor, px^2) (chosen on the built-in data:
+# projects/GFocal/README.md#small-objects-in-large-images).
+MIN_SCORE_RATIO = 0.7
+SPREAD_FLOOR_PX2 = 1e-2
 # Merges compare every pair of detections: at most this many (the best by score) are merged.
 MAX_MERGE_CANDIDATES = 4000
 
@@ -157,16 +162,34 @@ def side_std(dists: np.ndarray, strides: np.ndarray) -> np.ndarray:
 
 
 def _pairwise(boxes: np.ndarray):
-    """(N, N) IoU and intersection over the smaller box of (N, 4) XYXY boxes."""
-    area = np.maximum(boxes[:, 2] - boxes[:, 0], 0) * np.maximum(boxes[:, 3] - boxes[:, 1], 0)
-    lt = np.maximum(boxes[:, None, :2], boxes[None, :, :2])
-    rb = np.minimum(boxes[:, None, 2:], boxes[None, :, 2:])
-    wh = np.clip(rb - lt, 0, None)
-    inter = wh[..., 0] * wh[..., 1]
-    union = area[:, None] + area[None, :] - inter
-    iou = inter / np.maximum(union, 1e-9)
-    ios = inter / np.maximum(np.minimum(area[:, None], area[None, :]), 1e-9)
+    """(N, N) IoU, (N, N) intersection over the smaller box and (N,) areas of (N, 4) XYXY
+    float32 boxes (one coordinate at a time: no (N, N, 2) temporaries)."""
+    x0, y0, x1, y1 = boxes.T
+    area = np.maximum(x1 - x0, 0) * np.maximum(y1 - y0, 0)
+    iw = np.minimum(x1[:, None], x1[None]) - np.maximum(x0[:, None], x0[None])
+    ih = np.minimum(y1[:, None], y1[None]) - np.maximum(y0[:, None], y0[None])
+    inter = np.maximum(iw, 0) * np.maximum(ih, 0)
+    iou = inter / np.maximum(area[:, None] + area[None] - inter, 1e-9)
+    ios = inter / np.maximum(np.minimum(area[:, None], area[None]), 1e-9)
     return iou, ios, area
+
+
+def _groups(boxes: np.ndarray, classes: np.ndarray, cut: np.ndarray, merge: str, nms_thresh: float) -> np.ndarray:
+    """(N,) each detection's group leader (see :func:`_greedy_groups`) for ``greedy`` or
+    ``distribution`` matching, detections sorted by descending score; class by class, so the
+    pairwise work is the classes' sizes squared."""
+    leader = np.arange(len(boxes))
+    for c in np.unique(classes):
+        idx = np.flatnonzero(classes == c)  # still by descending score
+        iou, ios, area = _pairwise(boxes[idx])
+        if merge == "greedy":
+            match = ios >= GREEDY_IOS
+        else:
+            any_cut = cut[idx].any(1)
+            smaller_cut = np.where(area[:, None] <= area[None, :], any_cut[:, None], any_cut[None, :])
+            match = (iou > nms_thresh) | ((ios > GREEDY_IOS) & smaller_cut)
+        leader[idx] = idx[_greedy_groups(match)]
+    return leader
 
 
 def _greedy_groups(match: np.ndarray) -> np.ndarray:
@@ -198,12 +221,12 @@ def merge_detections(
     nms_thresh: float,
     max_detections: int,
 ) -> Dict[str, np.ndarray]:
-    """Merge the detections of all views of one image.
+    """Merge the detections of all views of one image (see the module docstring).
 
     Args:
         detections: every view's detections in the original image's pixels: "boxes" (N, 4)
             XYXY, "scores" (N,), "classes" (N,), optionally "dists" (N, 4, n+1) and "strides"
-            (N,) (needed by ``distribution``, which otherwise takes each side from the best).
+            (N,) (``distribution`` weighs sides by them; without, by score alone).
         cut: (N, 4) bool, the sides on their view's inner border (:func:`cut_sides`).
         merge: one of :data:`MERGES`.
         nms_thresh: the model's NMS IoU threshold (``nms`` and ``distribution``).
@@ -219,58 +242,62 @@ def merge_detections(
     order = np.argsort(-scores, kind="stable")[:MAX_MERGE_CANDIDATES]
     dets = {k: np.asarray(v)[order] for k, v in detections.items()}
     cut = np.asarray(cut, bool)[order]
-    boxes, classes = dets["boxes"].astype(np.float32), dets["classes"]
+    boxes, classes, scores = dets["boxes"].astype(np.float32), dets["classes"], dets["scores"]
     if merge == "nms":
-        keep = batched_nms(boxes, dets["scores"], classes, nms_thresh, max_detections)
+        keep = batched_nms(boxes, scores, classes, nms_thresh, max_detections)
         return {k: v[keep] for k, v in dets.items()}
     n = boxes.shape[0]
     if n == 0:
         return dets
-    iou, ios, area = _pairwise(boxes)
-    same = classes[:, None] == classes[None, :]
-    if merge == "greedy":
-        match = same & (ios >= GREEDY_IOS)
-    else:
-        smaller_cut = np.where(area[:, None] <= area[None, :], cut.any(1)[:, None], cut.any(1)[None, :])
-        match = same & ((iou > nms_thresh) | ((ios > GREEDY_IOS) & smaller_cut))
-    leader = _greedy_groups(match)
-    leaders = np.flatnonzero(leader == np.arange(n))[:max_detections]  # already by descending score
-    group = np.searchsorted(leaders, leader)  # group index of each detection (leaders are sorted)
-    valid = np.isin(leader, leaders)  # members of the groups kept
-    group = np.where(valid, group, 0)  # (the others' index is never read)
+    leader = _groups(boxes, classes, cut, merge, nms_thresh)
+    leaders = np.flatnonzero(leader == np.arange(n))  # by descending score
+    group = np.searchsorted(leaders, leader)  # each detection's group (leaders are sorted)
     out = {k: v[leaders] for k, v in dets.items()}
     if merge == "greedy":
         merged = np.empty((len(leaders), 4), np.float32)
         merged[:, :2], merged[:, 2:] = np.inf, -np.inf
-        np.minimum.at(merged[:, :2], group[valid], boxes[valid, :2])
-        np.maximum.at(merged[:, 2:], group[valid], boxes[valid, 2:])
+        np.minimum.at(merged[:, :2], group, boxes[:, :2])
+        np.maximum.at(merged[:, 2:], group, boxes[:, 2:])
         out["boxes"] = merged
-        return out
-    # distribution: per side, the sharpest member among those that do not have it cut.
+        return {k: v[:max_detections] for k, v in out.items()}
+    out["boxes"], out["scores"] = _distribution_merge(dets, cut, group, leaders)
+    best = np.argsort(-out["scores"], kind="stable")[:max_detections]
+    return {k: v[best] for k, v in out.items()}
+
+
+def _distribution_merge(dets, cut, group, leaders):
+    """Each group's box and score for the ``distribution`` merge: (G, 4) boxes, (G,) scores.
+
+    A side is the mean of the members' edges for it, weighted by score / (its standard
+    deviation in pixels^2 + SPREAD_FLOOR_PX2), over the members that saw it uncut and scored at
+    least MIN_SCORE_RATIO of the group's best (else those that saw it uncut, else all). The
+    score is the best among the members that saw the object whole (no side cut), else the
+    group's best: a truncated box's score rates the part its view showed."""
+    boxes, scores = dets["boxes"].astype(np.float64), dets["scores"].astype(np.float64)
+    num_groups, n = len(leaders), len(scores)
     if "dists" in dets and "strides" in dets:
-        spread = side_std(dets["dists"].astype(np.float32), dets["strides"].astype(np.float32))
-    else:  # no distributions: each side from the best-scored member not cut there
-        spread = np.broadcast_to(np.arange(n, dtype=np.float32)[:, None], (n, 4)).copy()
-    # A side is eligible where not cut, or where every member of the group has it cut.
-    uncut_count = np.zeros((len(leaders), 4), np.int64)
-    np.add.at(uncut_count, group[valid], (~cut[valid]).astype(np.int64))
-    eligible = ~cut | (uncut_count[group] == 0)
-    key = np.where(eligible & valid[:, None], spread, np.inf)
-    merged = out["boxes"].astype(np.float32).copy()
-    for side in range(4):
-        best = np.full(len(leaders), np.inf, np.float32)
-        np.minimum.at(best, group[valid], key[valid, side])
-        # The first (best-scored) member reaching the minimum of its group.
-        hit = valid & (key[:, side] == best[group]) & np.isfinite(key[:, side])
-        chosen = np.full(len(leaders), -1)
-        idx = np.flatnonzero(hit)
-        chosen[group[idx[::-1]]] = idx[::-1]  # the last write is the earliest index
-        ok = chosen >= 0
-        merged[ok, side] = boxes[chosen[ok], side]
+        spread = side_std(dets["dists"].astype(np.float32), dets["strides"].astype(np.float32)).astype(np.float64)
+    else:
+        spread = np.zeros((n, 4))
+    confident = scores >= MIN_SCORE_RATIO * scores[leaders][group]
+    # Evidence tiers per member and side: 0 uncut and confident, 1 uncut, 2 cut; a group uses
+    # the best tier any of its members reaches for that side.
+    tier = np.where(cut, 2, np.where(confident[:, None], 0, 1))
+    best_tier = np.full((num_groups, 4), 2)
+    np.minimum.at(best_tier, group, tier)
+    weight = np.where(tier == best_tier[group], scores[:, None] / (spread**2 + SPREAD_FLOOR_PX2), 0.0)
+    num, den = np.zeros((num_groups, 4)), np.zeros((num_groups, 4))
+    np.add.at(num, group, weight * boxes)
+    np.add.at(den, group, weight)
+    merged = (num / np.maximum(den, 1e-300)).astype(np.float32)
+    first = boxes[leaders].astype(np.float32)
     inverted = (merged[:, 2] <= merged[:, 0]) | (merged[:, 3] <= merged[:, 1])
-    merged[inverted] = out["boxes"][inverted]
-    out["boxes"] = merged
-    return out
+    merged[inverted] = first[inverted]
+    whole = ~cut.any(1)
+    best_whole = np.zeros(num_groups)
+    np.maximum.at(best_whole, group[whole], scores[whole])
+    merged_scores = np.where(best_whole > 0, best_whole, scores[leaders]).astype(np.float32)
+    return merged, merged_scores
 
 
 def _cat(parts):
