@@ -37,7 +37,9 @@ def _side_std_bins(probs: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def dense_evidence(model, batched_inputs: List[Dict], min_quality: float = 0.02) -> List[Dict[str, Dict]]:
+def dense_evidence(
+    model, batched_inputs: List[Dict], min_quality: float = 0.02, detections: bool = True
+) -> List[Dict[str, Dict]]:
     """Run a GFL ``model`` once on a batch and keep both its dense outputs and its detections.
 
     Args:
@@ -45,11 +47,13 @@ def dense_evidence(model, batched_inputs: List[Dict], min_quality: float = 0.02)
         batched_inputs: model inputs ({"image": (3, h, w), "height": H, "width": W}) as
             :meth:`gfocal.predictor.LazyPredictor.preprocess` gives.
         min_quality: locations whose best class score is below this are dropped.
+        detections: also run the model's selection and NMS (False: the dense outputs only).
 
     Returns:
         per image {"dense": {"boxes" (R', 4) XYXY, "scores" (R', K), "sigmas" (R', 4) side std
         in px}, "detections": {"boxes" (M, 4), "scores" (M,), "classes" (M,), "dists"
-        (M, 4, n+1), "strides" (M,)}}, numpy, in (H, W) pixels.
+        (M, 4, n+1), "strides" (M,)}} (no "detections" without ``detections``), numpy, in
+        (H, W) pixels.
     """
     images = model.preprocess_image(batched_inputs)
     features = model.backbone(images.tensor)
@@ -61,7 +65,7 @@ def dense_evidence(model, batched_inputs: List[Dict], min_quality: float = 0.02)
         scores = scores * valid[..., None]
     _, strides = model._location_centers(features)  # (R,)
     sigmas = _side_std_bins(probs) * strides[None, :, None]  # (N, R, 4) in input pixels
-    results = model.forward_inference(images, features, predictions)
+    results = model.forward_inference(images, features, predictions) if detections else None
     out = []
     for i, (inp, image_size) in enumerate(zip(batched_inputs, images.image_sizes)):
         height, width = inp["height"], inp["width"]
@@ -73,15 +77,18 @@ def dense_evidence(model, batched_inputs: List[Dict], min_quality: float = 0.02)
             "scores": scores[i][keep].float().cpu().numpy(),
             "sigmas": (sigmas[i][keep].float().cpu() * scale).numpy(),
         }
+        if results is None:
+            out.append({"dense": dense})
+            continue
         det = detector_postprocess(results[i], height, width).to("cpu")
-        detections = {
+        found = {
             "boxes": det.pred_boxes.tensor.float().numpy(),
             "scores": det.scores.float().numpy(),
             "classes": det.pred_classes.numpy().astype(np.int64),
             "dists": det.pred_dists.float().numpy().astype(np.float16),
             "strides": (det.pred_strides.float() * math.sqrt(sx * sy)).numpy(),
         }
-        out.append({"dense": dense, "detections": detections})
+        out.append({"dense": dense, "detections": found})
     return out
 
 
@@ -118,7 +125,8 @@ def collect_evidence(
         inputs = [predictor.preprocess(image) for image in batch]
         found = dense_evidence(predictor.model, inputs, min_quality)
         if flip:
-            mirrored = dense_evidence(predictor.model, [_flipped(x) for x in inputs], min_quality)
+            # The mirror adds dense evidence only: its detections (selection, NMS) are not needed.
+            mirrored = dense_evidence(predictor.model, [_flipped(x) for x in inputs], min_quality, detections=False)
             for item, other, image in zip(found, mirrored, batch):
                 back = mirror_evidence(other["dense"], image.shape[1])
                 item["dense"] = {k: np.concatenate([item["dense"][k], back[k]]) for k in item["dense"]}
