@@ -52,7 +52,13 @@ def test_sahi_sliced_prediction_equals_gfocals_greedy_merge():
     assert len(theirs) == len(mine) == len(gt)
     pair = iou(theirs, mine).argmax(1)
     np.testing.assert_allclose(theirs, mine[pair], atol=1e-3)
-    assert sorted(p.category.name for p in result.object_prediction_list) == ["ellipse"] * len(gt)
+    assert {(p.category.id, p.category.name) for p in result.object_prediction_list} == {(0, "ellipse")}
+    # sahi's confidence threshold is applied: the oracle scores 0.3 + area / 2000.
+    _, _, strict = _sahi_model()
+    strict.confidence_threshold = 0.5
+    kept = sahi_predict.get_sliced_prediction(image, strict, slice_height=256, slice_width=256, verbose=0)
+    assert 0 < len(kept.object_prediction_list) < len(gt)
+    assert min(p.score.value for p in kept.object_prediction_list) >= 0.5
 
 
 def test_sahi_whole_image_prediction_is_the_models():

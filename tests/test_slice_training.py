@@ -85,6 +85,25 @@ def test_mapper_crops_clips_and_shifts_the_boxes(tmp_path):
         SliceTrainingMapper(is_train=True, size=0, augmentations=[], image_format="BGR")
 
 
+def test_mapper_drops_boxes_mostly_outside_its_crop(tmp_path, monkeypatch):
+    import gfocal.data.slice_training as slice_training
+
+    path = str(tmp_path / "b.png")
+    cv2.imwrite(path, np.zeros((300, 400, 3), np.uint8))
+    annos = [_anno(120, 120, 140, 140), _anno(195, 110, 235, 130), _anno(160, 150, 220, 170)]
+    for i, a in enumerate(annos):
+        a["category_id"] = i
+    record = {"file_name": path, "height": 300, "width": 400, "image_id": 1, "annotations": annos}
+    monkeypatch.setattr(slice_training, "choose_crop", lambda *args, **kwargs: (100, 100, 100, 100))
+    mapper = SliceTrainingMapper(is_train=True, size=100, augmentations=[], image_format="BGR")
+    inst = mapper(record)["instances"]
+    # Inside: kept; 5 of 40 px wide inside (12.5%): kept, clipped; 40 of 60 px: kept, clipped.
+    assert inst.gt_classes.tolist() == [0, 1, 2]
+    np.testing.assert_allclose(inst.gt_boxes.tensor.numpy()[1], [95, 10, 100, 30])
+    annos[1]["bbox"] = [197.0, 110.0, 40.0, 20.0]  # 3 of 40 px inside (7.5%): dropped
+    assert mapper(record)["instances"].gt_classes.tolist() == [0, 2]
+
+
 SPEC = LargeShapesSpec(num_train=3, num_val=2, width=640, height=480, small_objects=(30, 40))
 
 

@@ -60,9 +60,14 @@ def test_greedy_merge_finds_all_but_its_enclosing_boxes_are_looser():
     assert best.min() < 0.95  # the whole image's coarse box widens a group's enclosing box
 
 
+@pytest.mark.parametrize("batch_size,batches", [(8, [8, 8, 4]), (19, [19, 1]), (1, [1] * 20)])
+def test_every_tile_runs_once_in_batches(batch_size, batches):
+    oracle, gt, boxes, _ = _sliced("distribution", whole_image=False, batch_size=batch_size)
+    assert oracle.batch_sizes == batches  # no whole-image view
+    np.testing.assert_allclose(iou(gt, boxes).max(1), 1.0, atol=1e-6)  # the last tile's square too
+
+
 def test_tiles_alone_and_the_whole_image_alone(caplog):
-    _, gt, boxes, _ = _sliced("distribution", whole_image=False)
-    np.testing.assert_allclose(iou(gt, boxes).max(1), 1.0, atol=1e-6)
     # A tile larger than the image: the whole image only, said once; the tiny squares vanish
     # at the network's input (3x smaller).
     oracle = OracleGFL()
@@ -73,6 +78,11 @@ def test_tiles_alone_and_the_whole_image_alone(caplog):
             out = model([{"image": torch.as_tensor(image.transpose(2, 0, 1).copy())}])[0]["instances"]
     assert oracle.batch_sizes == [1, 1]
     assert sum("covers the whole" in r.getMessage() for r in caplog.records) == 1
+    # Without the whole-image view, a tile covering the image still runs the image once.
+    lone = OracleGFL()
+    tiles_only = GFLWithSlicing(lone, INPUT, SlicingSettings(size=2048, whole_image=False))
+    assert len(tiles_only([{"image": torch.as_tensor(image.transpose(2, 0, 1).copy())}])[0]["instances"]) > 0
+    assert lone.batch_sizes == [1]
     best = iou(gt, out.pred_boxes.tensor.numpy()).max(1) if len(out) else np.zeros(len(gt))
     assert (best[:6] == 0).all() and (best[6:] > 0.8).all()
 

@@ -225,3 +225,52 @@ def test_greedy_merges_at_exactly_half_of_the_smaller_box():
     out = merge_detections(dets, np.zeros((3, 4), bool), "greedy", 0.6, 100)
     # The second joins the first (IoS 0.5); the third overlaps the first by 0.1 only: its own group.
     np.testing.assert_allclose(out["boxes"], [[0, 0, 15, 10], [9, 0, 19, 10]])
+
+
+def test_overlap_pixels_are_truncated_as_sahi_does():
+    # int(0.255 * 100) = 25 px shared, a step of 75 (rounding would share 26).
+    assert tile_starts(300, 100, 0.255).tolist() == [0, 75, 150, 200]
+
+
+def test_merges_read_unsorted_input_and_cap_every_merge():
+    dets, cut = _border_object()
+    order = np.array([4, 2, 0, 3, 1])  # not by score
+    shuffled = {k: v[order] for k, v in dets.items()}
+    for merge in ("nms", "greedy", "distribution"):
+        want = merge_detections(dets, cut, merge, 0.6, 100)
+        got = merge_detections(shuffled, cut[order], merge, 0.6, 100)
+        np.testing.assert_allclose(got["boxes"], want["boxes"])
+        capped = merge_detections(dets, cut, merge, 0.6, 1)
+        assert len(capped["scores"]) == 1 and capped["scores"][0] == want["scores"].max()
+
+
+def test_a_side_cut_in_every_view_is_the_farthest_edge():
+    """An object at x 384..700 seen by two tiles, neither of which holds its left end... the
+    left side is cut in both: the object runs at least to the farthest cut edge."""
+    image_hw = (768, 1024)
+    views = np.array([[384, 0, 640, 256], [576, 0, 832, 256]], np.float32)
+    boxes = np.array([[384, 100, 640, 140], [576, 100, 700, 140]], np.float32)
+    cut = cut_sides(boxes, views, image_hw)
+    assert cut.tolist() == [[True, False, True, False], [True, False, False, False]]
+    dets = {
+        "boxes": boxes,
+        "scores": np.array([0.9, 0.8], np.float32),
+        "classes": np.zeros(2, np.int64),
+        "dists": _dists(np.full((2, 4), 0.5)),
+        "strides": np.ones(2, np.float32),
+    }
+    out = merge_detections(dets, cut, "distribution", 0.6, 100)
+    np.testing.assert_allclose(out["boxes"], [[384, 100, 700, 140]])
+
+
+def test_an_adversarial_chain_of_overlaps_groups_as_the_loop_does():
+    """Boxes 2 px apart, each overlapping the next: more rounds than the fixed point is given,
+    so the leaders are found one at a time, with the same result."""
+    n = 200
+    boxes = np.stack([np.arange(n) * 2.0, np.zeros(n), np.arange(n) * 2.0 + 10, np.full(n, 10.0)], 1)
+    lt = np.maximum(boxes[:, None, :2], boxes[None, :, :2])
+    rb = np.minimum(boxes[:, None, 2:], boxes[None, :, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(-1)
+    match = inter / 100.0 >= 0.75  # each box matches its neighbours 1 step away only
+    np.testing.assert_array_equal(_sequential_groups(match), _greedy_groups(match))
+    assert len(np.unique(_greedy_groups(match))) == n // 2

@@ -46,15 +46,21 @@ def choose_crop(
     if len(boxes) and rng.uniform() < object_prob:
         pick = int(rng.uniform() * len(boxes)) % len(boxes)
         x0, y0, x1, y1 = boxes[pick]
-        # Starts that hold [x0, x1] (or lie inside it when the box is the larger), in the image.
-        lo_x, hi_x = sorted((x1 - w, x0))
-        lo_y, hi_y = sorted((y1 - h, y0))
-        cx = rng.uniform(max(lo_x, 0), max(min(hi_x, width - w), max(lo_x, 0)))
-        cy = rng.uniform(max(lo_y, 0), max(min(hi_y, height - h), max(lo_y, 0)))
+        # Whole-pixel starts that hold [x0, x1] (or lie inside it when the box is the larger).
+        x = _start_between(*sorted((x1 - w, x0)), width - w, rng)
+        y = _start_between(*sorted((y1 - h, y0)), height - h, rng)
     else:
-        cx, cy = rng.uniform(0, width - w), rng.uniform(0, height - h)
-    x, y = int(np.clip(round(cx), 0, width - w)), int(np.clip(round(cy), 0, height - h))
+        x, y = _start_between(0, width - w, width - w, rng), _start_between(0, height - h, height - h, rng)
     return x, y, w, h
+
+
+def _start_between(lo: float, hi: float, last: int, rng) -> int:
+    """A uniformly random integer start in [ceil(lo), floor(hi)], within [0, last] (the nearest
+    one when that range is empty)."""
+    lo_i, hi_i = int(np.ceil(max(lo, 0))), int(np.floor(min(hi, last)))
+    if lo_i > hi_i:
+        return int(np.clip(round((lo + hi) / 2), 0, last))
+    return int(min(lo_i + int(rng.uniform() * (hi_i - lo_i + 1)), hi_i))
 
 
 def visible_annotations(annotations: List[Dict], crop, min_visible: float, min_side: float) -> List[Dict]:

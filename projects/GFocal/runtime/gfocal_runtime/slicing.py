@@ -13,17 +13,20 @@ model's own NMS) are mapped to the original image and merged by one of :data:`ME
 ``greedy``
     SAHI's default merge (``GREEDYNMM``, match metric IoS >= 0.5, class-wise): in descending
     score order each remaining detection absorbs the remaining ones of its class that it
-    overlaps by more than half of the smaller box; the merged box is the group's enclosing
+    overlaps by at least half of the smaller box; the merged box is the group's enclosing
     box, its score the best one's.
 ``distribution``
     the distribution-aware merge. Groups: as NMS (IoU > the model's threshold) plus any pair
     where the smaller box has a side on its tile's inner border (``cut``: the object runs out of
     that tile) and more than half of it lies in the other (IoS > 0.5), so a truncated box joins
     the object it is part of, while a small object lying on a big one of its class does not.
-    Each side of a group's box is taken from the member whose distribution for that side is
-    sharpest (smallest standard deviation in original pixels) among the members for which that
-    side is not cut (all members, if every one is cut); the score is the group's best. So an
-    edge comes from the view that saw it whole and surest.
+    Each side of a group's box is the mean of its members' edges for it weighted by score /
+    (that side's standard deviation in original pixels^2 + a floor), over the members that saw
+    the side uncut and scored at least ``MIN_SCORE_RATIO`` of the group's best (else those that
+    saw it uncut); a side that every member has cut is the farthest of their edges (the object
+    runs at least that far). The score is the best among the members that saw the object whole
+    (no side cut), else the group's best. So an edge comes from the views that saw it whole and
+    surest.
 """
 
 from dataclasses import dataclass
@@ -51,6 +54,8 @@ DEFAULT_MERGE = "distribution"
 CUT_MARGIN_PX = 3.0
 # SAHI's GREEDYNMM default: IoS at least this joins a group.
 GREEDY_IOS = 0.5
+# Rounds of the vectorised greedy grouping before it falls back to one leader at a time.
+FIXED_POINT_ROUNDS = 16
 # The distribution merge's evidence for a side: members scoring at least this share of their
 # group's best, weighted by score / (std^2 + this floor, px^2) (chosen on the built-in data:
 # projects/GFocal/README.md#small-objects-in-large-images).
@@ -82,13 +87,18 @@ class SlicingSettings:
         size, overlap = self.size, self.overlap
         if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
             raise ValueError(f"slicing size must be a positive integer (a tile's side in pixels), got {size!r}")
-        if isinstance(overlap, bool) or not isinstance(overlap, (int, float)) or not 0 <= overlap < 1:
+        if (
+            isinstance(overlap, bool)
+            or not isinstance(overlap, (int, float, np.integer, np.floating))
+            or not 0 <= overlap < 1
+        ):
             raise ValueError(f"slicing overlap must be a number in [0, 1) (a share of the tile size), got {overlap!r}")
         if self.merge not in MERGES:
             raise ValueError(f"slicing merge must be one of {', '.join(MERGES)}, got {self.merge!r}")
         if not isinstance(self.whole_image, bool):
             raise ValueError(f"slicing whole_image must be True or False, got {self.whole_image!r}")
-        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+        batch = self.batch_size
+        if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
             raise ValueError(f"slicing batch_size must be a positive integer, got {self.batch_size!r}")
 
     @classmethod
@@ -100,10 +110,6 @@ class SlicingSettings:
         if unknown:
             raise ValueError(f"unknown slicing setting(s) {unknown}; expected some of {sorted(allowed)}")
         return cls(**{k: v for k, v in settings.items() if k != "enabled"})
-
-    def step(self) -> int:
-        """Pixels from one tile's start to the next one's."""
-        return max(1, self.size - int(self.overlap * self.size))
 
     def tiles(self, height: int, width: int) -> np.ndarray:
         """:func:`tile_grid` of an image; no tiles (the whole image alone is the view) when one
@@ -197,18 +203,24 @@ def _greedy_groups(match: np.ndarray) -> np.ndarray:
     unless an earlier leader matches it, and then joins the first such leader. ``match`` (N, N)
     bool, symmetric. Returns (N,) the index of each one's leader.
 
-    Computed without a loop over detections: a leader set L is the fixed point of
-    ``L[j] = not any(L[i] and match[i, j] for i < j)``, which iterating from "all lead" reaches
-    (after round t the first t are final; in practice a few rounds, as many as the longest chain
-    of overlaps)."""
+    The leader set L is the fixed point of ``L[j] = not any(L[i] and match[i, j] for i < j)``,
+    which iterating from "all lead" reaches in as many rounds as the longest chain of overlaps
+    (after round t the first t are final): a few on real detections. Should it take more than
+    ``FIXED_POINT_ROUNDS`` (an adversarial chain), the leaders are found one by one instead,
+    O(N^2) in all rather than O(N^3)."""
     n = match.shape[0]
     earlier = np.triu(match, 1)  # [i, j]: i before j and they match
     leader = np.ones(n, bool)
-    for _ in range(n):
+    for _ in range(FIXED_POINT_ROUNDS):
         new = ~(earlier & leader[:, None]).any(0)
         if np.array_equal(new, leader):
             break
         leader = new
+    else:
+        leader = np.ones(n, bool)
+        for i in range(n):
+            if leader[i]:
+                leader[i + 1 :] &= ~earlier[i, i + 1 :]
     led_by = earlier & leader[:, None]
     first = np.argmax(led_by, axis=0)  # the first leader matching each one (if any)
     return np.where(leader, np.arange(n), first)
@@ -270,9 +282,10 @@ def _distribution_merge(dets, cut, group, leaders):
 
     A side is the mean of the members' edges for it, weighted by score / (its standard
     deviation in pixels^2 + SPREAD_FLOOR_PX2), over the members that saw it uncut and scored at
-    least MIN_SCORE_RATIO of the group's best (else those that saw it uncut, else all). The
-    score is the best among the members that saw the object whole (no side cut), else the
-    group's best: a truncated box's score rates the part its view showed."""
+    least MIN_SCORE_RATIO of the group's best (else those that saw it uncut); one that every
+    member has cut is the farthest of their edges (a cut edge says the object goes at least
+    that far). The score is the best among the members that saw the object whole (no side
+    cut), else the group's best: a truncated box's score rates the part its view showed."""
     boxes, scores = dets["boxes"].astype(np.float64), dets["scores"].astype(np.float64)
     num_groups, n = len(leaders), len(scores)
     if "dists" in dets and "strides" in dets:
@@ -290,6 +303,12 @@ def _distribution_merge(dets, cut, group, leaders):
     np.add.at(num, group, weight * boxes)
     np.add.at(den, group, weight)
     merged = (num / np.maximum(den, 1e-300)).astype(np.float32)
+    # Sides cut in every member: the farthest edge (min for left/top, max for right/bottom).
+    lows, highs = np.full((num_groups, 2), np.inf), np.full((num_groups, 2), -np.inf)
+    np.minimum.at(lows, group, boxes[:, :2])
+    np.maximum.at(highs, group, boxes[:, 2:])
+    farthest = np.concatenate([lows, highs], 1).astype(np.float32)
+    merged = np.where(best_tier == 2, farthest, merged)
     first = boxes[leaders].astype(np.float32)
     inverted = (merged[:, 2] <= merged[:, 0]) | (merged[:, 3] <= merged[:, 1])
     merged[inverted] = first[inverted]
