@@ -351,7 +351,7 @@ def score_images(cfg, records, weights_of, flip: bool, cache_dir=None):
     total = sum(len(group) for _, group, _, _ in todo)
     done, start, last = 0, time.time(), 0.0
     for weights, group, cache, key in todo:
-        predictor = LazyPredictor(cfg, weights=weights)
+        predictor = LazyPredictor(cfg, weights=weights, slicing=dict(enabled=False))  # dense evidence: whole images
         images = (cv2.imread(r["file_name"], cv2.IMREAD_COLOR) for r in group)
         found = {}
         for r, ev in zip(group, collect_evidence(predictor, images, flip=flip)):
@@ -463,7 +463,9 @@ def find(args) -> int:
     os.makedirs(args.output, exist_ok=True)
     cache_dir = os.path.join(args.output, "cache")
     if args.weights:
-        LazyPredictor(cfg, weights=args.weights)  # a mismatched checkpoint fails here, before any work
+        LazyPredictor(
+            cfg, weights=args.weights, slicing=dict(enabled=False)
+        )  # a mismatched checkpoint fails here, before any work
         evidence = score_images(cfg, records, lambda r: args.weights, not args.no_flip, cache_dir)
         trained = 0.0
     else:
