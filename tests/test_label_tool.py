@@ -12,7 +12,7 @@ import torch
 from gfl_testing import small_gfl
 from label_testing import CONFIG, load_tool, patch_evidence, random_weights, run_tool, write_drawn_dataset
 
-from gfocal.analysis.evidence import dense_evidence, mirror_evidence
+from gfocal.analysis.evidence import collect_evidence, dense_evidence, mirror_evidence
 from gfocal.analysis.label_errors import apply_issues
 from gfocal.data import ShapesSpec, register_shapes
 
@@ -197,6 +197,9 @@ def test_bad_datasets_and_arguments_are_one_line_errors(drawn, tmp_path, capsys)
         ),
         ([*base[:2], "--json", noisy_json, "--image-root", "/nonexistent", "--output", "x"], "no such folder"),
         ([*base, "--json", noisy_json, "--output", "x", "--bogus"], "unrecognized arguments"),
+        ([*base, "--json", noisy_json, "--output", "x", "--scales", "1,abc"], "--scales must be"),
+        ([*base, "--json", noisy_json, "--output", "x", "--scales", "0,1"], "--scales must be"),
+        ([*base, "--json", noisy_json, "--output", "x", "--scales", "2"], "include 1"),
     ]:
         code, err = _error(capsys, tool, argv)
         assert code == 2 and message in err, (message, err)
@@ -321,6 +324,38 @@ def test_mirrored_evidence_maps_back_with_left_and_right_swapped():
     np.testing.assert_allclose(back["sigmas"], [[3.0, 2.0, 1.0, 4.0]])
 
 
+class _Predictor:
+    """What collect_evidence needs of a LazyPredictor: a model and its input for a BGR image."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def preprocess(self, image):
+        tensor = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1))).float()
+        return {"image": tensor, "height": image.shape[0], "width": image.shape[1]}
+
+
+def test_other_scales_add_dense_evidence_in_the_original_pixels():
+    model = small_gfl().eval()
+    image = np.random.default_rng(0).integers(0, 255, (64, 96, 3), dtype=np.uint8)
+    predictor = _Predictor(model)
+    with torch.inference_mode():
+        one = next(collect_evidence(predictor, [image], flip=False, min_quality=0.0))
+        both = next(collect_evidence(predictor, [image], flip=False, scales=(1.0, 2.0), min_quality=0.0))
+    n = len(one["dense"]["boxes"])
+    for key in ("boxes", "scores", "sigmas"):  # the image as given comes first, unchanged
+        np.testing.assert_allclose(both["dense"][key][:n], one["dense"][key], atol=1e-5)
+    for key in one["detections"]:  # detections from the image as given only
+        np.testing.assert_allclose(both["detections"][key], one["detections"][key], atol=1e-5)
+    big = both["dense"]["boxes"][n:]
+    assert len(big) > 3 * n  # twice the size: about four times the locations
+    # Mapped back: the 2x view's locations cover the same 96x64 image (centres mean ~(48, 32), not 2x).
+    centres = (big[:, :2] + big[:, 2:]) / 2
+    np.testing.assert_allclose(centres.mean(axis=0), [48, 32], atol=6)
+    with pytest.raises(ValueError, match="include 1.0"):
+        next(collect_evidence(predictor, [image], scales=(2.0,)))
+
+
 def test_the_cache_key_is_the_same_in_another_process(drawn):
     # A lazy config prints its functions with their addresses: a key made of that would change
     # with every process and the cache would never be read back by a later run.
@@ -333,7 +368,7 @@ def test_the_cache_key_is_the_same_in_another_process(drawn):
         "from gfocal.config import load_config; tool = load_tool(); "
         "coco = tool.read_coco({json!r}); records, _ = tool.image_records(coco, {images!r}); "
         "cfg = load_config(CONFIG, ['model.num_classes=4']); "
-        "print(tool._evidence_key(cfg, {weights!r}, records, True))"
+        "print(tool._evidence_key(cfg, {weights!r}, records, True, (1.0, 1.333)))"
     ).format(tests=os.path.dirname(__file__), json=noisy_json, images=images, weights=weights)
     keys = [
         subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split()[-1]

@@ -72,6 +72,11 @@ def get_parser():
     parser.add_argument("--jobs", type=int, default=None, help="fold trainings at a time (CPU default: 2)")
     parser.add_argument("--max-cards", type=int, default=500, help="cards on the review page (highest scores)")
     parser.add_argument("--no-flip", action="store_true", help="score from the image alone, not also its mirror")
+    parser.add_argument(
+        "--scales",
+        default="1,1.333",
+        help="sizes the model sees each image at, as factors of the config's test input (default 1,1.333; 1: faster)",
+    )
     parser.add_argument("--apply", metavar="DECISIONS", help="write DIR/corrected_reviewed.json from page decisions")
     parser.add_argument("--num-gpus", type=int, default=1, help="per fold training, as train_net.py")
     parser.add_argument("--num-machines", type=int, default=1)
@@ -288,15 +293,16 @@ def _clock(seconds: float) -> str:
 # ------------------------------------------------------------------ scoring
 
 
-def _evidence_key(cfg, weights: str, group, flip: bool) -> str:
+def _evidence_key(cfg, weights: str, group, flip: bool, scales) -> str:
     """What one model's evidence depends on: the model and the images (path, size, mtime), the
-    test-time input, the model config and the flip; a digest of them names its cache file."""
+    test-time input, the model config, the flip and the scales; a digest of them names its cache file."""
     parts = {
         "model_file": (weights, _stat(weights)),
         "images": [(r["id"], r["file_name"], _stat(r["file_name"])) for r in group],
         "test_input": repr(cfg.dataloader.test),
         "model": repr(cfg.model),
         "flip": flip,
+        "scales": list(scales),
     }
     # Functions and objects in a lazy config print with their address, new in every process.
     return hashlib.sha256(re.sub(r" at 0x[0-9a-fA-F]+", "", repr(parts)).encode()).hexdigest()
@@ -326,7 +332,7 @@ def _write_cache(path: str, key: str, evidence) -> None:
     os.replace(tmp, path)
 
 
-def score_images(cfg, records, weights_of, flip: bool, cache_dir=None):
+def score_images(cfg, records, weights_of, flip: bool, scales=(1.0,), cache_dir=None):
     """Evidence of every record, each from the model ``weights_of`` gives for it, with progress.
 
     With ``cache_dir`` each model's evidence is kept there (``evidence-<digest of its path>.pkl``,
@@ -341,7 +347,7 @@ def score_images(cfg, records, weights_of, flip: bool, cache_dir=None):
         cache = key = None
         if cache_dir:  # one file per model, replaced when its model, images or input change
             cache = os.path.join(cache_dir, f"evidence-{hashlib.sha256(weights.encode()).hexdigest()[:16]}.pkl")
-            key = _evidence_key(cfg, weights, group, flip)
+            key = _evidence_key(cfg, weights, group, flip, scales)
         found = _read_cache(cache, key) if cache and os.path.isfile(cache) else None
         if found is not None and set(found) == {r["id"] for r in group}:
             print(f"[score] model outputs of {len(found)} images read back from {cache}", flush=True)
@@ -354,7 +360,7 @@ def score_images(cfg, records, weights_of, flip: bool, cache_dir=None):
         predictor = LazyPredictor(cfg, weights=weights, slicing=dict(enabled=False))  # dense evidence: whole images
         images = (cv2.imread(r["file_name"], cv2.IMREAD_COLOR) for r in group)
         found = {}
-        for r, ev in zip(group, collect_evidence(predictor, images, flip=flip)):
+        for r, ev in zip(group, collect_evidence(predictor, images, flip=flip, scales=scales)):
             found[r["id"]] = ev
             done += 1
             now = time.time()
@@ -432,6 +438,18 @@ def check(args) -> None:
         raise InputError(f"--weights: no such file {args.weights!r}")
     if args.jobs is not None and args.jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {args.jobs}")
+    args.scales = parse_scales(args.scales)
+
+
+def parse_scales(text: str) -> tuple:
+    """ "1,1.333" -> (1.0, 1.333): positive factors, 1 among them (the detections' input)."""
+    try:
+        scales = tuple(float(x) for x in str(text).split(","))
+    except ValueError:
+        scales = ()
+    if not scales or any(not (math.isfinite(x) and 0.25 <= x <= 4) for x in scales) or 1.0 not in scales:
+        raise ConfigError(f"--scales must be comma-separated factors in [0.25, 4] that include 1, got {text!r}")
+    return tuple(sorted(set(scales)))
 
 
 def resolve_dataset(args):
@@ -466,13 +484,15 @@ def find(args) -> int:
         LazyPredictor(
             cfg, weights=args.weights, slicing=dict(enabled=False)
         )  # a mismatched checkpoint fails here, before any work
-        evidence = score_images(cfg, records, lambda r: args.weights, not args.no_flip, cache_dir)
+        evidence = score_images(cfg, records, lambda r: args.weights, not args.no_flip, args.scales, cache_dir)
         trained = 0.0
     else:
         fold_of = fold_split([r["id"] for r in records], args.folds, args.seed)
         weights = train_folds(cfg, coco, records, fold_of, image_root, args)
         trained = time.time() - started
-        evidence = score_images(cfg, records, lambda r: weights[fold_of[r["id"]]], not args.no_flip, cache_dir)
+        evidence = score_images(
+            cfg, records, lambda r: weights[fold_of[r["id"]]], not args.no_flip, args.scales, cache_dir
+        )
     issues = find_label_issues(records, evidence, category_ids, threshold=args.threshold, seed=args.seed)
     for issue in issues:  # names as in the json
         issue["file_name"] = os.path.relpath(issue["file_name"], image_root)
@@ -506,6 +526,7 @@ def find(args) -> int:
             "weights": args.weights,
             "threshold": args.threshold,
             "flip": not args.no_flip,
+            "scales": list(args.scales),
             "images": len(records),
             "unreadable_images": unreadable,
             "annotations": len(coco["annotations"]),

@@ -4,11 +4,11 @@
 For each image, in the original image's pixels:
 
 - ``dense``: every location whose best class score reaches ``min_quality`` (the rest say
-  "background" and weigh nothing), from the image as given and from its horizontal mirror
-  (mapped back; left and right sides swapped): its decoded box, its joint scores per class (an
-  IoU estimate at the right class, ~0 elsewhere) and the standard deviation of each side's
-  distribution. Several locations, two views and several levels see each object: each one an
-  independent estimate of where its four edges are.
+  "background" and weigh nothing), from the image as given, at other sizes (``scales``) and
+  from their horizontal mirrors (mapped back; left and right sides swapped): its decoded box,
+  its joint scores per class (an IoU estimate at the right class, ~0 elsewhere) and the
+  standard deviation of each side's distribution. Several locations, views and levels see
+  each object: each one an independent estimate of where its four edges are.
 - ``detections``: the model's ordinary output for the image as given (threshold, top-k, NMS),
   with each box's side distributions, as evaluation and the demo see it.
 
@@ -19,10 +19,11 @@ Example::
 """
 
 import math
-from typing import Dict, Iterable, Iterator, List
+from typing import Dict, Iterable, Iterator, List, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from detectron2.modeling.postprocessing import detector_postprocess
 
@@ -112,26 +113,45 @@ def _batches(items: Iterable, size: int) -> Iterator[List]:
 
 
 def collect_evidence(
-    predictor, images_bgr: Iterable[np.ndarray], flip: bool = True, batch_size: int = 16, min_quality: float = 0.02
+    predictor,
+    images_bgr: Iterable[np.ndarray],
+    flip: bool = True,
+    scales: Sequence[float] = (1.0,),
+    batch_size: int = 16,
+    min_quality: float = 0.02,
 ) -> Iterator[Dict[str, Dict]]:
-    """:func:`dense_evidence` for each image of ``images_bgr``, its mirror's dense evidence
-    added (``flip``), yielded in order.
+    """:func:`dense_evidence` for each image of ``images_bgr``, yielded in order: detections
+    from the config's test-time input, dense evidence from it resized by each of ``scales``
+    (1.0: as the config feeds it) and, with ``flip``, from each one's mirror too.
 
     Args:
         predictor: a :class:`gfocal.predictor.LazyPredictor` (the config's test-time input).
         images_bgr: (H, W, 3) uint8 BGR images.
+        scales: sizes of the views as factors of the test-time input's (must hold 1.0).
     """
+    if not scales or 1.0 not in [float(x) for x in scales] or min(scales) <= 0:
+        raise ValueError(f"scales must be positive factors that include 1.0, got {list(scales)}")
     for batch in _batches(images_bgr, batch_size):
         inputs = [predictor.preprocess(image) for image in batch]
         found = dense_evidence(predictor.model, inputs, min_quality)
-        if flip:
-            # The mirror adds dense evidence only: its detections (selection, NMS) are not needed.
-            mirrored = dense_evidence(predictor.model, [_flipped(x) for x in inputs], min_quality, detections=False)
-            for item, other, image in zip(found, mirrored, batch):
-                back = mirror_evidence(other["dense"], image.shape[1])
-                item["dense"] = {k: np.concatenate([item["dense"][k], back[k]]) for k in item["dense"]}
+        views = [(scale, False) for scale in scales if float(scale) != 1.0]
+        views += [(scale, True) for scale in scales] if flip else []
+        # The other views add dense evidence only: their detections (selection, NMS) are not needed.
+        for scale, mirrored in views:
+            view = [_view(x, float(scale), mirrored) for x in inputs]
+            for item, other, image in zip(found, dense_evidence(predictor.model, view, min_quality, False), batch):
+                extra = mirror_evidence(other["dense"], image.shape[1]) if mirrored else other["dense"]
+                item["dense"] = {k: np.concatenate([item["dense"][k], extra[k]]) for k in item["dense"]}
         yield from found
 
 
-def _flipped(inputs: Dict) -> Dict:
-    return {**inputs, "image": inputs["image"].flip(-1)}
+def _view(inputs: Dict, scale: float, mirrored: bool) -> Dict:
+    """The model input ``inputs`` resized by ``scale`` (bilinear) and mirrored; "height" and
+    "width" (the original image's) stay, so its outputs map back to the original pixels."""
+    image = inputs["image"]
+    if scale != 1.0:
+        size = [max(1, round(image.shape[-2] * scale)), max(1, round(image.shape[-1] * scale))]
+        image = F.interpolate(image[None].float(), size=size, mode="bilinear", align_corners=False)[0]
+        image = image.round().clamp(0, 255) if inputs["image"].dtype == torch.uint8 else image
+        image = image.to(inputs["image"].dtype)
+    return {**inputs, "image": image.flip(-1) if mirrored else image}
