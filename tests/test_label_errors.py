@@ -332,3 +332,110 @@ def test_a_model_unsure_of_many_edges_flags_only_the_moved_ones(drawn):
     flagged = {x["annotation_id"] for x in location if x["flagged"]}
     assert flagged <= {a["id"] for a in moved} and len(flagged) >= len(moved) // 2
     assert max(x["score"] for x in location if x["annotation_id"] in unsure) < 0.25
+
+
+def _by_image(coco):
+    by_image = {}
+    for a in coco["annotations"]:
+        by_image.setdefault(a["image_id"], []).append(a)
+    return by_image
+
+
+def test_edges_the_model_sees_short_of_the_box_do_not_hide_a_side_moved_inward(drawn):
+    # Amodal boxes of occluded objects: on a quarter of the objects the model's edge falls 3-6 px
+    # inside the annotated one (the annotation is right). The same residual the other way, a
+    # side moved 3-6 px into the object, is rare for a right box: those few rank first and are
+    # flagged, the occluded ones are not. (A symmetric null takes both for the same ambiguity.)
+    coco, clean_evidence = drawn
+    evidence = copy.deepcopy(clean_evidence)
+    rng = np.random.default_rng(8)
+    occluded = set()
+    for image_id, anns in _by_image(coco).items():
+        boxes = evidence[image_id]["dense"]["boxes"]
+        for n, a in enumerate(anns):
+            if rng.uniform() < 0.25:
+                side = int(rng.integers(4))
+                inward = 1.0 if side < 2 else -1.0
+                boxes[12 * n : 12 * (n + 1), side] += inward * rng.uniform(3.0, 6.0)
+                occluded.add(a["id"])
+    noisy = copy.deepcopy(coco)
+    moved = [a for a in noisy["annotations"] if a["id"] not in occluded][::20]
+    for a in moved:
+        shift = min(rng.uniform(3.0, 6.0), 0.3 * a["bbox"][2])
+        a["bbox"][2] -= shift  # the right side moved into the object
+    issues = _score(noisy, evidence)
+    location = [x for x in issues if x["type"] == "location"]
+    assert {x["annotation_id"] for x in location[: len(moved)]} == {a["id"] for a in moved}
+    flagged = {x["annotation_id"] for x in location if x["flagged"]}
+    assert flagged <= {a["id"] for a in moved} and len(flagged) >= 0.8 * len(moved)
+    assert max(x["score"] for x in location if x["annotation_id"] in occluded) < 0.5
+    for x in location[: len(moved)]:  # the right side is the one to move, back out
+        assert x["sides"]["right"]["suggested"] > x["sides"]["right"]["annotated"]
+
+
+def test_the_visible_part_of_an_annotated_object_is_not_a_missing_box(drawn):
+    # The model also detects the visible part (the left 35%: IoU 0.35, unmatched) of a third of
+    # the annotated objects, as confidently as whole objects. Parts lie inside an annotation far
+    # more often than the real objects do, so the deleted boxes still rank first and no part is
+    # flagged. (Without the inside factor the parts tie with the deleted boxes.)
+    coco, clean_evidence = drawn
+    evidence = copy.deepcopy(clean_evidence)
+    noisy = copy.deepcopy(coco)
+    gone = [noisy["annotations"].pop(k) for k in (90, 60, 30)]
+    rng = np.random.default_rng(9)
+    parts = {}
+    for image_id, anns in _by_image(noisy).items():
+        det = evidence[image_id]["detections"]
+        boxes = []
+        for a in anns:
+            if rng.uniform() < 0.33:
+                x0, y0, x1, y1 = _xyxy(a["bbox"])
+                boxes.append([x0, y0, x0 + 0.35 * (x1 - x0), y1])
+        if boxes:
+            n = len(boxes)
+            parts[image_id] = np.array(boxes)
+            det["boxes"] = np.concatenate([det["boxes"], parts[image_id]])
+            det["scores"] = np.concatenate([det["scores"], np.full(n, 0.75)])
+            det["classes"] = np.concatenate([det["classes"], rng.integers(0, 4, n)])
+            det["dists"] = np.concatenate([det["dists"], det["dists"][:1].repeat(n, 0)])
+            det["strides"] = np.concatenate([det["strides"], np.full(n, 8.0)])
+    assert sum(len(b) for b in parts.values()) > 50
+    issues = _score(noisy, evidence)
+    missing = [x for x in issues if x["type"] == "missing"]
+    top = missing[: len(gone)]
+    assert {x["image_id"] for x in top} == {g["image_id"] for g in gone}
+    for x in top:
+        best = pairwise_iou_np(np.array([_xyxy(x["suggested_bbox"])]), np.array([_xyxy(g["bbox"]) for g in gone]))
+        assert best.max() > 0.9
+    assert all(x["flagged"] for x in top) and not any(x["flagged"] for x in missing[len(gone) :])
+
+
+def test_a_neighbour_of_another_class_does_not_change_an_objects_class(drawn):
+    # Half of the objects have a neighbour of another class overlapping them (twice as many
+    # locations as the object's own, boxes at IoU ~0.56 with the annotation, as confident): the
+    # class comes from the locations on the object itself (IoU ** 8 weights), so no clean label
+    # is suspected and a flipped one still is.
+    coco, clean_evidence = drawn
+    evidence = copy.deepcopy(clean_evidence)
+    rng = np.random.default_rng(10)
+    for image_id, anns in _by_image(coco).items():
+        dense = evidence[image_id]["dense"]
+        for a in anns:
+            if rng.uniform() < 0.5:
+                x0, y0, x1, y1 = _xyxy(a["bbox"])
+                dx = 0.28 * (x1 - x0)  # a same-sized box 28% of a width along: IoU 0.56
+                boxes = np.array([[x0 + dx, y0, x1 + dx, y1]]) + rng.normal(0, 0.7, (24, 4))
+                scores = np.full((24, NUM_CLASSES), 0.01)
+                scores[:, a["category_id"] % 4] = rng.uniform(0.7, 0.8, 24)  # another class
+                dense["boxes"] = np.concatenate([dense["boxes"], boxes])
+                dense["scores"] = np.concatenate([dense["scores"], scores])
+                dense["sigmas"] = np.concatenate([dense["sigmas"], rng.uniform(3, 4, (24, 4))])
+    noisy = copy.deepcopy(coco)
+    target = noisy["annotations"][5]
+    true = target["category_id"]
+    target["category_id"] = true % 4 + 1
+    issues = _score(noisy, evidence, min_score=0.0)
+    cls = [x for x in issues if x["type"] == "class"]
+    assert cls[0]["annotation_id"] == target["id"] and cls[0]["suggested_category_id"] == true
+    assert cls[0]["score"] > 0.9  # the neighbours' classes do not blur the evidence (IoU ** 1 weights: 0.62)
+    assert not any(x["flagged"] for x in cls[1:])

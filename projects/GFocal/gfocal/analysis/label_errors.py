@@ -8,22 +8,30 @@ image) and scores five kinds of issue:
 
 - ``location``: one or more sides of an annotated box are off. The locations that see the
   object (IoU >= 0.5 with the annotation, weighted by IoU^4 and their score at the annotated
-  class squared), in the image and in its mirror, each estimate all four edges; their weighted
-  mean is the model's edge and the spread of their side distributions (plus their
-  disagreement) its uncertainty s. The annotated edge's residual d is weighed under three
-  hypotheses: the side is right and sharp (d ~ Student-t(3) of scale tau_1 s), right but
-  ambiguous (an occluded or blurred edge: scale tau_2 s >= tau_1 s), or it was drawn anywhere
-  within half the box's extent (uniform). The taus and the three shares are fitted to the whole
-  dataset by EM, so the posterior of each side is calibrated to this dataset and this model; a
-  box's score is the probability that any side is wrong. ``p_annotated`` is the right-side
-  density at the annotated edge over its density at the model's edge.
-- ``class``: the annotated class against the model's class scores at the same locations; the
-  scores' temperature and the share of wrong labels are fitted by maximum likelihood of a
-  uniform label-noise model, the score is the posterior that the label is wrong.
+  class squared), in every view the evidence holds (the image at one or more sizes and their
+  mirrors), each estimate all four edges; their weighted mean is the model's edge and the
+  spread of their side distributions (plus their disagreement) its uncertainty s. The
+  annotated edge's residual d is weighed under three hypotheses: the side is right and sharp
+  (d ~ Student-t(3) of scale tau_1 s), right but ambiguous (an occluded or blurred edge: scale
+  tau_2 s >= tau_1 s), or it was drawn anywhere within half the box's extent (uniform). The
+  taus and the three shares are fitted to the whole dataset by EM, separately for annotated
+  edges outside the model's and inside it (a right annotation of an occluded object reaches
+  past what the model sees, one that falls short of it is rare), so the posterior of each side
+  is calibrated to this dataset and this model; a box's score is the probability that any side
+  is wrong. ``p_annotated`` is the right-side density at the annotated edge over its density
+  at the model's edge.
+- ``class``: the annotated class against the model's class scores at the same locations
+  (weighted by IoU^8 and score^2, whatever class they say: a neighbour's or an occluder's
+  locations count far less than the object's own); the scores' temperature and the share of
+  wrong labels are fitted by maximum likelihood of a uniform label-noise model, the score is
+  the posterior that the label is wrong.
 - ``missing``: a detection (one per object) that no annotation covers (IoU < 0.4 with all).
   How often a detection of that score is covered is read off the dataset's own detections
   (binned, monotone); the uncovered share of the most confident ones estimates how many real
-  objects went unannotated; the score is the posterior that this one is such an object.
+  objects went unannotated: the posterior that this one is such an object. It is multiplied by
+  a Bayes factor for how much of the detection lies inside another annotation, P(that share |
+  a real object, from the matched detections) / P(that share | a candidate of that score): the
+  visible part of an annotated, occluded object is detected on its own, inside its box.
 - ``spurious``: an annotation on nothing: the model's strongest overlap-weighted score on it,
   against that statistic for real annotations (fitted by EM) and for boxes of the dataset's
   sizes placed on empty places of the same images (simulated).
@@ -47,7 +55,9 @@ SIDES = ("left", "top", "right", "bottom")
 
 SUPPORT_IOU = 0.4  # a location supports an annotation when its box overlaps it this much
 EDGE_IOU, EDGE_IOU_POWER = 0.5, 4.0  # the edges come from closer ones, weighted by IoU ** 4 (and score ** 2)
+CLASS_IOU_POWER = 8.0  # the class from the same ones, weighted by IoU ** 8 (and score ** 2)
 MATCH_IOU, UNMATCHED_IOU = 0.5, 0.4  # detection <-> annotation, for `missing`
+INSIDE_BINS = 10  # bins of a missing candidate's share inside another annotation
 T_DOF = 3.0  # Student-t degrees of freedom of a right side's residual (heavy tails: hard edges)
 # The share of wrong annotations of each kind is fitted, but never below this: a check that
 # believed errors rarer than 1 in 100 would flag a lone, obvious one at less than even odds.
@@ -118,7 +128,13 @@ def _support(
     mass4 = np.where(w4.sum(axis=1) > 0, w4.sum(axis=1), 1.0)
     edges = np.where(mass[:, None] > 0, (w4 * edges_r[None]).sum(axis=1) / mass4, edges)
     spread = (w4 * (sig_r[None] ** 2 + (edges_r[None] - edges[:, None]) ** 2)).sum(axis=1) / mass4
-    class_scores = weights @ scores / safe
+    # The class: from the same close locations, whatever class they say (IoU ** 8 and score ** 2:
+    # a neighbour's or an occluder's locations, whose boxes overlap less, count far less).
+    w_cls = np.where(iou >= EDGE_IOU, quality[None, :] ** 2 * iou**CLASS_IOU_POWER, 0.0)
+    cls_mass = w_cls.sum(axis=1, keepdims=True)
+    class_scores = np.where(
+        cls_mass > 0, w_cls @ scores / np.where(cls_mass > 0, cls_mass, 1.0), weights @ scores / safe
+    )
     return {
         "mass": mass,
         "edges": edges,
@@ -189,6 +205,24 @@ def _fit_location(d: np.ndarray, s: np.ndarray, half: np.ndarray, iters: int = 1
         share = np.maximum(share, 1e-6) / np.maximum(share, 1e-6).sum()
     right = share[0] + share[1]
     return resp[2], (tuple(taus), (share[0] / right, share[1] / right)), float(share[2])
+
+
+OUTWARD = np.array([-1.0, -1.0, 1.0, 1.0])  # sign of a residual that puts the annotated edge outside the model's
+
+
+def _fit_location_two_sided(d: np.ndarray, s: np.ndarray, half: np.ndarray):
+    """:func:`_fit_location` for the residuals d (N, 4) outside the model's edges and for those
+    inside, each half on its own: a right side's error is not symmetric (the amodal box of an
+    occluded object reaches past what the model sees, so annotations outside the model's edge
+    are common; inside, rare). Both hypotheses live on the same half, so each half's posterior
+    is a proper one. Returns (posterior (N, 4), outward (N, 4) bool, {outward: (taus, weights)})."""
+    outward = d * OUTWARD > 0
+    q, nulls = np.zeros(d.shape), {}
+    for side in (False, True):
+        where = outward == side
+        post, nulls[side], _ = _fit_location(d[where], s[where], half[where])
+        q[where] = post
+    return q, outward, nulls
 
 
 def _class_posterior(scores: np.ndarray, labels: np.ndarray):
@@ -274,6 +308,43 @@ def _fit_missing(det_scores: np.ndarray, det_matched: np.ndarray, cand_scores: n
     return np.clip(real * share / (1 - m), 0, 1), share
 
 
+def _inside_share(det_boxes: np.ndarray, boxes: np.ndarray, own: np.ndarray) -> np.ndarray:
+    """(M,) the largest share of each detection's area (M, 4) inside one of the annotated boxes
+    (A, 4), its own match ``own`` (M,) (-1: none) left out."""
+    if len(det_boxes) == 0 or len(boxes) == 0:
+        return np.zeros(len(det_boxes))
+    lt = np.maximum(det_boxes[:, None, :2], boxes[None, :, :2])
+    rb = np.minimum(det_boxes[:, None, 2:], boxes[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)  # (M, A)
+    area = np.maximum(np.prod(np.clip(det_boxes[:, 2:] - det_boxes[:, :2], 0, None), axis=1), 1e-6)
+    share = inter / area[:, None]
+    rows = np.nonzero(own >= 0)[0]
+    share[rows, own[rows]] = 0.0
+    return share.max(axis=1)
+
+
+def _inside_factor(real_inside: np.ndarray, cand_inside: np.ndarray, cand_scores: np.ndarray) -> np.ndarray:
+    """Bayes factor (C,) for each unmatched detection from how much of it lies inside another
+    annotation: the visible part of an annotated, occluded object is detected on its own and
+    looks like a missing box. Real objects (the matched detections; their inside shares
+    ``real_inside``) lie inside other annotations as often as an unannotated real one would;
+    the candidates of a score bin whose share is in the same inside bin are that much likelier
+    to be parts: factor = P(bin | real) / P(bin | candidate of that score)."""
+    inside_bin = lambda x: np.minimum((np.clip(x, 0, 1) * INSIDE_BINS).astype(int), INSIDE_BINS - 1)  # noqa: E731
+    p_real = (np.bincount(inside_bin(real_inside), minlength=INSIDE_BINS) + 0.5) / (
+        len(real_inside) + 0.5 * INSIDE_BINS
+    )
+    score_edges = np.unique(np.quantile(cand_scores, np.linspace(0, 1, 7)))
+    score_bin = np.clip(np.searchsorted(score_edges, cand_scores, side="right") - 1, 0, max(len(score_edges) - 2, 0))
+    cand_bin = inside_bin(cand_inside)
+    p_cand = np.zeros(len(cand_scores))
+    for b in np.unique(score_bin):
+        here = score_bin == b
+        counts = (np.bincount(cand_bin[here], minlength=INSIDE_BINS) + 0.5) / (here.sum() + 0.5 * INSIDE_BINS)
+        p_cand[here] = counts[cand_bin[here]]
+    return p_real[cand_bin] / p_cand
+
+
 def _duplicate_score(iou: np.ndarray, same_class: np.ndarray) -> np.ndarray:
     centre = np.where(same_class, 0.75, 0.85)
     return 1.0 / (1.0 + np.exp(-(iou - centre) / 0.04))
@@ -329,7 +400,8 @@ def find_label_issues(
         det = ev["detections"]
         iou = pairwise_iou_np(det["boxes"], boxes)  # (M, A)
         best = iou.max(axis=1) if len(boxes) else np.zeros(len(det["boxes"]))
-        dets.append((record, det, best))
+        own = np.where(best >= MATCH_IOU, iou.argmax(axis=1) if len(boxes) else -1, -1)
+        dets.append((record, det, best, _inside_share(det["boxes"], boxes, own)))
         if len(boxes) > 1:
             aa = pairwise_iou_np(boxes, boxes)
             i, j = np.nonzero(np.triu(aa >= 0.5, k=1))
@@ -375,9 +447,12 @@ def _location_issues(anns) -> List[Dict[str, Any]]:
     extent = np.maximum(boxes[:, 2:] - boxes[:, :2], edges[:, 2:] - edges[:, :2])  # (N, 2): w, h
     half = np.maximum(0.5 * np.concatenate([extent, extent], axis=1), 4.0)  # (N, 4)
     d = boxes - edges
-    q, (taus, weights), _ = _fit_location(d.ravel(), sigma.ravel(), half.ravel())
-    q = q.reshape(-1, 4)
-    p_annotated = np.exp(_null_logpdf(d, sigma, taus, weights) - _null_logpdf(np.zeros_like(d), sigma, taus, weights))
+    q, outward, nulls = _fit_location_two_sided(d, sigma, half)
+    p_annotated = np.ones_like(d)
+    for side, (taus, weights) in nulls.items():
+        where = outward == side
+        at_edge = _null_logpdf(np.zeros(int(where.sum())), sigma[where], taus, weights)
+        p_annotated[where] = np.exp(_null_logpdf(d[where], sigma[where], taus, weights) - at_edge)
     score = 1.0 - np.prod(1.0 - q, axis=1)
     out = []
     for row, k in enumerate(scored):
@@ -438,18 +513,22 @@ def _objects(det: Dict[str, np.ndarray], iou_thresh: float = 0.5) -> np.ndarray:
 
 
 def _missing_issues(dets, category_ids) -> List[Dict[str, Any]]:
-    all_scores, all_matched, cands = [], [], []
-    for record, det, best in dets:
+    all_scores, all_matched, cands, real_inside, cand_inside = [], [], [], [], []
+    for record, det, best, inside in dets:
         objects = _objects(det)
-        best = best[objects]
+        best, inside = best[objects], inside[objects]
         decided = (best >= MATCH_IOU) | (best < UNMATCHED_IOU)
         all_scores.append(det["scores"][objects][decided])
         all_matched.append(best[decided] >= MATCH_IOU)
-        cands += [(record, det, int(objects[m])) for m in np.nonzero(best < UNMATCHED_IOU)[0].tolist()]
+        real_inside.append(inside[best >= MATCH_IOU])
+        unmatched = np.nonzero(best < UNMATCHED_IOU)[0]
+        cand_inside.append(inside[unmatched])
+        cands += [(record, det, int(objects[m])) for m in unmatched.tolist()]
     if not cands:
         return []
     cand_scores = np.array([det["scores"][m] for _, det, m in cands], np.float64)
     post, _ = _fit_missing(np.concatenate(all_scores), np.concatenate(all_matched), cand_scores)
+    post = np.clip(post * _inside_factor(np.concatenate(real_inside), np.concatenate(cand_inside), cand_scores), 0, 1)
     out = []
     for (record, det, m), p in zip(cands, post):
         issue = _base(record, None, "missing", p)
