@@ -79,6 +79,7 @@ def test_outputs_rank_issues_and_apply_the_flagged_ones(drawn, checked):
     assert {p["category_id"] for p in predictions} <= {1, 2, 3, 4}
     summary = _load(out, "run.json")
     assert summary["mode"] == "weights" and summary["images"] == len(noisy["images"])
+    assert summary["scales"] == [1.0]  # the quick look: one size
     assert not glob.glob(os.path.join(out, ".staging*")) and not glob.glob(os.path.join(out, "*.tmp-*"))
     cards = open(os.path.join(out, "index.html")).read().count('class="card"')
     assert cards == sum(1 for x in issues if x["flagged"]) == len(os.listdir(os.path.join(out, "images")))
@@ -273,7 +274,8 @@ def test_out_of_fold_models_are_trained_and_each_scores_its_held_out_images(tmp_
         {im["id"] for im in json.load(open(out / "folds" / f"fold{k}" / "train.json"))["images"]} for k in range(2)
     ]
     assert trained[0].isdisjoint(trained[1]) and trained[0] | trained[1] == {im["id"] for im in coco["images"]}
-    assert _load(str(out), "run.json")["mode"] == "2 folds"
+    summary = _load(str(out), "run.json")
+    assert summary["mode"] == "2 folds" and summary["scales"] == [1.0, 1.333]
     first = _load(str(out), "label_issues.json")
 
     # A second run reuses the fold models (no training) and their cached outputs (no inference).

@@ -74,8 +74,9 @@ def get_parser():
     parser.add_argument("--no-flip", action="store_true", help="score from the image alone, not also its mirror")
     parser.add_argument(
         "--scales",
-        default="1,1.333",
-        help="sizes the model sees each image at, as factors of the config's test input (default 1,1.333; 1: faster)",
+        default=None,
+        help="sizes the model sees each image at, as factors of the config's test input "
+        "(default: 1,1.333 for the out-of-fold check, 1 with --weights, the quick look)",
     )
     parser.add_argument("--apply", metavar="DECISIONS", help="write DIR/corrected_reviewed.json from page decisions")
     parser.add_argument("--num-gpus", type=int, default=1, help="per fold training, as train_net.py")
@@ -438,7 +439,10 @@ def check(args) -> None:
         raise InputError(f"--weights: no such file {args.weights!r}")
     if args.jobs is not None and args.jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {args.jobs}")
-    args.scales = parse_scales(args.scales)
+    args.scales = parse_scales(args.scales if args.scales is not None else ("1" if args.weights else DEFAULT_SCALES))
+
+
+DEFAULT_SCALES = "1,1.333"  # a second, larger look at each object: its small objects' edges over more pixels
 
 
 def parse_scales(text: str) -> tuple:
