@@ -234,7 +234,7 @@ def main(argv=None) -> int:
     theirs = cached_cleanlab(args.output, noisy, predictions, category_ids, changes)
     results = {
         "cpu": cpu_name(),
-        "tool": {"wall_minutes": wall / 60, **summary["minutes"], "mode": summary["mode"]},
+        "tool": {"wall_minutes": wall / 60, **summary["minutes"], "mode": summary["mode"], "scales": summary["scales"]},
         "gfocal": ours,
         "cleanlab": theirs,
     }
@@ -277,7 +277,7 @@ def main(argv=None) -> int:
         f"(every suggestion applied: {moved['suggested']:.3f})",
         f"flipped classes given back: {100 * ours['class_restored']:.1f}%",
         f"flags per 1,000 untouched annotations: {ours['flags_per_1000_untouched']:.1f}",
-        f"tool wall time: {wall / 60:.1f} min ({summary['mode']}; training "
+        f"tool wall time: {wall / 60:.1f} min ({summary['mode']}, scales {summary['scales']}; training "
         f"{summary['minutes']['training']:.1f} min) on {cpu_name()}",
     ]
     if theirs:
