@@ -130,9 +130,11 @@ def test_one_moved_side_ranks_first_and_only_that_side_moves_back(drawn):
     location = [x for x in issues if x["type"] == "location"]
     top = location[0]
     assert top["annotation_id"] == target["id"] and top["flagged"]
-    assert top["score"] > 0.9 and all(x["score"] < 0.5 for x in location[1:])
+    # One error in 1,500 sides: the prior is at its floor (1%) and the right sides' t has heavy
+    # tails (2 degrees of freedom), so a lone 7 px error is sure, not certain.
+    assert top["score"] > 0.8 and all(x["score"] < 0.5 for x in location[1:])
     sides = top["sides"]
-    assert sides["right"]["p_annotated"] < 0.05 and sides["right"]["p_wrong"] > 0.9
+    assert sides["right"]["p_annotated"] < 0.05 and sides["right"]["p_wrong"] > 0.8
     for side in ("left", "top", "bottom"):  # untouched sides stay exactly as annotated
         assert sides[side]["suggested"] == sides[side]["annotated"]
     x, y, w, h = top["suggested_bbox"]
@@ -371,6 +373,42 @@ def test_edges_the_model_sees_short_of_the_box_do_not_hide_a_side_moved_inward(d
     assert max(x["score"] for x in location if x["annotation_id"] in occluded) < 0.5
     for x in location[: len(moved)]:  # the right side is the one to move, back out
         assert x["sides"]["right"]["suggested"] > x["sides"]["right"]["annotated"]
+
+
+def test_edges_of_vague_objects_scatter_more_than_in_proportion_to_their_spread(drawn):
+    # Half of the objects are sharp (distributions of 2 px spread, the model's edges within
+    # 0.15 px), half vague (6 px: three times the spread, the edges scatter nine times as much,
+    # 1.35 px): a right side's error grows as the spread squared, not in proportion. Sides of
+    # sharp objects moved by 3 px rank first and are flagged; no vague one is flagged. (With
+    # the error in proportion to the spread, gamma = 1, the vague ones' scatter takes the
+    # place of the moved sides.)
+    coco, clean_evidence = drawn
+    evidence = copy.deepcopy(clean_evidence)
+    rng = np.random.default_rng(11)
+    vague = set()
+    for image_id, anns in _by_image(coco).items():
+        dense = evidence[image_id]["dense"]
+        for n, a in enumerate(anns):
+            rows = slice(12 * n, 12 * (n + 1))
+            true = np.array(_xyxy(a["bbox"]))
+            if rng.uniform() < 0.5:
+                vague.add(a["id"])
+                dense["sigmas"][rows] = 6.0
+                dense["boxes"][rows] = true + rng.normal(0, 1.35, 4) + rng.normal(0, 0.3, (12, 4))
+            else:
+                dense["sigmas"][rows] = 2.0
+                dense["boxes"][rows] = true + rng.normal(0, 0.15, 4) + rng.normal(0, 0.05, (12, 4))
+    noisy = copy.deepcopy(coco)
+    moved = [a for a in noisy["annotations"] if a["id"] not in vague][::20]
+    for a in moved:
+        a["bbox"][1] -= 3.0  # the top side 3 px up
+        a["bbox"][3] += 3.0
+    issues = _score(noisy, evidence)
+    location = [x for x in issues if x["type"] == "location"]
+    assert {x["annotation_id"] for x in location[: len(moved)]} == {a["id"] for a in moved}
+    flagged = {x["annotation_id"] for x in location if x["flagged"]}
+    assert flagged <= {a["id"] for a in moved} and len(flagged) >= 0.8 * len(moved)
+    assert max(x["score"] for x in location if x["annotation_id"] in vague) < 0.5
 
 
 def test_the_visible_part_of_an_annotated_object_is_not_a_missing_box(drawn):

@@ -12,14 +12,15 @@ image) and scores five kinds of issue:
   mirrors), each estimate all four edges; their weighted mean is the model's edge and the
   spread of their side distributions (plus their disagreement) its uncertainty s. The
   annotated edge's residual d is weighed under three hypotheses: the side is right and sharp
-  (d ~ Student-t(3) of scale tau_1 s), right but ambiguous (an occluded or blurred edge: scale
-  tau_2 s >= tau_1 s), or it was drawn anywhere within half the box's extent (uniform). The
-  taus and the three shares are fitted to the whole dataset by EM, separately for annotated
-  edges outside the model's and inside it (a right annotation of an occluded object reaches
-  past what the model sees, one that falls short of it is rare), so the posterior of each side
-  is calibrated to this dataset and this model; a box's score is the probability that any side
-  is wrong. ``p_annotated`` is the right-side density at the annotated edge over its density
-  at the model's edge.
+  (d ~ Student-t(2) of scale tau_1 s^gamma), right but ambiguous (an occluded or blurred edge:
+  a wider t), or wrong: drawn anywhere within +-reach of the box's extent (flat there, falling
+  off beyond it as the t's do). The right sides' taus, weights and gamma are fitted to the
+  whole dataset by EM, separately for annotated edges outside the model's and inside it (a
+  right annotation of an occluded object reaches past what the model sees, one that falls
+  short of it is rare); the wrong sides are as likely out as in, one share of all sides, and
+  their reach is fitted too. So the posterior of each side is calibrated to this dataset and
+  this model; a box's score is the probability that any side is wrong. ``p_annotated`` is the
+  right-side density at the annotated edge over its density at the model's edge.
 - ``class``: the annotated class against the model's class scores at the same locations
   (weighted by IoU^8 and score^2, whatever class they say: a neighbour's or an occluder's
   locations count far less than the object's own); the scores' temperature and the share of
@@ -58,7 +59,7 @@ EDGE_IOU, EDGE_IOU_POWER = 0.5, 4.0  # the edges come from closer ones, weighted
 CLASS_IOU_POWER = 8.0  # the class from the same ones, weighted by IoU ** 8 (and score ** 2)
 MATCH_IOU, UNMATCHED_IOU = 0.5, 0.4  # detection <-> annotation, for `missing`
 INSIDE_BINS = 10  # bins of a missing candidate's share inside another annotation
-T_DOF = 3.0  # Student-t degrees of freedom of a right side's residual (heavy tails: hard edges)
+T_DOF = 2.0  # Student-t degrees of freedom of a right side's residual (heavy tails: hard edges)
 # The share of wrong annotations of each kind is fitted, but never below this: a check that
 # believed errors rarer than 1 in 100 would flag a lone, obvious one at less than even odds.
 PRIOR_FLOOR = 0.01
@@ -178,51 +179,121 @@ def _null_logpdf(d: np.ndarray, s: np.ndarray, taus, weights) -> np.ndarray:
     return np.logaddexp.reduce(np.stack(parts), axis=0)
 
 
-def _fit_location(d: np.ndarray, s: np.ndarray, half: np.ndarray, iters: int = 100):
-    """EM over all scored sides: residuals d (N,), scales s (N,), alternative half-ranges
-    half (N,). A right side is sharp (t of scale tau_1 s) or ambiguous (tau_2 s, a wider one:
-    an occluded or blurred edge); a wrong one uniform within +-half. Returns the posterior that
-    each side is wrong (N,), the null's (taus, weights) and the prior."""
-    if len(d) == 0:
-        return np.zeros(0), ((1.0, 1.0), (0.5, 0.5)), 0.0
-    z0 = d / s
-    log_alt = np.where(np.abs(d) <= half, -np.log(2 * half), -np.log(2 * half) - 8.0)
-    taus = [max(float(np.median(np.abs(z0))) / 0.77, 1e-3)]
-    taus.append(4 * taus[0])
-    share = np.array([0.85, 0.12, 0.03])  # sharp, ambiguous, wrong
-    for _ in range(iters):
-        logs = np.stack(
-            [math.log(share[k]) + _scaled_t_logpdf(d, taus[k] * s) for k in range(2)] + [math.log(share[2]) + log_alt]
-        )
-        resp = np.exp(logs - logs.max(axis=0))
-        resp /= resp.sum(axis=0)
-        for k in range(2):
-            u = (T_DOF + 1) / (T_DOF + (z0 / taus[k]) ** 2)  # t-distribution EM weights
-            taus[k] = max(float(np.sqrt((resp[k] * u * z0**2).sum() / max(resp[k].sum(), 1e-9))), 1e-3)
-        taus[1] = max(taus[1], taus[0])
-        share = resp.mean(axis=1)
-        share[2] = min(max(share[2], PRIOR_FLOOR), 0.5)
-        share = np.maximum(share, 1e-6) / np.maximum(share, 1e-6).sum()
-    right = share[0] + share[1]
-    return resp[2], (tuple(taus), (share[0] / right, share[1] / right)), float(share[2])
-
-
 OUTWARD = np.array([-1.0, -1.0, 1.0, 1.0])  # sign of a residual that puts the annotated edge outside the model's
 
 
-def _fit_location_two_sided(d: np.ndarray, s: np.ndarray, half: np.ndarray):
-    """:func:`_fit_location` for the residuals d (N, 4) outside the model's edges and for those
-    inside, each half on its own: a right side's error is not symmetric (the amodal box of an
-    occluded object reaches past what the model sees, so annotations outside the model's edge
-    are common; inside, rare). Both hypotheses live on the same half, so each half's posterior
-    is a proper one. Returns (posterior (N, 4), outward (N, 4) bool, {outward: (taus, weights)})."""
-    outward = d * OUTWARD > 0
-    q, nulls = np.zeros(d.shape), {}
-    for side in (False, True):
-        where = outward == side
-        post, nulls[side], _ = _fit_location(d[where], s[where], half[where])
-        q[where] = post
-    return q, outward, nulls
+def _wrong_side_logpdf(d: np.ndarray, half: np.ndarray) -> np.ndarray:
+    """log density of a wrong side's residual d: flat within +-half, beyond it falling off as
+    a right side's t does (|d| ** -(dof + 1)), so that a side moved further never looks less
+    wrong than one moved to the edge of the range."""
+    tail = T_DOF + 1
+    log_flat = -np.log(2 * half) + math.log((tail - 1) / tail)  # normalised over the line
+    return log_flat - tail * np.log(np.maximum(np.abs(d) / half, 1.0))
+
+
+def _fit_location(d: np.ndarray, s: np.ndarray, half: np.ndarray, outward: np.ndarray, iters: int = 100):
+    """EM over all scored sides: residuals d (N,), scales s (N,), the wrong sides' half-ranges
+    half (N,), outward (N,) whether the annotated edge lies outside the model's.
+
+    A right side is sharp (t of scale tau_1 s) or ambiguous (tau_2 s >= 2 tau_1 s: an occluded
+    or blurred edge), with taus and weights of its own for each half: a right side's error is
+    not symmetric (the amodal box of an occluded object reaches past what the model sees, so
+    annotations outside the model's edge are common; inside, rare). A wrong side is flat
+    within +-half (:func:`_wrong_side_logpdf`), as likely outside as inside, one share pi of
+    all sides: so a pile of
+    residuals on one half only is taken for ambiguous right sides, not for wrong ones. The
+    ambiguous widths start at 4 and at 16 times the sharp ones (a narrow start can leave a wide
+    pile of near misses to the wrong sides); the likelier fit is kept.
+    Returns (posterior that each side is wrong (N,), {outward: (taus, weights)}, pi, log
+    likelihood)."""
+    if len(d) == 0:
+        return np.zeros(0), {h: ((1.0, 1.0), (0.5, 0.5)) for h in (False, True)}, 0.0, 0.0
+    z0 = d / s
+    log_alt = _wrong_side_logpdf(d, half)
+    halves = [np.nonzero(outward == h)[0] for h in (False, True)]
+    sharp = [max(float(np.median(np.abs(z0[i]))) / 0.77, 1e-3) if len(i) else 1.0 for i in halves]
+    fits = [_location_em(d, s, z0, log_alt, halves, sharp, ratio, iters) for ratio in (4.0, 16.0)]
+    return max(fits, key=lambda fit: fit[3])
+
+
+def _location_em(d, s, z0, log_alt, halves, sharp, ratio, iters):
+    num = len(d)
+    taus = [[t, ratio * t] for t in sharp]
+    weights = [np.array([0.88, 0.12]) for _ in halves]  # sharp, ambiguous (of the right sides)
+    pi, post, loglik = 0.03, np.zeros(num), 0.0
+    for _ in range(iters):
+        wrong_total, loglik = 0.0, 0.0
+        for h, idx in enumerate(halves):
+            if len(idx) == 0:
+                continue
+            wrong_share = min(pi * num / (2 * len(idx)), 0.9)  # P(wrong | this half)
+            dh, sh, zh = d[idx], s[idx], z0[idx]
+            logs = np.stack(
+                [math.log((1 - wrong_share) * weights[h][k]) + _scaled_t_logpdf(dh, taus[h][k] * sh) for k in range(2)]
+                + [math.log(wrong_share) + log_alt[idx]]
+            )
+            norm = np.logaddexp.reduce(logs, axis=0)
+            loglik += float(norm.sum())
+            resp = np.exp(logs - norm)
+            for k in range(2):
+                u = (T_DOF + 1) / (T_DOF + (zh / taus[h][k]) ** 2)  # t-distribution EM weights
+                taus[h][k] = max(float(np.sqrt((resp[k] * u * zh**2).sum() / max(resp[k].sum(), 1e-9))), 1e-3)
+            taus[h][1] = max(taus[h][1], 2 * taus[h][0])
+            right = np.maximum(resp[:2].sum(axis=1), 1e-6)
+            weights[h] = right / right.sum()
+            post[idx] = resp[2]
+            wrong_total += float(resp[2].sum())
+        pi = min(max(wrong_total / num, PRIOR_FLOOR), 0.5)
+    nulls = {bool(h): (tuple(taus[h]), tuple(weights[h])) for h in range(2)}
+    return post.copy(), nulls, pi, loglik
+
+
+# Two shapes of the location model are fitted to each dataset by maximum likelihood, a grid
+# each: how a right side's error grows with the spread of its distributions (scale
+# tau * s_ref * (s / s_ref) ** gamma, a power for each half: a sharp distribution's edge is
+# closer than proportionally), and how far a wrong side reaches (flat within +- reach * the
+# box's extent, at least MIN_REACH_PX).
+SCALE_POWERS = (1.0, 1.25, 1.5, 1.75, 2.0)
+REACHES = (0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.75)
+MIN_REACH_PX = 2.0
+FIT_SAMPLE = 200_000  # sides the grid search sees (the final fit sees all)
+
+
+def _power_scale(s: np.ndarray, gamma: float, ref: float) -> np.ndarray:
+    return ref * (s / ref) ** gamma
+
+
+def _fit_location_two_sided(d: np.ndarray, s: np.ndarray, extent: np.ndarray, seed: int = 0):
+    """:func:`_fit_location` for the residuals d (N, 4) of scales s (N, 4), ``extent`` (N, 4)
+    the box's extent along each side's axis, with the scale powers and the reach chosen by
+    likelihood (one coordinate pass on at most ``FIT_SAMPLE`` sides: each half's power at
+    reach 0.5, then the reach). Returns (posterior (N, 4), outward (N, 4) bool, {outward:
+    (taus, weights, gamma, s_ref)}, reach)."""
+    outward = (d * OUTWARD > 0).ravel()
+    d, s, extent = d.ravel(), s.ravel(), extent.ravel()
+    refs = {h: float(np.median(s[outward == h])) if (outward == h).any() else 1.0 for h in (False, True)}
+    pick = np.arange(len(d))
+    if len(d) > FIT_SAMPLE:
+        pick = np.sort(np.random.default_rng(seed).choice(len(d), FIT_SAMPLE, replace=False))
+
+    def scale(gammas, idx):
+        return np.where(
+            outward[idx],
+            _power_scale(s[idx], gammas[True], refs[True]),
+            _power_scale(s[idx], gammas[False], refs[False]),
+        )
+
+    def fit(gammas, reach, idx, iters):
+        half = np.maximum(reach * extent[idx], MIN_REACH_PX)
+        return _fit_location(d[idx], scale(gammas, idx), half, outward[idx], iters)
+
+    gammas, reach = {False: 1.5, True: 1.5}, 0.5
+    for h in (False, True):
+        gammas[h] = max(SCALE_POWERS, key=lambda g: fit({**gammas, h: g}, reach, pick, 60)[3])
+    reach = max(REACHES, key=lambda r: fit(gammas, r, pick, 60)[3])
+    post, nulls, _, _ = fit(gammas, reach, np.arange(len(d)), 100)
+    nulls = {h: (*nulls[h], gammas[h], refs[h]) for h in (False, True)}
+    return post.reshape(-1, 4), outward.reshape(-1, 4), nulls, reach
 
 
 def _class_posterior(scores: np.ndarray, labels: np.ndarray):
@@ -445,14 +516,14 @@ def _location_issues(anns) -> List[Dict[str, Any]]:
     edges = np.stack([anns[k][3]["edges"] for k in scored])
     sigma = np.stack([anns[k][3]["sigma"] for k in scored])
     extent = np.maximum(boxes[:, 2:] - boxes[:, :2], edges[:, 2:] - edges[:, :2])  # (N, 2): w, h
-    half = np.maximum(0.5 * np.concatenate([extent, extent], axis=1), 4.0)  # (N, 4)
     d = boxes - edges
-    q, outward, nulls = _fit_location_two_sided(d, sigma, half)
+    q, outward, nulls, _ = _fit_location_two_sided(d, sigma, np.concatenate([extent, extent], axis=1))
     p_annotated = np.ones_like(d)
-    for side, (taus, weights) in nulls.items():
+    for side, (taus, weights, gamma, ref) in nulls.items():
         where = outward == side
-        at_edge = _null_logpdf(np.zeros(int(where.sum())), sigma[where], taus, weights)
-        p_annotated[where] = np.exp(_null_logpdf(d[where], sigma[where], taus, weights) - at_edge)
+        scale = _power_scale(sigma[where], gamma, ref)
+        at_edge = _null_logpdf(np.zeros(int(where.sum())), scale, taus, weights)
+        p_annotated[where] = np.exp(_null_logpdf(d[where], scale, taus, weights) - at_edge)
     score = 1.0 - np.prod(1.0 - q, axis=1)
     out = []
     for row, k in enumerate(scored):
