@@ -191,6 +191,21 @@ def test_a_box_on_nothing_is_spurious_and_a_copy_is_a_duplicate(drawn):
     assert flagged == {("spurious", 9001), ("duplicate", duplicate["annotation_id"])}
 
 
+def test_a_copy_of_another_class_is_a_duplicate_not_a_wrong_class(drawn):
+    # The copy's class is not the object's, so the class evidence alone calls it wrong; but a
+    # class issue is about a real, single object: its score is weighed by P(not a duplicate).
+    coco, evidence = drawn
+    noisy = copy.deepcopy(coco)
+    source = noisy["annotations"][60]
+    copy_box = [source["bbox"][0] + 0.5, source["bbox"][1], source["bbox"][2], source["bbox"][3] - 0.5]
+    other = source["category_id"] % 4 + 1
+    noisy["annotations"].append({**source, "id": 9002, "bbox": copy_box, "category_id": other})
+    issues = _score(noisy, evidence, min_score=0.0)
+    flagged = {(x["type"], x["annotation_id"]) for x in issues if x["flagged"]}
+    assert flagged == {("duplicate", 9002)}
+    assert next(x for x in issues if x["type"] == "class" and x["annotation_id"] == 9002)["score"] < 0.2
+
+
 def test_injected_noise_is_found_and_the_corrections_undo_it(drawn):
     coco, evidence = drawn
     noisy, changes = inject_noise(coco, seed=3)

@@ -25,7 +25,9 @@ image) and scores five kinds of issue:
   (weighted by IoU^8 and score^2, whatever class they say: a neighbour's or an occluder's
   locations count far less than the object's own); the scores' temperature and the share of
   wrong labels are fitted by maximum likelihood of a uniform label-noise model, the score is
-  the posterior that the label is wrong.
+  the posterior that the label is wrong, times the probability that the annotation is a real,
+  single object (not ``spurious``, not a ``duplicate``): a box on nothing or a copy has no
+  class to correct.
 - ``missing``: a detection (one per object) that no annotation covers (IoU < 0.4 with all).
   How often a detection of that score is covered is read off the dataset's own detections
   (binned, monotone); the uncovered share of the most confident ones estimates how many real
@@ -480,12 +482,18 @@ def find_label_issues(
                 same = items[a_i]["category_id"] == items[a_j]["category_id"]
                 pairs.append((record, items[a_i], items[a_j], aa[a_i, a_j], same, sup["spur"][a_i], sup["spur"][a_j]))
 
+    spurious = _spurious_issues(anns, np.concatenate(sims) if sims else np.zeros(0))
+    duplicates = _duplicate_issues(pairs)
+    # A wrong class is a real object's: P(wrong class) * P(not on nothing) * P(not a copy).
+    real = {}
+    for x in spurious + duplicates:
+        real[x["annotation_id"]] = real.get(x["annotation_id"], 1.0) * (1.0 - x["score"])
     issues: List[Dict[str, Any]] = []
     issues += _location_issues(anns)
-    issues += _class_issues(anns, cat_index, category_ids)
-    issues += _spurious_issues(anns, np.concatenate(sims) if sims else np.zeros(0))
+    issues += _class_issues(anns, cat_index, category_ids, real)
+    issues += spurious
     issues += _missing_issues(dets, category_ids)
-    issues += _duplicate_issues(pairs)
+    issues += duplicates
     issues = [x for x in issues if x["score"] >= min_score]
     issues.sort(key=lambda x: (-x["score"], x["type"], str(x["image_id"]), str(x["annotation_id"])))
     for n, issue in enumerate(issues):
@@ -547,7 +555,8 @@ def _location_issues(anns) -> List[Dict[str, Any]]:
     return out
 
 
-def _class_issues(anns, cat_index, category_ids) -> List[Dict[str, Any]]:
+def _class_issues(anns, cat_index, category_ids, real: Dict[Any, float]) -> List[Dict[str, Any]]:
+    """Class issues; ``real``: annotation id -> P(a real, single object) (missing: 1)."""
     scored = [k for k, (_, a, _, sup) in enumerate(anns) if sup["mass"] > 0.02 and a["category_id"] in cat_index]
     if not scored:
         return []
@@ -559,7 +568,7 @@ def _class_issues(anns, cat_index, category_ids) -> List[Dict[str, Any]]:
         record, a, _, _ = anns[k]
         others = probs[row].copy()
         others[labels[row]] = -1
-        issue = _base(record, a, "class", post[row])
+        issue = _base(record, a, "class", post[row] * real.get(a["id"], 1.0))
         issue["suggested_category_id"] = int(category_ids[int(np.argmax(others))])
         out.append(issue)
     return out
