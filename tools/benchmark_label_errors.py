@@ -4,6 +4,7 @@ ObjectLab on the same predictions, and what the corrections are worth downstream
 
     python tools/benchmark_label_errors.py                 # everything (a 2-core CPU: ~1-1.5 h)
     python tools/benchmark_label_errors.py --skip-downstream
+    python tools/benchmark_label_errors.py --seeds 0,1     # downstream: mean of two seeds
 
 1. Noise: gfocal.analysis.noise.inject_noise (seeded; drop, class flip, one- and two-side shifts
    of 10-30%, spawn on background, duplicates) on gfocal_shapes_train -> noisy_train.json.
@@ -163,31 +164,45 @@ def _issue_of(change):
     return NOISE_TO_ISSUE[change["type"]]
 
 
-def train_downstream(root, clean_json, noisy_json, corrected_json, image_root, overrides, jobs=None):
-    """Quick-start trainings on the three train sets (``jobs`` at a time; CPU default 2); val
-    box AP of each."""
+def train_downstream(root, clean_json, noisy_json, corrected_json, image_root, overrides, jobs=None, seeds=(0,)):
+    """Quick-start trainings on the three train sets, once per ``train.seed`` of ``seeds``
+    (``jobs`` at a time; CPU default 2): each set's val box AP per seed and their mean. A
+    short training's AP moves by points with the seed and with small changes of its data, so
+    one seed says little about a difference of a few points."""
     cfg = load_config(CONFIG, overrides)
     todo, outs = [], {}
     for name, json_file in (("clean", clean_json), ("noisy", noisy_json), ("corrected", corrected_json)):
-        out = os.path.join(root, "runs", name)
-        outs[name] = out
-        if os.path.isfile(os.path.join(out, "model_final.pth")):
-            continue
-        os.makedirs(out, exist_ok=True)
-        run_cfg = train_on_coco_json(cfg, json_file, image_root, f"label_benchmark_{name}")
-        run_cfg.train.output_dir = out
-        yaml = os.path.join(out, "run_config.yaml")
-        LazyConfig.save(run_cfg, yaml)
-        cmd = [sys.executable, os.path.join(REPO, "train_net.py"), "--resume", "--config-file", yaml]
-        todo.append((f"quick start on {name} train", cmd, out))
+        for seed in seeds:
+            out = os.path.join(root, "runs", name if seed == 0 else f"{name}-seed{seed}")
+            outs[(name, seed)] = out
+            if os.path.isfile(os.path.join(out, "model_final.pth")):
+                continue
+            os.makedirs(out, exist_ok=True)
+            run_cfg = train_on_coco_json(cfg, json_file, image_root, f"label_benchmark_{name}")
+            run_cfg.train.output_dir = out
+            run_cfg.train.seed = seed
+            yaml = os.path.join(out, "run_config.yaml")
+            LazyConfig.save(run_cfg, yaml)
+            cmd = [sys.executable, os.path.join(REPO, "train_net.py"), "--resume", "--config-file", yaml]
+            todo.append((f"quick start on {name} train, seed {seed}", cmd, out))
     run_trainings(todo, jobs=jobs or min(2, os.cpu_count() or 1), cwd=REPO)
-    result = {}
-    for name, out in outs.items():
+    per_seed = {}
+    for (name, seed), out in outs.items():
         metrics = final_metrics(os.path.join(out, "metrics.json"))
         if metrics is None:
             raise GFocalError(f"no evaluation in {out}/metrics.json")
-        result[name] = metrics["AP"]
-    return result
+        per_seed.setdefault(name, []).append(metrics["AP"])
+    return {name: float(np.mean(aps)) for name, aps in per_seed.items()}, per_seed
+
+
+def parse_seeds(text: str) -> tuple:
+    try:
+        seeds = tuple(int(x) for x in text.split(","))
+    except ValueError:
+        seeds = ()
+    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seeds must be distinct non-negative integers, comma-separated (e.g. 0,1), got {text!r}")
+    return seeds
 
 
 def main(argv=None) -> int:
@@ -196,10 +211,14 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="noise seed")
     parser.add_argument("--skip-downstream", action="store_true", help="no clean / noisy / corrected trainings")
     parser.add_argument("--jobs", type=int, default=None, help="downstream trainings at a time (CPU default 2)")
+    parser.add_argument(
+        "--seeds", default="0", help="train.seed of the downstream trainings, comma-separated (mean over them)"
+    )
     parser.add_argument("--tool-args", default="", help="extra arguments for find_label_errors.py, one string")
     parser.add_argument("opts", nargs=argparse.REMAINDER, default=[], help="overrides for every training")
     args = checked_parser(parser).parse_args(argv)
     load_config(CONFIG, args.opts)  # overrides checked before anything runs
+    seeds = parse_seeds(args.seeds)
     if args.jobs is not None and args.jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {args.jobs}")
     os.makedirs(args.output, exist_ok=True)
@@ -283,7 +302,7 @@ def main(argv=None) -> int:
     if theirs:
         lines.append("cleanlab settings: " + "; ".join(f"{k}: {v['setting']}" for k, v in theirs.items()))
     if not args.skip_downstream:
-        ap = train_downstream(
+        ap, per_seed = train_downstream(
             args.output,
             meta.json_file,
             noisy_json,
@@ -291,13 +310,16 @@ def main(argv=None) -> int:
             meta.image_root,
             args.opts,
             args.jobs,
+            seeds,
         )
         cost = ap["clean"] - ap["noisy"]
         recovered = (ap["corrected"] - ap["noisy"]) / cost if cost > 0 else float("nan")
-        results["downstream_ap"] = {**ap, "recovered": recovered}
+        results["downstream_ap"] = {**ap, "recovered": recovered, "seeds": list(seeds), "per_seed": per_seed}
+        each = "; ".join(f"{name} " + " / ".join(f"{v:.1f}" for v in aps) for name, aps in per_seed.items())
         lines.append(
             f"val box AP of the quick start trained on clean {ap['clean']:.1f} / noisy {ap['noisy']:.1f} / "
-            f"corrected {ap['corrected']:.1f} train: {100 * recovered:.0f}% of the noise's cost recovered"
+            f"corrected {ap['corrected']:.1f} train (mean over train.seed {args.seeds}: {each}): "
+            f"{100 * recovered:.0f}% of the noise's cost recovered"
         )
     text = "\n".join(lines)
     print("\n" + text)
