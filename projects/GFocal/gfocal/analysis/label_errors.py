@@ -207,10 +207,9 @@ def _fit_location(d: np.ndarray, s: np.ndarray, half: np.ndarray, outward: np.nd
     not symmetric (the amodal box of an occluded object reaches past what the model sees, so
     annotations outside the model's edge are common; inside, rare). A wrong side is flat
     within +-half (:func:`_wrong_side_logpdf`), as likely outside as inside, one share pi of
-    all sides: so a pile of
-    residuals on one half only is taken for ambiguous right sides, not for wrong ones. The
-    ambiguous widths start at 4 and at 16 times the sharp ones (a narrow start can leave a wide
-    pile of near misses to the wrong sides); the likelier fit is kept.
+    all sides: so a pile of residuals on one half only is taken for ambiguous right sides, not
+    for wrong ones. The ambiguous widths start at 4 and at 16 times the sharp ones (a narrow
+    start can leave a wide pile of near misses to the wrong sides); the likelier fit is kept.
     Returns (posterior that each side is wrong (N,), {outward: (taus, weights)}, pi, log
     likelihood)."""
     if len(d) == 0:
