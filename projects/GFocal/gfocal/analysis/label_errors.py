@@ -24,9 +24,9 @@ image) and scores five kinds of issue:
 - ``class``: the annotated class against the model's class scores at the same locations
   (weighted by IoU^8 and score^2, whatever class they say: a neighbour's or an occluder's
   locations count far less than the object's own; each location only for the annotation its
-  box overlaps most); the scores' temperature (apart for annotations by how much of them lies
-  inside another one) and the share of wrong labels are fitted by maximum likelihood of a
-  uniform label-noise model, the score is
+  box overlaps most); the scores' temperature (a power of how much evidence there is, times a
+  factor for how much of the annotation lies inside another one) and the share of wrong
+  labels are fitted by maximum likelihood of a uniform label-noise model, the score is
   the posterior that the label is wrong, times the probability that the annotation is a real,
   single object (not ``spurious``, not a ``duplicate``): a box on nothing or a copy has no
   class to correct.
@@ -38,8 +38,9 @@ image) and scores five kinds of issue:
   a real object, from the matched detections) / P(that share | a candidate of that score): the
   visible part of an annotated, occluded object is detected on its own, inside its box.
 - ``spurious``: an annotation on nothing: the model's strongest overlap-weighted score on it,
-  against that statistic for real annotations (fitted by EM) and for boxes of the dataset's
-  sizes placed on empty places of the same images (simulated).
+  against that statistic for boxes of the dataset's sizes placed on empty places of the same
+  images (simulated): the share of such boxes read off where real annotations are rare (the
+  low end), the posterior share * f_simulated / f_observed (a local false discovery rate).
 - ``duplicate``: two annotations of one object: a logistic in their IoU (0.5 at IoU 0.75 for
   the same class, 0.85 for different classes); the member that the model supports less is the
   duplicate.
@@ -100,8 +101,9 @@ def _support(
     """What the dense locations say about each of A annotated boxes (A, 4) XYXY of classes
     ``labels`` (A,) (indices into the model's classes; None: any class).
 
-    Returns: mass (A,) summed weights, edges (A, 4) and sigma (A, 4) in px, class_scores (A, K),
-    spur (A,) the strongest IoU-weighted quality on the box."""
+    Returns: mass (A,) summed weights, edges (A, 4) and sigma (A, 4) in px, class_scores (A, K)
+    and class_weight (A,) the summed weight of the locations they come from, spur (A,) the
+    strongest IoU-weighted quality on the box."""
     num, num_classes = len(boxes), dense["scores"].shape[1]
     if len(dense["boxes"]) == 0 or num == 0:
         return {
@@ -109,6 +111,7 @@ def _support(
             "edges": np.zeros((num, 4)),
             "sigma": np.ones((num, 4)),
             "class_scores": np.zeros((num, num_classes)),
+            "class_weight": np.zeros(num),
             "spur": np.zeros(num),
         }
     scores = dense["scores"].astype(np.float64)  # (R, K)
@@ -148,6 +151,7 @@ def _support(
         "edges": edges,
         "sigma": np.sqrt(np.maximum(spread, 0.25)),
         "class_scores": class_scores,
+        "class_weight": cls_mass[:, 0],
         "spur": (iou * quality[None, :]).max(axis=1),
     }
 
@@ -302,74 +306,109 @@ def _fit_location_two_sided(d: np.ndarray, s: np.ndarray, extent: np.ndarray, se
     return post.reshape(-1, 4), outward.reshape(-1, 4), nulls, reach
 
 
-CLASS_TEMPERATURES = (0.05, 0.07, 0.1, 0.14, 0.2, 0.25, 0.35, 0.5, 0.7, 1.0, 1.4, 2.0)
-# The temperature is fitted apart by how much of the annotation lies inside another one: an
-# occluded object's locations also see its occluder (on the built-in data, four in five of the
-# clean labels that looked wrong were more than 30% inside another box).
-OCCLUSION_BINS = (0.1, 0.3, 0.6)
+# How far the class evidence of an annotation is trusted is fitted to each dataset by maximum
+# likelihood, a grid each: its temperature is T0 * (w / w_ref) ** -power * exp(occlusion * inside),
+# w the summed weight of the locations that voted (a class read off a few faint locations is a
+# guess; off many sure ones, a finding: on the built-in data power 0.2), ``inside`` how much of
+# the annotation lies inside another one (an occluded object's locations also see its occluder).
+CLASS_TEMPERATURES = (0.05, 0.07, 0.1, 0.12, 0.14, 0.17, 0.2, 0.25, 0.35, 0.5, 0.7, 1.0, 1.4, 2.0)
+CLASS_WEIGHT_POWERS = (0.0, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0)
+CLASS_OCCLUSION = (0.0, 0.5, 1.0, 2.0, 3.0)
+CLASS_FIT_SAMPLE = 50_000  # annotations the grid search sees (the posteriors are for all)
 
 
-def _class_posterior(scores: np.ndarray, labels: np.ndarray, groups: Optional[np.ndarray] = None):
-    """Posterior that each label is wrong, from the model's class scores (A, K) and the labels
-    (A,): a temperature T per group (``groups`` (A,) ints; None: one) and one share of
-    uniformly flipped labels (flips do not care about groups) fitted by maximum likelihood,
-    alternately. Returns (posterior (A,), model class probabilities (A, K), {group: T}, share)."""
+def _class_posterior(
+    scores: np.ndarray,
+    labels: np.ndarray,
+    weight: Optional[np.ndarray] = None,
+    inside: Optional[np.ndarray] = None,
+    seed: int = 0,
+):
+    """Posterior that each label is wrong, from the model's class scores (A, K) at the object,
+    the labels (A,), the weight of that evidence (A,) (None: all alike) and how much of each
+    annotation lies inside another one (A,) (None: none). The model's class probabilities are
+    the scores sharpened or flattened by a temperature per annotation (:data:`CLASS_TEMPERATURES`
+    and the lines above them); its three parameters and the share of uniformly flipped labels
+    are fitted by maximum likelihood, alternately. Returns (posterior (A,), model class
+    probabilities (A, K), {"T0", "power", "occlusion", "w_ref"}, share)."""
     num, k = scores.shape
     if num == 0 or k < 2:
         return np.zeros(num), np.zeros_like(scores), {}, 0.0
-    groups = np.zeros(num, np.int64) if groups is None else np.asarray(groups)
+    weight = np.ones(num) if weight is None else np.maximum(np.asarray(weight, np.float64), 1e-4)
+    inside = np.zeros(num) if inside is None else np.asarray(inside, np.float64)
+    w_ref = float(np.median(weight))
     logs = np.log(np.maximum(scores, 1e-4))
-    probs = []
-    for temp in CLASS_TEMPERATURES:
-        m = np.exp(logs / temp - (logs / temp).max(axis=1, keepdims=True))
-        probs.append(m / m.sum(axis=1, keepdims=True))
-    probs = np.stack(probs)  # (T, A, K)
-    m_l = probs[:, np.arange(num), labels]  # (T, A)
-    choice, share = np.zeros(num, np.int64), 0.05
-    for _ in range(50):
-        loglik = np.log(m_l * (1 - share) + (1 - m_l) * share / (k - 1))  # (T, A)
-        for g in np.unique(groups):
-            here = groups == g
-            choice[here] = int(np.argmax(loglik[:, here].sum(axis=1)))
-        mine = m_l[choice, np.arange(num)]
+    grid = [(t, p, c) for t in CLASS_TEMPERATURES for p in CLASS_WEIGHT_POWERS for c in CLASS_OCCLUSION]
+
+    def probabilities(params, rows):
+        t0, power, occlusion = params
+        temp = t0 * (weight[rows] / w_ref) ** -power * np.exp(occlusion * inside[rows])
+        z = logs[rows] / temp[:, None]
+        z = np.exp(z - z.max(axis=1, keepdims=True))
+        return z / z.sum(axis=1, keepdims=True)
+
+    rows = np.arange(num)
+    if num > CLASS_FIT_SAMPLE:
+        rows = np.sort(np.random.default_rng(seed).choice(num, CLASS_FIT_SAMPLE, replace=False))
+    m_l = np.stack([probabilities(params, rows)[np.arange(len(rows)), labels[rows]] for params in grid])  # (G, A')
+    best, share = 0, 0.05
+    for _ in range(30):
+        loglik = np.log(m_l * (1 - share) + (1 - m_l) * share / (k - 1)).sum(axis=1)  # (G,)
+        best = int(np.argmax(loglik))
+        mine = m_l[best]
         wrong = (1 - mine) * share / (k - 1)
-        post = wrong / (mine * (1 - share) + wrong)
-        share = float(np.clip(post.mean(), PRIOR_FLOOR, 0.5))
-    temps = {int(g): CLASS_TEMPERATURES[int(choice[groups == g][0])] for g in np.unique(groups)}
-    return post, probs[choice, np.arange(num)], temps, share
+        share = float(np.clip((wrong / (mine * (1 - share) + wrong)).mean(), PRIOR_FLOOR, 0.5))
+    probs = probabilities(grid[best], np.arange(num))
+    mine = probs[np.arange(num), labels]
+    wrong = (1 - mine) * share / (k - 1)
+    fit = {"T0": grid[best][0], "power": grid[best][1], "occlusion": grid[best][2], "w_ref": w_ref}
+    return wrong / (mine * (1 - share) + wrong), probs, fit, share
 
 
-def _hist_density(
-    values: np.ndarray, weights: Optional[np.ndarray] = None, bins: int = 20, rising: bool = False
-) -> np.ndarray:
-    """Histogram density of ``values`` in [0, 1]; ``rising``: made non-decreasing up to its mode
-    (a real annotation's evidence is not likelier to be lower than typical)."""
-    counts, _ = np.histogram(np.clip(values, 0, 1), bins=bins, range=(0, 1), weights=weights)
-    counts = counts + 0.5  # every value stays possible under both hypotheses
-    if rising:
-        mode = int(np.argmax(counts))
-        counts[: mode + 1] = np.minimum.accumulate(counts[: mode + 1][::-1])[::-1]
-    return counts / counts.sum() * bins
+def _decreasing(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The non-increasing sequence closest to ``values`` (N,) in weighted least squares
+    (``weights`` (N,)): pool-adjacent-violators."""
+    means, sizes, counts = [], [], []
+    for value, weight in zip(values.tolist(), weights.tolist()):
+        means.append(value)
+        sizes.append(weight)
+        counts.append(1)
+        while len(means) > 1 and means[-2] < means[-1]:
+            total = sizes[-2] + sizes[-1]
+            means[-2:] = [(means[-2] * sizes[-2] + means[-1] * sizes[-1]) / total]
+            sizes[-2:] = [total]
+            counts[-2:] = [counts[-2] + counts[-1]]
+    return np.repeat(means, counts)
 
 
-def _fit_spurious(observed: np.ndarray, simulated: np.ndarray, iters: int = 50):
+SPURIOUS_QUANTILES = (0.1, 0.2, 0.3, 0.4)  # of the simulated evidence, where the share is read off
+
+
+def _fit_spurious(observed: np.ndarray, simulated: np.ndarray):
     """Posterior that each annotation is on nothing, from its evidence (A,) and the evidence of
-    simulated background boxes (S,); the real annotations' distribution (rising up to its mode,
-    which keeps a pile of unsupported boxes from passing as real ones) and the share of spurious
-    ones fitted by EM. Returns (posterior (A,), share)."""
+    boxes on nothing simulated in the same images (S,): the local false discovery rate with a
+    known component, share * f_sim(x) / f_observed(x), made non-increasing in x (less evidence
+    is never less suspicious). The share is read off the low end, where real annotations are
+    rare: below the simulation's q-quantile lie share * q of the annotations plus the few real
+    ones there, so share ~ F_observed(t_q) / q (the median over :data:`SPURIOUS_QUANTILES`; an
+    overestimate by the real ones below, which are few). Both densities are histograms on bins
+    of equal counts of the pooled values (~0.7 sqrt(A) of them, 20..80: fine where the evidence
+    of boxes on nothing piles up). Returns (posterior (A,), share)."""
     if len(observed) == 0:
         return np.zeros(0), 0.0
-    # Fine enough to tell "nothing at all" (< 0.02) from "a faint object", coarse enough to be
-    # counted: ~0.7 sqrt(A) bins (80 for the built-in 12,800 annotations).
+    if len(simulated) == 0:
+        return np.zeros(len(observed)), PRIOR_FLOOR
+    cut = np.quantile(simulated, SPURIOUS_QUANTILES)
+    below = (observed[None, :] < cut[:, None]).mean(axis=1)  # (Q,) F_observed at each quantile
+    share = float(np.clip(np.median(below / np.array(SPURIOUS_QUANTILES)), PRIOR_FLOOR, 0.5))
     bins = int(np.clip(round(0.7 * math.sqrt(len(observed))), 20, 80))
-    index = np.minimum((np.clip(observed, 0, 1) * bins).astype(int), bins - 1)
-    alt = _hist_density(simulated, bins=bins)[index] if len(simulated) else np.ones(len(observed))
-    post, share = np.zeros(len(observed)), 0.02
-    for _ in range(iters):
-        null = _hist_density(observed, 1 - post, bins, rising=True)[index]
-        post = share * alt / (share * alt + (1 - share) * null)
-        share = float(np.clip(post.mean(), PRIOR_FLOOR, 0.5))
-    return post, share
+    edges = np.unique(np.quantile(np.concatenate([observed, simulated]), np.linspace(0, 1, bins + 1)))[1:-1]
+    index = np.searchsorted(edges, observed, side="right")
+    count_obs = np.bincount(index, minlength=len(edges) + 1) + 0.5
+    count_sim = np.bincount(np.searchsorted(edges, simulated, side="right"), minlength=len(edges) + 1) + 0.5
+    ratio = (count_sim / count_sim.sum()) / (count_obs / count_obs.sum())  # f_sim / f_observed per bin
+    post = np.clip(_decreasing(share * ratio, count_obs), 0.0, 1.0)
+    return post[index], share
 
 
 def _fit_missing(det_scores: np.ndarray, det_matched: np.ndarray, cand_scores: np.ndarray):
@@ -378,13 +417,18 @@ def _fit_missing(det_scores: np.ndarray, det_matched: np.ndarray, cand_scores: n
     whether an annotation covers it (IoU >= 0.5).
 
     m(s), the share of detections of score s that an annotation covers, is read off in score
-    bins (monotone). A detection is real with probability r(s), and a real object unannotated
-    with probability pi: m = r (1 - pi). The most confident detections are real (r = 1), so
-    pi = 1 - m at the top bin; then P(real | s, unmatched) = r(s) pi / (1 - m(s)).
+    bins (monotone; twelfths of all detections and of the covered ones). A detection is real
+    with probability r(s), and a real object unannotated with probability pi: m = r (1 - pi).
+    The most confident detections are real (r = 1), so pi = 1 - m at the top bin; then
+    P(real | s, unmatched) = r(s) pi / (1 - m(s)).
     Returns (posterior, pi)."""
     if len(cand_scores) == 0:
         return np.zeros(0), 0.0
-    edges = np.unique(np.quantile(det_scores, np.linspace(0, 1, 13)))
+    # Bins of equal counts of all detections and of the covered ones: the latter are fine at
+    # the top, where pi is read off (the top twelfth of all detections reaches far down).
+    steps = np.linspace(0, 1, 13)
+    covered_scores = det_scores[det_matched] if det_matched.any() else det_scores
+    edges = np.unique(np.concatenate([np.quantile(det_scores, steps), np.quantile(covered_scores, steps)]))
     if len(edges) < 2:
         edges = np.array([0.0, 1.0])
     index = np.clip(np.searchsorted(edges, det_scores, side="right") - 1, 0, len(edges) - 2)
@@ -580,8 +624,9 @@ def _class_issues(anns, cat_index, category_ids, real: Dict[Any, float]) -> List
         return []
     scores = np.stack([anns[k][3]["class_scores"] for k in scored])
     labels = np.array([cat_index[anns[k][1]["category_id"]] for k in scored])
+    weight = np.array([anns[k][3]["class_weight"] for k in scored])
     inside = np.array([anns[k][3]["inside"] for k in scored])
-    post, probs, _, _ = _class_posterior(scores, labels, np.searchsorted(OCCLUSION_BINS, inside, side="right"))
+    post, probs, _, _ = _class_posterior(scores, labels, weight, inside)
     out = []
     for row, k in enumerate(scored):
         record, a, _, _ = anns[k]
