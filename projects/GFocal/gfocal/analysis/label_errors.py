@@ -22,7 +22,7 @@ image) and scores five kinds of issue:
   this model; a box's score is the probability that any side is wrong. ``p_annotated`` is the
   right-side density at the annotated edge over its density at the model's edge.
 - ``class``: the annotated class against the model's class scores at the same locations
-  (weighted by IoU^8 and score^2, whatever class they say: a neighbour's or an occluder's
+  (weighted by IoU^8 and score, whatever class they say: a neighbour's or an occluder's
   locations count far less than the object's own; each location only for the annotation its
   box overlaps most); the scores' temperature (a power of how much evidence there is, times a
   factor for how much of the annotation lies inside another one) and the share of wrong
@@ -61,7 +61,7 @@ SIDES = ("left", "top", "right", "bottom")
 
 SUPPORT_IOU = 0.4  # a location supports an annotation when its box overlaps it this much
 EDGE_IOU, EDGE_IOU_POWER = 0.5, 4.0  # the edges come from closer ones, weighted by IoU ** 4 (and score ** 2)
-CLASS_IOU_POWER = 8.0  # the class from the same ones, weighted by IoU ** 8 (and score ** 2)
+CLASS_IOU_POWER = 8.0  # the class from the same ones, weighted by IoU ** 8 (and score)
 MATCH_IOU, UNMATCHED_IOU = 0.5, 0.4  # detection <-> annotation, for `missing`
 INSIDE_BINS = 10  # bins of a missing candidate's share inside another annotation
 T_DOF = 2.0  # Student-t degrees of freedom of a right side's residual (heavy tails: hard edges)
@@ -136,12 +136,12 @@ def _support(
     mass4 = np.where(w4.sum(axis=1) > 0, w4.sum(axis=1), 1.0)
     edges = np.where(mass[:, None] > 0, (w4 * edges_r[None]).sum(axis=1) / mass4, edges)
     spread = (w4 * (sig_r[None] ** 2 + (edges_r[None] - edges[:, None]) ** 2)).sum(axis=1) / mass4
-    # The class: from the same close locations, whatever class they say (IoU ** 8 and score ** 2:
+    # The class: from the same close locations, whatever class they say (IoU ** 8 and score:
     # a neighbour's or an occluder's locations, whose boxes overlap less, count far less).
     # Each location's class counts for the annotation its box overlaps most (an occluder's
     # locations overlap the occluded box too, its own box more).
     own = iou >= iou.max(axis=0, keepdims=True)  # (A, R)
-    w_cls = np.where((iou >= EDGE_IOU) & own, quality[None, :] ** 2 * iou**CLASS_IOU_POWER, 0.0)
+    w_cls = np.where((iou >= EDGE_IOU) & own, quality[None, :] * iou**CLASS_IOU_POWER, 0.0)
     cls_mass = w_cls.sum(axis=1, keepdims=True)
     class_scores = np.where(
         cls_mass > 0, w_cls @ scores / np.where(cls_mass > 0, cls_mass, 1.0), weights @ scores / safe
