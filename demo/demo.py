@@ -152,7 +152,7 @@ def slicing_from_args(args, cfg):
     if args.overlap is not None:
         slicing["overlap"] = args.overlap
     slicing["whole_image"] = not args.no_whole_image
-    from gfocal.slicing import slicing_settings
+    from gfocal.modeling import slicing_settings
 
     slicing_settings(slicing, where="--slice/--overlap/--merge")  # checked before anything is built
     return slicing
@@ -181,7 +181,7 @@ class Demo:
                     "--with-distributions to draw them); drawing boxes only"
                 )
         else:
-            from gfocal.predictor import LazyPredictor
+            from gfocal.engine import LazyPredictor
 
             self.predictor = LazyPredictor(cfg, optimize=not args.no_optimize, slicing=args.slicing)
             self.metadata = self.predictor.metadata
@@ -189,7 +189,7 @@ class Demo:
     def predict(self, image_bgr: np.ndarray):
         if not self.args.exported:
             return self.predictor(image_bgr)["instances"]
-        from gfocal.predictor import instances_from_runtime
+        from gfocal.engine import instances_from_runtime
 
         return instances_from_runtime(self.detector(image_bgr), image_bgr.shape[:2])
 

@@ -54,7 +54,7 @@ from detectron2.data import DatasetCatalog
 from detectron2.data.datasets import register_coco_instances
 from detectron2.utils.logger import setup_logger
 
-import gfocal.engine
+import gfocal.engine.train_loop
 from gfocal import cli
 from gfocal.analysis.plotting import read_metrics
 from gfocal.checkpoint import GFLCheckpointer, load_checkpoint_file
@@ -618,7 +618,7 @@ def test_b8_debug_switch_shows_the_traceback(switch, missing_config_runs):
 def test_b9_device_settings_this_machine_cannot_run(setting, entry, tmp_path, image, weights, monkeypatch):
     """B9 train.amp.enabled=True with train.device=cpu on a CPU without bfloat16 units / train.device=cuda on a machine without CUDA (train, eval, quick start): exit 2, one line saying the CPU has no bfloat16 units / there is no CUDA device."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # this machine, whatever runs it
-    monkeypatch.setattr(gfocal.engine, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(gfocal.engine.train_loop, "cpu_has_bf16", lambda: False)
     name, argv = weights_argv(entry, weights, tmp_path / "out", image)
     if entry == "train":
         argv = [a for a in argv if not a.startswith("train.init_checkpoint")]
@@ -997,7 +997,7 @@ def test_f21_export_mistakes_are_found_before_any_work(case, argv, words, tmp_pa
 
 def test_f21_failed_export_leaves_nothing_behind(tmp_path, weights, monkeypatch):
     """F21 an export that fails half-way (the ONNX writer dies after writing part of a file): exit 2, the output folder gets no file and no temporary folder is left beside it."""
-    import gfocal.export
+    import gfocal.export.exporter
     from gfocal.errors import GFocalError
 
     def dies(module, path, opset=18):
@@ -1005,7 +1005,7 @@ def test_f21_failed_export_leaves_nothing_behind(tmp_path, weights, monkeypatch)
             f.write(b"half a model")
         raise GFocalError("the ONNX writer died")
 
-    monkeypatch.setattr(gfocal.export, "export_onnx", dies)
+    monkeypatch.setattr(gfocal.export.exporter, "export_onnx", dies)
     out = tmp_path / "export"
     out.mkdir()
     run = call(

@@ -1,4 +1,4 @@
-"""Model EMA (gfocal.ema): the average by hand, checkpoints, resume, evaluation and inference use."""
+"""Model EMA (gfocal.engine.ema): the average by hand, checkpoints, resume, evaluation and inference use."""
 
 import copy
 import json
@@ -12,12 +12,11 @@ from torch import nn
 
 from detectron2.config import instantiate
 
-import gfocal.engine
+import gfocal.engine.train_loop
 from gfocal.checkpoint import GFLCheckpointer, load_for_inference
 from gfocal.config import load_config
 from gfocal.data import ShapesSpec, register_shapes
-from gfocal.ema import EMAHook, ModelEMA
-from gfocal.engine import check_device, do_train
+from gfocal.engine import EMAHook, ModelEMA, check_device, do_train
 from gfocal.errors import ConfigError
 
 
@@ -126,13 +125,13 @@ def tiny_run(tmp_path):
 def test_training_evaluates_and_saves_the_average_and_resume_continues_it(tiny_run, monkeypatch):
     out, config = tiny_run
     evaluated = []
-    real_do_test = gfocal.engine.do_test
+    real_do_test = gfocal.engine.train_loop.do_test
 
     def recording_do_test(cfg, model):
         evaluated.append(model)
         return real_do_test(cfg, model)
 
-    monkeypatch.setattr(gfocal.engine, "do_test", recording_do_test)
+    monkeypatch.setattr(gfocal.engine.train_loop, "do_test", recording_do_test)
     trainer = do_train(config(4, "train.eval_period=2"))
     (hook,) = [h for h in trainer._hooks if isinstance(h, EMAHook)]
     assert len(evaluated) == 2 and all(m is hook.ema.module for m in evaluated)

@@ -9,7 +9,7 @@ from detectron2.evaluation import COCOEvaluator
 from detectron2.structures import Boxes, BoxMode, Instances
 
 from gfocal.data import ShapesSpec, register_shapes
-from gfocal.evaluation import FastCOCOEvaluator
+from gfocal.engine import FastCOCOEvaluator
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,8 @@ from detectron2.utils.analysis import FlopCountAnalysis
 
 from gfocal.config import load_config
 from gfocal.data import ShapesSpec, register_shapes
+from gfocal.engine import LazyPredictor
 from gfocal.export import GFLExportModule, export_model
-from gfocal.predictor import LazyPredictor
 from gfocal_runtime import Detector, ExportSpec
 from gfocal_runtime.spec import ResizeSpec
 
@@ -352,7 +352,7 @@ def test_a_config_without_image_format_is_fed_as_the_model_expects(data_dir, tmp
     """The test mapper's image_format decides the channel order for the predictor and the
     export alike; without one, both take the model's input_format (RGB), not Detectron2's BGR
     default: the runtime and the predictor still agree."""
-    from gfocal.predictor import evaluation_input
+    from gfocal.engine import evaluation_input
 
     cfg, model = small_model(1)
     del cfg.dataloader.test.mapper["image_format"]

@@ -88,11 +88,11 @@ def test_p7_is_computed_from_p6_without_relu():
 @pytest.mark.parametrize("norm", ["GN", "BN", ""])
 @pytest.mark.parametrize("use_dgqp", [False, True])
 def test_fused_towers_give_the_two_towers_outputs(norm, use_dgqp):
-    """gfocal.optimize's inference copy runs both towers as one stack (one conv, GroupNorm and
+    """gfocal.modeling.optimize's inference copy runs both towers as one stack (one conv, GroupNorm and
     ReLU per layer for both): same outputs, half the tower convolutions."""
     import copy
 
-    from gfocal.optimize import FusedTowers, optimize_for_inference
+    from gfocal.modeling import FusedTowers, optimize_for_inference
 
     torch.manual_seed(0)
     head = GFLHead(
@@ -122,7 +122,7 @@ def test_fused_towers_give_the_two_towers_outputs(norm, use_dgqp):
 def test_towers_that_differ_are_not_fused():
     from detectron2.layers import Conv2d
 
-    from gfocal.optimize import FusedTowers
+    from gfocal.modeling import FusedTowers
 
     head = make_head().eval()
     assert FusedTowers.fusable(head.cls_convs, head.reg_convs)

@@ -27,6 +27,7 @@ def test_installed_wheel_finds_every_config_outside_the_checkout(tmp_path):
         "import gfocal, gfocal_runtime\n"
         f"assert gfocal.__file__.startswith({str(site)!r}), gfocal.__file__\n"
         f"assert gfocal_runtime.__file__.startswith({str(site)!r})\n"
+        "import gfocal.analysis.label_errors, gfocal.checkpoint, gfocal.engine, gfocal.export, gfocal.modeling\n"
         "from gfocal import model_zoo\n"
         "for name in [*model_zoo.MODELS, *model_zoo.DISTILLED]:\n"
         "    model_zoo.get_config(name)\n"
@@ -122,3 +123,21 @@ def test_runtime_wheel_requires_no_torch(tmp_path):
         wheel.name.split("-")[0] + "-" + wheel.name.split("-")[1] + ".dist-info",
     }
     assert all(not n.startswith(("gfocal/", "torch", "detectron2")) for n in names)
+
+
+def test_modules_moved_into_subpackages_import_under_their_old_names():
+    """Configs saved before the package was grouped by role name the old module paths; in a
+    fresh interpreter each old path is the module at its new one, and a saved config's
+    ``_target_`` resolves."""
+    code = (
+        "import importlib, gfocal\n"
+        "from detectron2.utils.registry import locate\n"
+        "for old, new in gfocal.MOVED_MODULES.items():\n"
+        "    assert importlib.import_module(old) is importlib.import_module(new), old\n"
+        "from gfocal.engine import FastCOCOEvaluator\n"
+        "assert locate('gfocal.evaluation.FastCOCOEvaluator') is FastCOCOEvaluator\n"
+        "from gfocal.precision import cpu_has_bf16\n"
+        "print(len(gfocal.MOVED_MODULES))\n"
+    )
+    res = run([sys.executable, "-c", code])
+    assert res.returncode == 0 and res.stdout.strip() == "8", res.stderr[-2000:]

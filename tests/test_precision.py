@@ -1,4 +1,4 @@
-"""Mixed precision (gfocal.precision): bfloat16 autocast training on the CPU, float16 + gradient
+"""Mixed precision (gfocal.engine.precision): bfloat16 autocast training on the CPU, float16 + gradient
 scaler on CUDA, and the float32 islands. The device-parametrised tests also run on CUDA where a
 GPU is present (``pytest -k cuda``, as tools/gpu_check.sh does); elsewhere on the CPU alone."""
 
@@ -15,13 +15,12 @@ from detectron2.engine import AMPTrainer, SimpleTrainer
 from detectron2.utils.env import seed_all_rng
 from detectron2.utils.events import EventStorage
 
-import gfocal.engine
+import gfocal.engine.train_loop
 from gfocal.config import load_config
 from gfocal.data import ShapesSpec, register_shapes
-from gfocal.engine import check_device, do_train
+from gfocal.engine import CPUAutocastTrainer, build_trainer, check_device, do_train
 from gfocal.errors import ConfigError
-from gfocal.modeling.losses import quality_focal_loss_with_prob
-from gfocal.precision import CPUAutocastTrainer, build_trainer
+from gfocal.modeling import quality_focal_loss_with_prob
 
 
 def batch():
@@ -105,19 +104,19 @@ def test_trainer_choice_by_device_and_amp():
 
 def test_amp_on_a_cpu_without_bf16_is_one_clear_error(monkeypatch):
     cfg = load_config(os.path.join(REPO, "configs/Quickstart/gfl_shapes.py"), ["train.amp.enabled=True"])
-    monkeypatch.setattr(gfocal.engine, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(gfocal.engine.train_loop, "cpu_has_bf16", lambda: False)
     with pytest.raises(ConfigError, match="no bfloat16 units .* set train.amp.enabled=False"):
         check_device(cfg)
-    monkeypatch.setattr(gfocal.engine, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(gfocal.engine.train_loop, "cpu_has_bf16", lambda: True)
     check_device(cfg)
 
 
 def test_bf16_training_on_the_builtin_data_follows_float32(tmp_path, monkeypatch):
     """50 iterations of the quick-start recipe (its lr per image, a shortened warm-up) under bf16 autocast
-    and in float32 from the same start and data: bf16's losses stay finite, fall, and end where
-    float32's do. (The capability check is bypassed: where the CPU emulates bf16 this is only
-    slower.)"""
-    monkeypatch.setattr(gfocal.engine, "cpu_has_bf16", lambda: True)
+    and in float32 from the same start and data: bf16's losses stay finite, follow float32's
+    while they fall fast, and fall. (The capability check is bypassed: where the CPU emulates
+    bf16 this is only slower.)"""
+    monkeypatch.setattr(gfocal.engine.train_loop, "cpu_has_bf16", lambda: True)
     register_shapes("bf16_shapes", ShapesSpec(num_train=64, num_val=4, seed=5), str(tmp_path / "data"))
     curves = {}
     for amp in (False, True):
@@ -146,11 +145,13 @@ def test_bf16_training_on_the_builtin_data_follows_float32(tmp_path, monkeypatch
         curves[amp] = [v for v, _ in trainer.storage.history("total_loss").values()]
     fp32, bf16 = (torch.tensor(curves[amp]) for amp in (False, True))
     assert len(bf16) == 50 and torch.isfinite(bf16).all()
-    # Step by step on the same data, bf16 follows float32 closely at first, and while the loss
-    # falls fast; later the runs part (chaos: on a CPU with AMX, whose bf16 matmuls round
-    # differently from an emulating one, the last ten steps' mean ends 13% above float32's
-    # at this tiny batch, so the ends are not compared).
+    # Step by step on the same data, bf16 follows float32 closely at first (the same weights
+    # and batches: only bf16's rounding differs; a gradient kept from the step before parts
+    # them by the fifth step); then the runs part, as two trainings do (chaos: from step ~15,
+    # single steps differed by up to 10% and means of five steps by up to 6% on an AVX512-BF16
+    # EPYC, from one run to the next; the last ten steps' means by 13% on an AMX Xeon), so
+    # after the first ten steps only the fall is asked for.
     torch.testing.assert_close(bf16[:5], fp32[:5], rtol=1e-2, atol=0)
-    torch.testing.assert_close(bf16[:25], fp32[:25], rtol=0.05, atol=0)
+    torch.testing.assert_close(bf16[:10], fp32[:10], rtol=0.025, atol=0)
     assert bf16[20:25].mean() < 0.85 * bf16[:5].mean()
     assert bf16[-10:].mean() < 0.9 * bf16[:10].mean()

@@ -614,7 +614,7 @@ def test_postprocess_outputs_equals_gfl_model_code(topk_per_level):
     NMS the PyTorch model runs on its decoded outputs), then detector_postprocess and
     GFL.forward's stride scaling: with a top-k that cuts the finest level (selected level by
     level) and one that keeps every pair (all levels in one pass)."""
-    from gfocal.modeling.gfl import GFL
+    from gfocal.modeling import GFL
 
     spec, outputs = random_outputs(2, 100, topk_per_level)
     input_hw, image_hw, out_hw = (224, 320), (213, 300), (640, 901)
@@ -692,7 +692,7 @@ def test_detector_openvino_f32_matches_onnxruntime(tmp_path):
         np.testing.assert_allclose(a["dists"], b["dists"], rtol=1e-3, atol=1e-6)
         np.testing.assert_array_equal(a["strides"], b["strides"])
     bf16 = Detector(model_dir, backend="openvino", precision="bf16")
-    from gfocal.precision import cpu_has_bf16
+    from gfocal.engine.precision import cpu_has_bf16
 
     # OpenVINO honours a bf16 hint only on CPUs with bf16 units; on the others it keeps f32.
     expected = ov.Type.bf16 if cpu_has_bf16() else ov.Type.f32

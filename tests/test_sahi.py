@@ -10,8 +10,8 @@ from gfl_testing import REPO
 from slicing_testing import OracleGFL, drawn_large_image, iou
 
 from gfocal.config import load_config
-from gfocal.predictor import LazyPredictor, evaluation_input
-from gfocal.slicing import GFLWithSlicing
+from gfocal.engine import LazyPredictor, evaluation_input
+from gfocal.modeling import GFLWithSlicing
 from gfocal_runtime.sahi_model import GFocalDetectionModel
 from gfocal_runtime.slicing import SlicingSettings
 

@@ -16,10 +16,9 @@ from detectron2.data import transforms as T
 
 from gfocal.config import load_config
 from gfocal.data import register_coco_json
-from gfocal.engine import check_inputs, do_test
+from gfocal.engine import LazyPredictor, check_inputs, do_test
 from gfocal.errors import ConfigError
-from gfocal.predictor import LazyPredictor
-from gfocal.slicing import GFLWithSlicing
+from gfocal.modeling import GFLWithSlicing
 from gfocal_runtime.slicing import SlicingSettings
 
 LARGE = f"{REPO}/configs/Quickstart/gfl_shapes_large.py"
@@ -73,7 +72,7 @@ def test_tiles_alone_and_the_whole_image_alone(caplog):
     oracle = OracleGFL()
     model = GFLWithSlicing(oracle, INPUT, SlicingSettings(size=2048))
     image, gt = drawn_large_image()
-    with caplog.at_level(logging.WARNING, logger="gfocal.slicing"):
+    with caplog.at_level(logging.WARNING, logger="gfocal.modeling.slicing"):
         for _ in range(2):
             out = model([{"image": torch.as_tensor(image.transpose(2, 0, 1).copy())}])[0]["instances"]
     assert oracle.batch_sizes == [1, 1]

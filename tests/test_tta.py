@@ -13,7 +13,7 @@ from detectron2.data import transforms as T
 from detectron2.layers import batched_nms
 
 from gfocal.errors import ConfigError
-from gfocal.tta import GFLWithTTA
+from gfocal.modeling import GFLWithTTA
 
 H, W = 128, 176
 

@@ -59,12 +59,17 @@ from detectron2.utils.events import EventStorage
 from gfocal.checkpoint import load_for_inference, require_weights
 from gfocal.cli import checked_parser, run
 from gfocal.config import load_config
+from gfocal.engine import (
+    FastCOCOEvaluator,
+    LazyPredictor,
+    build_trainer,
+    cpu_has_bf16,
+    cpu_name,
+    instances_from_runtime,
+)
 from gfocal.errors import ConfigError
-from gfocal.evaluation import FastCOCOEvaluator
 from gfocal.export import export_model
-from gfocal.optimize import optimize_for_inference
-from gfocal.precision import build_trainer, cpu_has_bf16, cpu_name
-from gfocal.predictor import LazyPredictor, instances_from_runtime
+from gfocal.modeling import optimize_for_inference
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS = {

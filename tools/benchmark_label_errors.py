@@ -48,9 +48,8 @@ from gfocal.analysis.plotting import final_metrics
 from gfocal.cli import checked_parser, run
 from gfocal.config import load_config
 from gfocal.data import train_on_coco_json
-from gfocal.engine import run_trainings
+from gfocal.engine import cpu_name, run_trainings
 from gfocal.errors import ConfigError, GFocalError
-from gfocal.precision import cpu_name
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(REPO, "configs/Quickstart/gfl_shapes.py")

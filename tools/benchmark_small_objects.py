@@ -44,10 +44,8 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from gfocal.cli import checked_parser, run
 from gfocal.config import load_config
 from gfocal.data import first_dataset_name
-from gfocal.engine import run_trainings
+from gfocal.engine import cpu_name, faster_cocoeval, run_trainings
 from gfocal.errors import ConfigError
-from gfocal.evaluation import faster_cocoeval
-from gfocal.precision import cpu_name
 from gfocal_runtime.slicing import MERGES, SlicingSettings, sliced_detect, tile_starts
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -163,8 +161,8 @@ def main(argv=None) -> int:
 
     from sahi.predict import get_sliced_prediction
 
-    from gfocal.predictor import LazyPredictor, evaluation_input
-    from gfocal.slicing import GFLWithSlicing
+    from gfocal.engine import LazyPredictor, evaluation_input
+    from gfocal.modeling import GFLWithSlicing
     from gfocal_runtime import Detector
     from gfocal_runtime.sahi_model import GFocalDetectionModel
 

@@ -36,11 +36,9 @@ from gfocal.analysis.plotting import final_metrics, training_minutes
 from gfocal.checkpoint import load_for_inference
 from gfocal.cli import checked_parser, run
 from gfocal.config import load_config
-from gfocal.engine import run_trainings
+from gfocal.engine import LazyPredictor, cpu_name, run_trainings
 from gfocal.errors import CheckpointError, GFocalError
 from gfocal.export import export_model
-from gfocal.precision import cpu_name
-from gfocal.predictor import LazyPredictor
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEACHER = ("configs/Quickstart/gfl_shapes.py", "output/quickstart/gfl/model_final.pth")

@@ -50,9 +50,8 @@ from gfocal.analysis.review import write_review_page
 from gfocal.cli import checked_parser, run
 from gfocal.config import load_config
 from gfocal.data import train_on_coco_json
-from gfocal.engine import run_trainings
+from gfocal.engine import LazyPredictor, run_trainings
 from gfocal.errors import ConfigError, DatasetError, InputError
-from gfocal.predictor import LazyPredictor
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DECISIONS_FORMAT = "gfocal-label-decisions"

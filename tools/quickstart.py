@@ -37,10 +37,8 @@ from gfocal.analysis.visualization import draw_predictions
 from gfocal.cli import checked_parser, run
 from gfocal.config import load_config
 from gfocal.data import first_dataset_name
-from gfocal.engine import check_device, do_train
+from gfocal.engine import LazyPredictor, check_device, describe_precision, do_train
 from gfocal.errors import ConfigError
-from gfocal.precision import describe_precision
-from gfocal.predictor import LazyPredictor
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CONFIG = os.path.join(REPO, "configs/Quickstart/gfl_shapes.py")

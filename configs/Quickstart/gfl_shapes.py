@@ -3,7 +3,7 @@
 from detectron2 import model_zoo
 from detectron2.config import LazyCall as L
 
-from gfocal.precision import cpu_has_bf16
+from gfocal.engine import cpu_has_bf16
 
 from ..common.data.shapes import dataloader
 from ..common.gfl_schedule import gfl_schedule
@@ -23,7 +23,7 @@ train.eval_period = 400  # ~15 s per evaluation; gives the AP curve
 train.log_period = 20
 # bfloat16 autocast where the CPU has bf16 units (1.5x faster steps), float32 elsewhere.
 train.amp.enabled = cpu_has_bf16()
-# A moving average of the weights (gfocal.ema): off, measured worse here (57.1 vs 58.3 AP with
+# A moving average of the weights (gfocal.engine.ema): off, measured worse here (57.1 vs 58.3 AP with
 # decay 0.998: the step schedule's last, low-lr weights are better than an average over them).
 train.ema = dict(enabled=False, decay=0.998, warmup=200, for_inference=True)
 

@@ -9,7 +9,7 @@ from detectron2 import model_zoo
 from detectron2.config import LazyCall as L
 
 from gfocal.data import checked_dataset_dicts
-from gfocal.evaluation import FastCOCOEvaluator
+from gfocal.engine import FastCOCOEvaluator
 
 dataloader = model_zoo.get_config("common/data/coco.py").dataloader
 # Training data is checked once when loaded (annotations, image files; see gfocal.data.checks).
@@ -22,7 +22,7 @@ dataloader.train.mapper.augmentations = [
 ]
 dataloader.train.total_batch_size = 16
 # Box AP by faster-coco-eval: pycocotools' numbers at compiled speed, without Detectron2's
-# compiled ops (see gfocal.evaluation).
+# compiled ops (see gfocal.engine.evaluation).
 dataloader.evaluator = L(FastCOCOEvaluator)(dataset_name="${..test.dataset.names}")
 
 optimizer = model_zoo.get_config("common/optim.py").SGD
@@ -33,8 +33,8 @@ train = model_zoo.get_config("common/train.py").train
 train.max_iter = 90000
 train.checkpointer = dict(period=5000, max_to_keep=3)
 train.eval_period = 0  # evaluate once, at the end of training
-# A moving average of the weights (gfocal.ema); off as in the reference, unmeasured on COCO.
+# A moving average of the weights (gfocal.engine.ema); off as in the reference, unmeasured on COCO.
 train.ema = dict(enabled=False, decay=0.9998, warmup=2000, for_inference=True)
-# Test-time augmentation for --eval-only (gfocal.tta.GFLWithTTA; Detectron2's TEST.AUG names):
+# Test-time augmentation for --eval-only (gfocal.modeling.tta.GFLWithTTA; Detectron2's TEST.AUG names):
 # two scales and their mirrors, merged before one NMS. Off unless dataloader.tta.enabled=True.
 dataloader.tta = dict(enabled=False, min_sizes=[640, 800], max_size=1333, flip=True)

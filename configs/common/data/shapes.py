@@ -13,7 +13,7 @@ from detectron2.data import (
 )
 
 from gfocal.data import checked_dataset_dicts
-from gfocal.evaluation import FastCOCOEvaluator
+from gfocal.engine import FastCOCOEvaluator
 
 dataloader = OmegaConf.create()
 dataloader.train = L(build_detection_train_loader)(
@@ -42,7 +42,7 @@ dataloader.test = L(build_detection_test_loader)(
     ),
     num_workers=1,
 )
-# Box AP by faster-coco-eval (pycocotools' numbers at compiled speed; see gfocal.evaluation).
+# Box AP by faster-coco-eval (pycocotools' numbers at compiled speed; see gfocal.engine.evaluation).
 dataloader.evaluator = L(FastCOCOEvaluator)(dataset_name="${..test.dataset.names}")
-# Test-time augmentation for --eval-only (gfocal.tta.GFLWithTTA; Detectron2's TEST.AUG names).
+# Test-time augmentation for --eval-only (gfocal.modeling.tta.GFLWithTTA; Detectron2's TEST.AUG names).
 dataloader.tta = dict(enabled=False, min_sizes=[192, 256], max_size=4000, flip=True)

@@ -15,7 +15,7 @@ from detectron2.data import (
 )
 
 from gfocal.data import SliceTrainingMapper, checked_dataset_dicts
-from gfocal.evaluation import FastCOCOEvaluator
+from gfocal.engine import FastCOCOEvaluator
 
 dataloader = OmegaConf.create()
 dataloader.train = L(build_detection_train_loader)(
@@ -46,7 +46,7 @@ dataloader.test = L(build_detection_test_loader)(
     ),
     num_workers=1,
 )
-# Sliced evaluation (gfocal.slicing): tiles of `size` original pixels sharing `overlap` of it with
+# Sliced evaluation (gfocal.modeling.slicing): tiles of `size` original pixels sharing `overlap` of it with
 # their neighbours, plus the whole image; merges: nms, greedy (SAHI's), distribution.
 dataloader.test.slicing = dict(enabled=False, size=256, overlap=0.25, merge="distribution", whole_image=True)
 dataloader.evaluator = L(FastCOCOEvaluator)(dataset_name="${..test.dataset.names}")

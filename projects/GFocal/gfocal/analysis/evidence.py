@@ -46,7 +46,7 @@ def dense_evidence(
     Args:
         model: a :class:`gfocal.modeling.GFL` (or its inference-optimised copy) in eval mode.
         batched_inputs: model inputs ({"image": (3, h, w), "height": H, "width": W}) as
-            :meth:`gfocal.predictor.LazyPredictor.preprocess` gives.
+            :meth:`gfocal.engine.predictor.LazyPredictor.preprocess` gives.
         min_quality: locations whose best class score is below this are dropped.
         detections: also run the model's selection and NMS (False: the dense outputs only).
 
@@ -125,7 +125,7 @@ def collect_evidence(
     (1.0: as the config feeds it) and, with ``flip``, from each one's mirror too.
 
     Args:
-        predictor: a :class:`gfocal.predictor.LazyPredictor` (the config's test-time input).
+        predictor: a :class:`gfocal.engine.predictor.LazyPredictor` (the config's test-time input).
         images_bgr: (H, W, 3) uint8 BGR images.
         scales: sizes of the views as factors of the test-time input's (must hold 1.0).
     """

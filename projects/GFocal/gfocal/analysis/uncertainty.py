@@ -128,7 +128,7 @@ def collect(
     Args:
         predict_fn: ``image_bgr (H, W, 3) uint8 -> Instances`` (or the ``{"instances": ...}``
             dict a Detectron2 predictor returns), in the image's pixel coordinates, e.g. a
-            :class:`gfocal.predictor.LazyPredictor`.
+            :class:`gfocal.engine.predictor.LazyPredictor`.
         dataset_dicts: dicts as ``DatasetCatalog.get`` gives (crowd annotations are ignored).
         score_thresh, iou_min: see :func:`match_detections`.
 

@@ -29,7 +29,7 @@ import torch
 
 from detectron2.checkpoint import DetectionCheckpointer
 
-from .errors import CheckpointError
+from ..errors import CheckpointError
 
 __all__ = [
     "require_weights",
@@ -363,7 +363,7 @@ class GFLCheckpointer(DetectionCheckpointer):
             file lacks is an error. Otherwise (training, fine-tuning) such tensors keep their
             fresh initialisation, said in one warning line.
         use_ema: with ``for_inference``, a checkpoint's moving average of the weights (its
-            ``"ema"`` entry, :mod:`gfocal.ema`) is loaded instead of its raw ``"model"`` weights
+            ``"ema"`` entry, :mod:`gfocal.engine.ema`) is loaded instead of its raw ``"model"`` weights
             when it has one.
     """
 
@@ -489,7 +489,7 @@ def load_for_inference(model, weights: str, cfg=None):
     """Load ``weights`` (a path or URL) into ``model`` to predict with them: every model tensor
     must fit, and a checkpoint's moving average (EMA) is taken when it has one, unless
     ``cfg.train.ema.for_inference`` is False. Returns ``model``."""
-    from .ema import ema_settings
+    from ..engine.ema import ema_settings
 
     use_ema = ema_settings(cfg)["for_inference"] if cfg is not None else True
     GFLCheckpointer(model, for_inference=True, use_ema=use_ema).load(weights)

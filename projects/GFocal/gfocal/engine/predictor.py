@@ -12,11 +12,11 @@ from detectron2.data import MetadataCatalog
 from detectron2.data import transforms as T
 from detectron2.structures import Boxes, Instances
 
-from .checkpoint import load_for_inference, require_weights
-from .data import first_dataset_name
-from .errors import ConfigError, InputError
-from .optimize import optimize_for_inference
-from .slicing import GFLWithSlicing, slicing_settings
+from ..checkpoint import load_for_inference, require_weights
+from ..data import first_dataset_name
+from ..errors import ConfigError, InputError
+from ..modeling.optimize import optimize_for_inference
+from ..modeling.slicing import GFLWithSlicing, slicing_settings
 
 __all__ = ["LazyPredictor", "evaluation_input", "evaluation_metadata", "instances_from_runtime"]
 
@@ -61,12 +61,12 @@ class LazyPredictor:
     what evaluation sees.
 
     By default it runs an inference-optimised copy of the model (batch norms folded into the
-    convolutions, channels_last, ``torch.inference_mode``; see :mod:`gfocal.optimize`), whose
+    convolutions, channels_last, ``torch.inference_mode``; see :mod:`gfocal.modeling.optimize`), whose
     outputs equal the plain model's to float rounding; ``optimize=False`` runs the model as built.
 
     With slicing (the config's ``dataloader.test.slicing`` when enabled, or ``slicing=dict(size=...,
     overlap=..., merge=..., whole_image=...)``), each image runs on overlapping tiles plus the whole
-    image and the views are merged (:class:`gfocal.slicing.GFLWithSlicing`), as sliced evaluation.
+    image and the views are merged (:class:`gfocal.modeling.slicing.GFLWithSlicing`), as sliced evaluation.
 
     Example::
 

@@ -18,12 +18,15 @@ from detectron2.engine.defaults import create_ddp_model
 from detectron2.evaluation import inference_on_dataset, print_csv_format
 from detectron2.utils import comm
 
-from .checkpoint import GFLCheckpointer, load_for_inference, require_weights
-from .data import check_num_classes
+from ..checkpoint import GFLCheckpointer, load_for_inference, require_weights
+from ..data import check_num_classes
+from ..errors import CheckpointError, ConfigError, GFocalError
+from ..modeling.optimize import optimize_for_inference
+from ..modeling.slicing import GFLWithSlicing, slicing_settings
+from ..modeling.tta import GFLWithTTA
 from .ema import EMAHook, ModelEMA, ema_settings
-from .errors import CheckpointError, ConfigError, GFocalError
-from .optimize import optimize_for_inference
 from .precision import build_trainer, cpu_has_bf16, describe_precision, uses_channels_last
+from .predictor import evaluation_input
 
 __all__ = ["check_device", "check_inputs", "do_test", "do_train", "evaluate_checkpoint", "run_trainings"]
 
@@ -32,7 +35,7 @@ logger = logging.getLogger("detectron2")
 
 def do_test(cfg, model):
     """Run the config's test loader through its evaluator; returns the metrics dict. With
-    ``dataloader.test.slicing.enabled`` the model runs sliced (:mod:`gfocal.slicing`)."""
+    ``dataloader.test.slicing.enabled`` the model runs sliced (:mod:`gfocal.modeling.slicing`)."""
     if "evaluator" not in cfg.dataloader:
         return {}
     # ``slicing`` sits beside the loader's arguments (as ``dataloader.tta`` beside the loader).
@@ -40,9 +43,6 @@ def do_test(cfg, model):
     loader.pop("slicing", None)
     slicing = _test_slicing(cfg)
     if slicing is not None:
-        from .predictor import evaluation_input
-        from .slicing import GFLWithSlicing
-
         model = GFLWithSlicing(getattr(model, "module", model), evaluation_input(cfg)[1], slicing)
         loader.mapper.augmentations = []  # the wrapper resizes each tile and the whole image itself
         logger.info(f"Sliced inference: {slicing}")
@@ -118,7 +118,7 @@ def evaluate_checkpoint(cfg, weights: str, optimize: bool = True):
     """Build ``cfg.model``, load ``weights`` and evaluate it on the config's test set.
 
     Args:
-        optimize: evaluate the inference-optimised copy (:mod:`gfocal.optimize`; outputs equal
+        optimize: evaluate the inference-optimised copy (:mod:`gfocal.modeling.optimize`; outputs equal
             to float rounding) instead of the model as built.
     """
     require_weights(weights)
@@ -130,8 +130,6 @@ def evaluate_checkpoint(cfg, weights: str, optimize: bool = True):
         model = optimize_for_inference(model)
     tta = cfg.dataloader.get("tta", {})
     if tta.get("enabled", False):
-        from .tta import GFLWithTTA
-
         model = GFLWithTTA(model, min_sizes=list(tta.min_sizes), max_size=tta.max_size, flip=tta.flip)
         logger.info(f"Test-time augmentation: {model.views} (short side, flipped), max size {model.max_size}")
     # No DDP wrapper: inference needs no gradient sync (each rank evaluates its shard and the
@@ -142,8 +140,6 @@ def evaluate_checkpoint(cfg, weights: str, optimize: bool = True):
 
 def _test_slicing(cfg):
     """The checked ``dataloader.test.slicing`` (None when off); not together with ``dataloader.tta``."""
-    from .slicing import slicing_settings
-
     slicing = slicing_settings(cfg.dataloader.test.get("slicing", None))
     if slicing is not None and cfg.dataloader.get("tta", {}).get("enabled", False):
         raise ConfigError(
@@ -191,7 +187,7 @@ def check_inputs(cfg, eval_only: bool = False, processes: int = 1) -> None:
         require_weights(cfg.train.init_checkpoint)
         tta = cfg.dataloader.get("tta", {})
         if tta.get("enabled", False):
-            from .tta import check_tta_settings
+            from ..modeling.tta import check_tta_settings
 
             check_tta_settings(list(tta.min_sizes), tta.max_size)
         return

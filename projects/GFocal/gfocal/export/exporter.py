@@ -23,10 +23,10 @@ from detectron2.data import transforms as T
 
 from gfocal_runtime.spec import INTERPOLATIONS, ExportSpec, ResizeSpec
 
-from .errors import ConfigError
-from .modeling import GFL
-from .optimize import fold_batch_norms
-from .predictor import evaluation_input, evaluation_metadata
+from ..engine.predictor import evaluation_input, evaluation_metadata
+from ..errors import ConfigError
+from ..modeling import GFL
+from ..modeling.optimize import fold_batch_norms
 
 __all__ = ["GFLExportModule", "export_model", "export_onnx", "export_torch_program", "export_spec", "check_export"]
 
@@ -229,7 +229,7 @@ def check_export(cfg, fmt: str, output_dir: str, int8: bool = False, calib_image
     """The export's arguments, checked before anything is built or written.
 
     Returns:
-        the int8 calibration image files (:func:`gfocal.quantize.calibration_files`), or None
+        the int8 calibration image files (:func:`gfocal.export.quantize.calibration_files`), or None
         without ``int8``. ``calib_images``: N, a folder, or a list of files already checked.
     """
     from .quantize import calibration_files

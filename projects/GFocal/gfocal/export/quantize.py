@@ -13,8 +13,8 @@ from detectron2.data import DatasetCatalog
 from gfocal_runtime.preprocess import preprocess_image
 from gfocal_runtime.spec import ExportSpec
 
-from .data import first_dataset_name
-from .errors import ConfigError
+from ..data import first_dataset_name
+from ..errors import ConfigError
 
 __all__ = ["calibration_files", "calibration_inputs", "quantize_int8"]
 

@@ -23,9 +23,9 @@ import torch
 
 from detectron2.config import LazyConfig, instantiate
 
-from .checkpoint import convert_state_dict, load_checkpoint_file, load_for_inference, save_checkpoint
-from .config import load_config
-from .errors import CheckpointError, ConfigError
+from ..checkpoint import convert_state_dict, load_checkpoint_file, load_for_inference, save_checkpoint
+from ..config import load_config
+from ..errors import CheckpointError, ConfigError
 
 __all__ = [
     "ZooEntry",
@@ -113,11 +113,11 @@ def _configs_root() -> str:
     """The configs shipped inside the package (``gfocal/configs``, a copy or link of the
     repository's ``configs/`` made by setup.py, as Detectron2 ships its model zoo configs);
     in a checkout without a build, the repository's ``configs/`` itself."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    packaged = os.path.join(here, "configs")
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # gfocal/
+    packaged = os.path.join(package, "configs")
     if os.path.isdir(packaged):
         return packaged
-    return os.path.normpath(os.path.join(here, "..", "..", "..", "configs"))
+    return os.path.normpath(os.path.join(package, "..", "..", "..", "configs"))
 
 
 def get_config_file(name: str) -> str:

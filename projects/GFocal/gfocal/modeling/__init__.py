@@ -1,4 +1,10 @@
-"""GFL modeling: importing this registers the ``GFL`` meta-architecture."""
+"""GFL modeling: importing this registers the ``GFL`` meta-architecture.
+
+The detector (:mod:`.gfl`, :mod:`.head`, :mod:`.atss`, :mod:`.losses`, :mod:`.fpn`,
+:mod:`.backbone`), Localization Distillation (:mod:`.distill`), and what wraps or rewrites a
+trained one: test-time augmentation (:mod:`.tta`), sliced inference on large images
+(:mod:`.slicing`) and the inference-optimised copy (:mod:`.optimize`).
+"""
 
 from .atss import ATSSMatcher
 from .backbone import DeformBottleneckBlock, DeformConv, make_resnet_stages
@@ -13,25 +19,36 @@ from .losses import (
     quality_focal_loss,
     quality_focal_loss_with_prob,
 )
+from .optimize import FusedTowers, fold_batch_norms, fuse_head_towers, optimize_for_inference
+from .slicing import GFLWithSlicing, slicing_settings
+from .tta import GFLWithTTA, check_tta_settings
 
 __all__ = [
     "ATSSMatcher",
     "DeformBottleneckBlock",
     "DeformConv",
+    "FusedTowers",
     "GFL",
     "GFLHead",
+    "GFLWithSlicing",
+    "GFLWithTTA",
     "LastLevelP6P7NoReLU",
     "LocalizationDistiller",
     "Scale",
     "aligned_iou",
     "bbox2distance",
+    "check_tta_settings",
     "distance2bbox",
     "distribution_focal_loss",
     "distribution_statistics",
+    "fold_batch_norms",
+    "fuse_head_towers",
     "generalized_focal_loss",
     "localization_distillation_loss",
     "giou_loss",
     "make_resnet_stages",
+    "optimize_for_inference",
     "quality_focal_loss",
     "quality_focal_loss_with_prob",
+    "slicing_settings",
 ]

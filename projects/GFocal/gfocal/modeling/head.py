@@ -100,7 +100,7 @@ class GFLHead(nn.Module):
         self.gfl_cls = nn.Conv2d(last, num_classes, kernel_size=3, padding=1)
         self.gfl_reg = nn.Conv2d(last, 4 * (reg_max + 1), kernel_size=3, padding=1)
         self.scales = nn.ModuleList([Scale(1.0) for _ in range(self._num_levels)])
-        # Inference copies only: both towers as one stack (gfocal.optimize.fuse_head_towers).
+        # Inference copies only: both towers as one stack (gfocal.modeling.optimize.fuse_head_towers).
         self.fused_towers = None
         if use_dgqp:
             stat_dim = 4 * (dgqp_topk + int(dgqp_add_mean))

@@ -20,7 +20,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 from detectron2.layers import Conv2d, FrozenBatchNorm2d
 
-from .modeling.head import GFLHead
+from .head import GFLHead
 
 __all__ = ["FusedTowers", "fold_batch_norms", "fuse_head_towers", "optimize_for_inference"]
 

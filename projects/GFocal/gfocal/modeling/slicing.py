@@ -5,7 +5,7 @@ tile, and optionally the whole image, goes through the config's test-time input 
 ``ResizeShortestEdge``, as SAHI feeds each slice to a model's own preprocessing) and the model, a
 batch of tiles at a time; the detections, with their side distributions, are mapped back to the
 original image and merged by ``nms``, ``greedy`` (SAHI's) or ``distribution`` (the
-distribution-aware merge, the default). Evaluation, :class:`gfocal.predictor.LazyPredictor`,
+distribution-aware merge, the default). Evaluation, :class:`gfocal.engine.predictor.LazyPredictor`,
 ``demo/demo.py --slice`` and ``gfocal_runtime.Detector(path, slicing=...)`` all use the same
 grid and merges.
 """
@@ -22,8 +22,8 @@ from detectron2.structures import Boxes, Instances
 
 from gfocal_runtime.slicing import MERGES, SlicingSettings, sliced_detect
 
-from .errors import ConfigError
-from .modeling import GFL
+from ..errors import ConfigError
+from .gfl import GFL
 
 __all__ = ["GFLWithSlicing", "slicing_settings", "MERGES"]
 

@@ -12,8 +12,8 @@ from torch import nn
 from detectron2.data import transforms as T
 from detectron2.structures import Boxes, Instances
 
-from .errors import ConfigError
-from .modeling import GFL
+from ..errors import ConfigError
+from .gfl import GFL
 
 __all__ = ["GFLWithTTA", "check_tta_settings"]
 

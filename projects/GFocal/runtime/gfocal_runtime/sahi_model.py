@@ -36,7 +36,7 @@ class GFocalDetectionModel(DetectionModel):
         model_path: an exported model folder (with ``model.json``), or a PyTorch checkpoint
             (then ``config_path`` names its lazy config).
         model: instead of a path, a ready ``gfocal_runtime.Detector`` or
-            ``gfocal.predictor.LazyPredictor``.
+            ``gfocal.engine.predictor.LazyPredictor``.
         config_path: the lazy config of a PyTorch checkpoint.
         device: PyTorch models: "cpu", "cuda", ... (exported models run on the CPU).
         confidence_threshold: detections below this score are dropped (sahi's default 0.3).
@@ -96,7 +96,7 @@ class GFocalDetectionModel(DetectionModel):
                 "needs config_path (its lazy config)"
             )
         from gfocal.config import load_config  # PyTorch models need gfocal (and torch)
-        from gfocal.predictor import LazyPredictor
+        from gfocal.engine import LazyPredictor
 
         device = self._requested_device or "cpu"
         cfg = load_config(self.config_path, [f"train.device={device.split(':')[0]}"])
@@ -112,7 +112,7 @@ class GFocalDetectionModel(DetectionModel):
             names = list(model.class_names)
         elif type(model).__name__ == "LazyPredictor":
             names = list(model.metadata.get("thing_classes", []))
-            from gfocal.slicing import GFLWithSlicing
+            from gfocal.modeling import GFLWithSlicing
 
             if isinstance(model.model, GFLWithSlicing):
                 raise ValueError("GFocalDetectionModel: give a LazyPredictor with slicing=dict(enabled=False)")

@@ -1,6 +1,6 @@
 """Sliced inference for large images, in numpy: the tile grid, the settings and the merges.
 
-Shared by the PyTorch model (:class:`gfocal.slicing.GFLWithSlicing`) and
+Shared by the PyTorch model (:class:`gfocal.modeling.slicing.GFLWithSlicing`) and
 :class:`gfocal_runtime.Detector`, so both slice and merge identically.
 
 An image is covered by square tiles of ``size`` original pixels whose neighbours share

@@ -1,0 +1,47 @@
+"""Training, evaluation and prediction, as Detectron2's ``engine`` and ``evaluation`` hold them.
+
+- :mod:`.train_loop`: the train and evaluation loops behind ``train_net.py`` and a runner for
+  several trainings side by side;
+- :mod:`.precision`: the trainer for mixed precision (CPU bfloat16, CUDA float16);
+- :mod:`.ema`: a moving average of the weights, as a hook;
+- :mod:`.evaluation`: COCO box AP with faster-coco-eval;
+- :mod:`.predictor`: a single-image predictor for lazy configs and the test-time input that
+  evaluation, the demo and the exporter share.
+"""
+
+from .ema import EMAHook, ModelEMA, ema_settings
+from .evaluation import FastCOCOEvaluator, faster_cocoeval
+from .precision import (
+    CPUAutocastTrainer,
+    build_trainer,
+    cpu_has_bf16,
+    cpu_name,
+    describe_precision,
+    uses_channels_last,
+)
+from .predictor import LazyPredictor, evaluation_input, evaluation_metadata, instances_from_runtime
+from .train_loop import check_device, check_inputs, do_test, do_train, evaluate_checkpoint, run_trainings
+
+__all__ = [
+    "CPUAutocastTrainer",
+    "EMAHook",
+    "FastCOCOEvaluator",
+    "LazyPredictor",
+    "ModelEMA",
+    "build_trainer",
+    "check_device",
+    "check_inputs",
+    "cpu_has_bf16",
+    "cpu_name",
+    "describe_precision",
+    "do_test",
+    "do_train",
+    "ema_settings",
+    "evaluate_checkpoint",
+    "evaluation_input",
+    "evaluation_metadata",
+    "faster_cocoeval",
+    "instances_from_runtime",
+    "run_trainings",
+    "uses_channels_last",
+]
