@@ -315,6 +315,25 @@ def test_dense_evidence_is_in_original_pixels_and_its_detections_are_the_models(
     assert found["dense"]["sigmas"].shape == (boxes.shape[1], 4) and (found["dense"]["sigmas"] >= 0).all()
 
 
+def test_mixed_precision_evidence_runs_the_network_in_bf16_and_decodes_in_float32():
+    # amp: the backbone and head under bfloat16 autocast (the slow part), the distributions,
+    # boxes and scores decoded from their logits in float32: the same evidence to bf16's
+    # rounding of the logits.
+    model = small_gfl().eval()
+    image = torch.rand(3, 96, 128) * 255
+    inputs = [{"image": image, "height": 96, "width": 128}]
+    seen = []
+    hook = model.head.register_forward_hook(lambda module, args, out: seen.append(out[0][0].dtype))
+    full = dense_evidence(model, inputs, min_quality=0.0)[0]
+    low = dense_evidence(model, inputs, min_quality=0.0, amp=True)[0]
+    hook.remove()
+    assert seen == [torch.float32, torch.bfloat16]
+    for key in ("boxes", "scores", "sigmas"):
+        assert low["dense"][key].dtype == np.float32 and low["dense"][key].shape == full["dense"][key].shape
+    assert np.abs(low["dense"]["boxes"] - full["dense"]["boxes"]).max() < 2.0  # px, of a 128 px image
+    assert 0 < np.abs(low["dense"]["scores"] - full["dense"]["scores"]).max() < 0.02
+
+
 def test_mirrored_evidence_maps_back_with_left_and_right_swapped():
     dense = {
         "boxes": np.array([[10.0, 5.0, 30.0, 25.0]]),

@@ -39,7 +39,7 @@ def _side_std_bins(probs: torch.Tensor) -> torch.Tensor:
 
 @torch.inference_mode()
 def dense_evidence(
-    model, batched_inputs: List[Dict], min_quality: float = 0.02, detections: bool = True
+    model, batched_inputs: List[Dict], min_quality: float = 0.02, detections: bool = True, amp: bool = False
 ) -> List[Dict[str, Dict]]:
     """Run a GFL ``model`` once on a batch and keep both its dense outputs and its detections.
 
@@ -49,6 +49,8 @@ def dense_evidence(
             :meth:`gfocal.engine.predictor.LazyPredictor.preprocess` gives.
         min_quality: locations whose best class score is below this are dropped.
         detections: also run the model's selection and NMS (False: the dense outputs only).
+        amp: run the backbone and head under autocast (bfloat16 on the CPU, float16 on CUDA);
+            the distributions, boxes and scores are decoded from their logits in float32.
 
     Returns:
         per image {"dense": {"boxes" (R', 4) XYXY, "scores" (R', K), "sigmas" (R', 4) side std
@@ -57,9 +59,11 @@ def dense_evidence(
         (H, W) pixels.
     """
     images = model.preprocess_image(batched_inputs)
-    features = model.backbone(images.tensor)
-    features = [features[f] for f in model.head_in_features]
-    predictions = model.head(features)
+    device = images.tensor.device.type
+    with torch.autocast(device, dtype=torch.bfloat16 if device == "cpu" else torch.float16, enabled=amp):
+        features = model.backbone(images.tensor)
+        features = [features[f] for f in model.head_in_features]
+        predictions = model.head(features)
     scores, boxes, probs = model.decode_dense(features, predictions)  # (N, R, K), (N, R, 4), (N, R, 4, n+1)
     valid = model._valid_anchor_mask(images, features)
     if valid is not None:
@@ -119,6 +123,7 @@ def collect_evidence(
     scales: Sequence[float] = (1.0,),
     batch_size: int = 16,
     min_quality: float = 0.02,
+    amp: bool = False,
 ) -> Iterator[Dict[str, Dict]]:
     """:func:`dense_evidence` for each image of ``images_bgr``, yielded in order: detections
     from the config's test-time input, dense evidence from it resized by each of ``scales``
@@ -133,13 +138,13 @@ def collect_evidence(
         raise ValueError(f"scales must be positive factors that include 1.0, got {list(scales)}")
     for batch in _batches(images_bgr, batch_size):
         inputs = [predictor.preprocess(image) for image in batch]
-        found = dense_evidence(predictor.model, inputs, min_quality)
+        found = dense_evidence(predictor.model, inputs, min_quality, amp=amp)
         views = [(scale, False) for scale in scales if float(scale) != 1.0]
         views += [(scale, True) for scale in scales] if flip else []
         # The other views add dense evidence only: their detections (selection, NMS) are not needed.
         for scale, mirrored in views:
             view = [_view(x, float(scale), mirrored) for x in inputs]
-            for item, other, image in zip(found, dense_evidence(predictor.model, view, min_quality, False), batch):
+            for item, other, image in zip(found, dense_evidence(predictor.model, view, min_quality, False, amp), batch):
                 extra = mirror_evidence(other["dense"], image.shape[1]) if mirrored else other["dense"]
                 item["dense"] = {k: np.concatenate([item["dense"][k], extra[k]]) for k in item["dense"]}
         yield from found

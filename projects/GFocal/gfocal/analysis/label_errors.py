@@ -309,7 +309,7 @@ def _fit_location_two_sided(d: np.ndarray, s: np.ndarray, extent: np.ndarray, se
 # How far the class evidence of an annotation is trusted is fitted to each dataset by maximum
 # likelihood, a grid each: its temperature is T0 * (w / w_ref) ** -power * exp(occlusion * inside),
 # w the summed weight of the locations that voted (a class read off a few faint locations is a
-# guess; off many sure ones, a finding: on the built-in data power 0.2), ``inside`` how much of
+# guess; off many sure ones, a finding: on the built-in data power 0.25), ``inside`` how much of
 # the annotation lies inside another one (an occluded object's locations also see its occluder).
 CLASS_TEMPERATURES = (0.05, 0.07, 0.1, 0.12, 0.14, 0.17, 0.2, 0.25, 0.35, 0.5, 0.7, 1.0, 1.4, 2.0)
 CLASS_WEIGHT_POWERS = (0.0, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0)
