@@ -135,3 +135,20 @@ def test_page_reads_without_javascript(check):
     positions = [page.index(f'data-id="{x["id"]}"') for x in flagged]
     assert positions == sorted(positions)  # cards in score order in the HTML itself
     assert 'id="controls" class="hidden"' in page  # the controls appear only with JavaScript
+
+
+def test_cards_are_shared_among_the_types_when_more_are_flagged_than_fit():
+    # 300 class and 200 missing issues scored 0.9-0.99, 20 location issues scored 0.5-0.7: the
+    # first 100 by score would all be class and missing; the page shows every location issue
+    # and shares the rest evenly, each type's highest scores, in score order.
+    from gfocal.analysis.review import pick_cards
+
+    flagged = [{"id": f"class-{i}", "type": "class", "score": 0.99 - i * 1e-4} for i in range(300)]
+    flagged += [{"id": f"missing-{i}", "type": "missing", "score": 0.95 - i * 1e-4} for i in range(200)]
+    flagged += [{"id": f"location-{i}", "type": "location", "score": 0.7 - i * 1e-2} for i in range(20)]
+    flagged.sort(key=lambda x: -x["score"])
+    cards = pick_cards(flagged, 100)
+    assert [x["id"] for x in cards] == [x["id"] for x in flagged if x in cards]  # score order
+    for kind, count in (("class", 40), ("missing", 40), ("location", 20)):
+        assert [x["id"] for x in cards if x["type"] == kind] == [f"{kind}-{i}" for i in range(count)]
+    assert pick_cards(flagged[:50], 100) == flagged[:50]

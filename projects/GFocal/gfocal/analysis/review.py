@@ -169,6 +169,35 @@ _SCRIPT = """
 """
 
 
+def _shown_of(shown: int, total: int) -> str:
+    if shown >= total:
+        return ""
+    return f"Cards for {shown} of them, each type's highest scores (label_issues.json holds all). "
+
+
+def pick_cards(flagged: Sequence[Dict], max_cards: int) -> List[Dict]:
+    """At most ``max_cards`` of the ``flagged`` issues (score order) for the page: when there are
+    more, the cards are shared out evenly among the issue types (a type with fewer flagged gives
+    the rest of its share to the others), each type's highest scores first, so that no type is
+    crowded off the page by another whose scores run higher (built-in benchmark: 500 cards of
+    1,482 flagged were all missing, class, spurious and duplicate, no location). Score order kept."""
+    if len(flagged) <= max_cards:
+        return list(flagged)
+    by_type: Dict[str, List[Dict]] = {}
+    for issue in flagged:
+        by_type.setdefault(issue["type"], []).append(issue)
+    quota, left = {t: 0 for t in by_type}, max_cards
+    while left > 0:
+        open_types = [t for t in by_type if quota[t] < len(by_type[t])]
+        share = max(left // len(open_types), 1)
+        for t in open_types:
+            take = min(share, len(by_type[t]) - quota[t], left)
+            quota[t] += take
+            left -= take
+    chosen = {id(x) for t, items in by_type.items() for x in items[: quota[t]]}
+    return [x for x in flagged if id(x) in chosen]
+
+
 def write_review_page(
     folder: str,
     issues: Sequence[Dict],
@@ -182,7 +211,7 @@ def write_review_page(
 
     Args:
         issues: entries of :func:`find_label_issues` (only the flagged ones get a card, at most
-            ``max_cards``, in score order).
+            ``max_cards`` shared among the types (:func:`pick_cards`), in score order).
         issues_sha256: digest of the label_issues.json they come from (saved with the decisions).
         read_image: issue -> its (H, W, 3) uint8 RGB image, or None when it cannot be read.
         detections: image id -> that image's detections (for the distributions).
@@ -193,7 +222,9 @@ def write_review_page(
     """
     os.makedirs(os.path.join(folder, "images"), exist_ok=True)
     cards: List[str] = []
-    flagged = [x for x in issues if x.get("flagged")][:max_cards]
+    flagged = [x for x in issues if x.get("flagged")]
+    total = len(flagged)
+    flagged = pick_cards(flagged, max_cards)
 
     def class_name(cid):
         return class_names.get(cid, str(cid))
@@ -224,8 +255,8 @@ def write_review_page(
 <html lang="en"><head><meta charset="utf-8"><title>Label check: {len(cards)} issues</title>
 <style>{_STYLE}</style></head>
 <body data-issues-sha256="{issues_sha256}">
-<header><h1>Label check: {len(cards)} flagged issues</h1>
-<p class="legend">Sorted by score (the model's probability that the issue is real).
+<header><h1>Label check: {total} flagged issues</h1>
+<p class="legend">{_shown_of(len(cards), total)}Sorted by score (the model's probability that the issue is real).
 <span style="background:#fff;border:1px dashed #000"></span>annotated
 <span style="background:rgb{SUGGESTED}"></span>suggested, with the model's side distributions</p>
 <div id="controls" class="hidden"><div class="filters">
