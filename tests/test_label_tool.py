@@ -396,3 +396,22 @@ def test_the_cache_key_is_the_same_in_another_process(drawn):
         for _ in range(2)
     ]
     assert keys[0] == keys[1] and len(keys[0]) == 64
+
+
+def test_models_score_in_the_precision_the_config_trains_in(monkeypatch):
+    # bfloat16 where the config trains in it and the CPU has the units; float32 otherwise (an
+    # emulated bf16 would be slower than float32).
+    from gfocal.config import load_config
+
+    tool = load_tool()
+    cfg = load_config(CONFIG, ["train.amp.enabled=True", "train.device=cpu"])
+    monkeypatch.setattr(tool, "cpu_has_bf16", lambda: True)
+    assert tool.scoring_amp(cfg)
+    monkeypatch.setattr(tool, "cpu_has_bf16", lambda: False)
+    assert not tool.scoring_amp(cfg)
+    cfg.train.device = "cuda"  # a CUDA config on a machine without CUDA scores on the CPU
+    monkeypatch.setattr(tool.torch.cuda, "is_available", lambda: False)
+    assert not tool.scoring_amp(cfg)
+    monkeypatch.setattr(tool, "cpu_has_bf16", lambda: True)
+    cfg.train.amp.enabled = False
+    assert not tool.scoring_amp(cfg)
