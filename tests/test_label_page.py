@@ -135,6 +135,7 @@ def test_page_reads_without_javascript(check):
     positions = [page.index(f'data-id="{x["id"]}"') for x in flagged]
     assert positions == sorted(positions)  # cards in score order in the HTML itself
     assert 'id="controls" class="hidden"' in page  # the controls appear only with JavaScript
+    assert any(x["type"] == "missing" for x in flagged) and "None" not in page  # no Python None on a card
 
 
 def test_cards_are_shared_among_the_types_when_more_are_flagged_than_fit():

@@ -107,7 +107,7 @@ def _describe(issue: Dict, class_name: Callable[[Optional[int]], str]) -> str:
         name = html.escape(class_name(issue["suggested_category_id"]))
         return f"{html.escape(class_name(issue['category_id']))} &rarr; {name}"
     if kind == "missing":
-        return f"add a {html.escape(class_name(issue['suggested_category_id']))}"
+        return f"add: {html.escape(class_name(issue['suggested_category_id']))}"  # names take a or an
     if kind == "duplicate":
         return f"remove: a second box of annotation {html.escape(str(issue.get('duplicate_of')))}"
     return "remove: no object here"
@@ -239,14 +239,15 @@ def write_review_page(
         cv2.imwrite(os.path.join(folder, name), picture[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
         counts[issue["type"]] += 1
         key = html.escape(issue["id"])
+        annotation = issue["annotation_id"]  # None for a missing box
+        annotation = "" if annotation is None else f" &middot; annotation {html.escape(str(annotation))}"
         cards.append(
             f'<div class="card" data-id="{key}" data-type="{issue["type"]}">'
             f'<span class="type">{issue["type"]}</span><span class="score">{issue["score"]:.2f}</span>'
             f'<img src="{name}" alt="{key}" loading="lazy">'
             f'<div class="what">{_describe(issue, class_name)}</div>'
             f'<div class="meta">{html.escape(os.path.basename(str(issue["file_name"])))} &middot; image '
-            f"{html.escape(str(issue['image_id']))} &middot; annotation "
-            f"{html.escape(str(issue['annotation_id']))}</div>"
+            f"{html.escape(str(issue['image_id']))}{annotation}</div>"
             f'<label><input type="radio" name="d-{key}" value="accept"> accept</label> '
             f'<label><input type="radio" name="d-{key}" value="reject"> reject</label></div>'
         )
