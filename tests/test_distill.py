@@ -367,6 +367,37 @@ def test_distill_quickstart_runs_trainings_two_at_a_time_and_names_each_failure(
     assert (tmp_path / "r0" / "console.txt").read_text() == "console of r0\n"
 
 
+def test_train_unless_finished_skips_finished_runs_and_saves_lazy_configs(tmp_path):
+    """A run with model_final.pth is not trained again; the others run `train_net --resume
+    --config-file CFG *args *overrides`, a lazy config saved beside its output first."""
+    from omegaconf import OmegaConf
+
+    from gfocal.engine import TrainingRun, train_unless_finished
+
+    fake = tmp_path / "fake_train_net.py"  # records its argv in the run's folder (the last argument)
+    fake.write_text(
+        "import json, os, sys\njson.dump(sys.argv[1:], open(os.path.join(sys.argv[-1], 'argv.json'), 'w'))\n"
+    )
+    done, file_run, lazy_run = (str(tmp_path / name) for name in ("done", "file", "lazy"))
+    os.makedirs(done)
+    open(os.path.join(done, "model_final.pth"), "w").close()
+    runs = [
+        TrainingRun("done", done, "a.py"),
+        TrainingRun("file", file_run, "b.py", overrides=["train.seed=1", file_run], args=["--num-gpus", "1"]),
+        TrainingRun("lazy", lazy_run, OmegaConf.create({"train": {"max_iter": 3}}), overrides=[lazy_run]),
+    ]
+    weights = train_unless_finished(runs, str(fake), jobs=1)
+    assert weights == [os.path.join(d, "model_final.pth") for d in (done, file_run, lazy_run)]
+    assert not os.path.exists(os.path.join(done, "argv.json"))
+    argv = json.load(open(os.path.join(file_run, "argv.json")))
+    assert argv == ["--resume", "--config-file", "b.py", "--num-gpus", "1", "train.seed=1", file_run]
+    saved = os.path.join(lazy_run, "run_config.yaml")
+    assert json.load(open(os.path.join(lazy_run, "argv.json"))) == ["--resume", "--config-file", saved, lazy_run]
+    assert OmegaConf.load(saved).train.max_iter == 3
+    with pytest.raises(ConfigError, match="lambda: its config cannot be saved as yaml"):
+        train_unless_finished([TrainingRun("lambda", str(tmp_path / "lambda"), {"f": lambda: 0})], str(fake))
+
+
 def test_distill_quickstart_table_times_the_student_as_its_first_run_was_configured(tmp_path, monkeypatch, capsys):
     """Finished runs are reused, and the speed step builds the student from the config (and the
     overrides) of the first run asked for: an LD-only override (``distill.ld_weight``) once broke

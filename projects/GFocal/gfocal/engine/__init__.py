@@ -1,7 +1,7 @@
 """Training, evaluation and prediction, as Detectron2's ``engine`` and ``evaluation`` hold them.
 
-- :mod:`.train_loop`: the train and evaluation loops behind ``train_net.py`` and a runner for
-  several trainings side by side;
+- :mod:`.train_loop`: the train and evaluation loops behind ``train_net.py``, a runner for
+  several trainings side by side and "train unless finished" over it;
 - :mod:`.precision`: the trainer for mixed precision (CPU bfloat16, CUDA float16);
 - :mod:`.ema`: a moving average of the weights, as a hook;
 - :mod:`.evaluation`: COCO box AP with faster-coco-eval;
@@ -20,7 +20,16 @@ from .precision import (
     uses_channels_last,
 )
 from .predictor import LazyPredictor, evaluation_input, evaluation_metadata, instances_from_runtime
-from .train_loop import check_device, check_inputs, do_test, do_train, evaluate_checkpoint, run_trainings
+from .train_loop import (
+    TrainingRun,
+    check_device,
+    check_inputs,
+    do_test,
+    do_train,
+    evaluate_checkpoint,
+    run_trainings,
+    train_unless_finished,
+)
 
 __all__ = [
     "CPUAutocastTrainer",
@@ -28,6 +37,7 @@ __all__ = [
     "FastCOCOEvaluator",
     "LazyPredictor",
     "ModelEMA",
+    "TrainingRun",
     "build_trainer",
     "check_device",
     "check_inputs",
@@ -43,5 +53,6 @@ __all__ = [
     "faster_cocoeval",
     "instances_from_runtime",
     "run_trainings",
+    "train_unless_finished",
     "uses_channels_last",
 ]

@@ -7,12 +7,14 @@ import copy
 import logging
 import os
 import subprocess
+import sys
 import time
-from typing import Optional
+from dataclasses import dataclass
+from typing import Any, List, Optional, Sequence
 
 import torch
 
-from detectron2.config import instantiate
+from detectron2.config import LazyConfig, instantiate
 from detectron2.engine import default_writers, hooks
 from detectron2.engine.defaults import create_ddp_model
 from detectron2.evaluation import inference_on_dataset, print_csv_format
@@ -28,7 +30,16 @@ from .ema import EMAHook, ModelEMA, ema_settings
 from .precision import build_trainer, cpu_has_bf16, describe_precision, uses_channels_last
 from .predictor import evaluation_input
 
-__all__ = ["check_device", "check_inputs", "do_test", "do_train", "evaluate_checkpoint", "run_trainings"]
+__all__ = [
+    "TrainingRun",
+    "check_device",
+    "check_inputs",
+    "do_test",
+    "do_train",
+    "evaluate_checkpoint",
+    "run_trainings",
+    "train_unless_finished",
+]
 
 logger = logging.getLogger("detectron2")
 
@@ -238,3 +249,55 @@ def run_trainings(todo, jobs: int, poll_s: float = 2.0, cwd: Optional[str] = Non
                 console.close()
     if failed:
         raise GFocalError(f"training failed: {'; '.join(failed)} (see above; a rerun resumes)")
+
+
+@dataclass
+class TrainingRun:
+    """One ``train_net.py`` run for :func:`train_unless_finished`.
+
+    Attributes:
+        label: the run's name in the console.
+        output_dir: where the run writes (its ``train.output_dir``): done once it holds ``model_final.pth``.
+        config: a config file path, or a lazy config (saved to ``<output_dir>/run_config.yaml``).
+        overrides: ``key=value`` overrides, last on the command line.
+        args: more ``train_net.py`` arguments (e.g. ``--num-gpus 2``), before the overrides.
+    """
+
+    label: str
+    output_dir: str
+    config: Any
+    overrides: Sequence[str] = ()
+    args: Sequence[str] = ()
+
+
+def train_unless_finished(
+    runs: Sequence[TrainingRun], train_net: str, jobs: int = 1, cwd=None, progress=None
+) -> List[str]:
+    """Train each of ``runs`` that has no ``model_final.pth`` yet with ``train_net --resume`` (a killed
+    run continues from its last checkpoint), through :func:`run_trainings` (``jobs``, ``cwd`` and
+    ``progress`` as there).
+
+    Returns:
+        ``<output_dir>/model_final.pth`` of every run, in order.
+
+    Raises:
+        ConfigError: a lazy config that cannot be saved as yaml (a lambda or object in it).
+    """
+    todo = []
+    for run in runs:
+        if os.path.isfile(os.path.join(run.output_dir, "model_final.pth")):
+            continue
+        config = run.config
+        if not isinstance(config, (str, os.PathLike)):
+            os.makedirs(run.output_dir, exist_ok=True)
+            config = os.path.join(run.output_dir, "run_config.yaml")
+            if os.path.isfile(config + ".pkl"):
+                os.remove(config + ".pkl")
+            LazyConfig.save(run.config, config)
+            if os.path.isfile(config + ".pkl") or not os.path.isfile(config):
+                raise ConfigError(f"{run.label}: its config cannot be saved as yaml (a lambda or object in it?)")
+        argv = [sys.executable, train_net, "--resume", "--config-file", str(config), *run.args, *run.overrides]
+        todo.append((run.label, argv, run.output_dir))
+    if todo:
+        run_trainings(todo, jobs, cwd=cwd, progress=progress)
+    return [os.path.join(run.output_dir, "model_final.pth") for run in runs]
