@@ -166,7 +166,8 @@ def test_sahi_runs_exported_and_checkpoint_models(exported, tmp_path):
 
     from detectron2.config import LazyConfig
 
-    from gfocal_runtime.sahi_model import GFocalDetectionModel
+    from gfocal.engine.sahi_model import GFocalDetectionModel
+    from gfocal_runtime.sahi_model import GFocalDetectionModel as ExportedDetectionModel
 
     cfg, model, folder, _ = exported[1]
     image = odd_images()[1]
@@ -175,6 +176,7 @@ def test_sahi_runs_exported_and_checkpoint_models(exported, tmp_path):
     torch.save({"model": model.state_dict()}, weights)
     LazyConfig.save(cfg, config)
     for sahi_model in (
+        ExportedDetectionModel(model_path=folder, confidence_threshold=0.0),
         GFocalDetectionModel(model_path=folder, confidence_threshold=0.0),
         GFocalDetectionModel(model_path=weights, config_path=config, confidence_threshold=0.0),
     ):
@@ -187,6 +189,8 @@ def test_sahi_runs_exported_and_checkpoint_models(exported, tmp_path):
         np.testing.assert_allclose(boxes[order], want, atol=BOX_ATOL)
     with pytest.raises(ValueError, match="runs on the CPU"):
         GFocalDetectionModel(model_path=folder, device="cuda")
+    with pytest.raises(ValueError, match="not an exported model folder.*gfocal.engine.sahi_model"):
+        ExportedDetectionModel(model_path=weights, config_path=config)
 
 
 def test_runtime_resizes_and_rescales_as_the_config(data_dir, tmp_path):

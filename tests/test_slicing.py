@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
+from gfocal_runtime.boxes import side_std
 from gfocal_runtime.slicing import (
     SlicingSettings,
     _greedy_groups,
     cut_sides,
     merge_detections,
-    side_std,
     tile_grid,
     tile_starts,
 )
@@ -61,7 +61,15 @@ def test_bad_settings_name_what_is_expected(kwargs, message):
     with pytest.raises(ValueError, match=message):
         SlicingSettings(**kwargs)
     with pytest.raises(ValueError, match="unknown slicing setting"):
-        SlicingSettings.from_mapping({"size": 256, "overlpa": 0.2})
+        SlicingSettings.parse({"size": 256, "overlpa": 0.2})
+
+
+def test_settings_parse_once_off_unless_enabled():
+    assert SlicingSettings.parse(None) is None
+    assert SlicingSettings.parse({"enabled": False, "size": -1}) is None  # off: not checked
+    on = SlicingSettings.parse({"enabled": True, "size": 128, "merge": "nms"})
+    assert on == SlicingSettings(size=128, merge="nms") and SlicingSettings.parse(on) is on
+    assert SlicingSettings.parse({"size": 64}).size == 64  # no "enabled": a caller's dict means on
 
 
 def test_cut_sides_only_on_inner_borders():

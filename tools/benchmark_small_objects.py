@@ -164,7 +164,7 @@ def main(argv=None) -> int:
     from gfocal.engine import LazyPredictor, evaluation_input
     from gfocal.modeling import GFLWithSlicing
     from gfocal_runtime import Detector
-    from gfocal_runtime.sahi_model import GFocalDetectionModel
+    from gfocal.engine.sahi_model import GFocalDetectionModel
 
     name = first_dataset_name(cfg.dataloader.test.dataset.names)
     records = DatasetCatalog.get(name)

@@ -23,6 +23,8 @@ import torch
 
 from detectron2.structures import Boxes, BoxMode, Instances, pairwise_iou
 
+from ..modeling.head import distribution_std
+
 __all__ = ["side_spread", "distribution_stats", "match_detections", "collect", "pearson", "spearman", "FIELDS"]
 
 FIELDS = ("iou", "error", "spread", "spread_px", "spread_rel", "top1", "score", "pred_class", "gt_index")
@@ -39,10 +41,7 @@ def _empty() -> Dict[str, np.ndarray]:
 def side_spread(instances: Instances) -> torch.Tensor:
     """(M, 4) standard deviation of each side's distribution (L, T, R, B), in the instances'
     image pixels: the spread of ``pred_dists`` (M, 4, n+1) in bins times ``pred_strides`` (M,)."""
-    probs = instances.pred_dists.detach().float().cpu()
-    bins = torch.arange(probs.shape[-1], dtype=probs.dtype)
-    mean = (probs * bins).sum(-1, keepdim=True)
-    std_bins = (probs * (bins - mean) ** 2).sum(-1).clamp(min=0).sqrt()
+    std_bins = distribution_std(instances.pred_dists.detach().float().cpu())
     return std_bins * instances.pred_strides.detach().float().cpu()[:, None]
 
 

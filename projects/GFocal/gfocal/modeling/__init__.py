@@ -11,7 +11,7 @@ from .backbone import DeformBottleneckBlock, DeformConv, make_resnet_stages
 from .distill import LocalizationDistiller, localization_distillation_loss
 from .fpn import LastLevelP6P7NoReLU
 from .gfl import GFL, aligned_iou, bbox2distance, distance2bbox
-from .head import GFLHead, Scale, distribution_statistics
+from .head import GFLHead, Scale, distribution_statistics, distribution_std
 from .losses import (
     distribution_focal_loss,
     generalized_focal_loss,
@@ -41,6 +41,7 @@ __all__ = [
     "distance2bbox",
     "distribution_focal_loss",
     "distribution_statistics",
+    "distribution_std",
     "fold_batch_norms",
     "fuse_head_towers",
     "generalized_focal_loss",

@@ -9,7 +9,7 @@ from torch.nn import functional as F
 
 from detectron2.layers import Conv2d, ShapeSpec, get_norm
 
-__all__ = ["GFLHead", "Scale", "distribution_statistics"]
+__all__ = ["GFLHead", "Scale", "distribution_statistics", "distribution_std"]
 
 
 class Scale(nn.Module):
@@ -41,6 +41,14 @@ def distribution_statistics(dist_logits: Tensor, reg_max: int, topk: int, add_me
     if add_mean:
         stat = torch.cat([stat, stat.mean(dim=2, keepdim=True)], dim=2)
     return stat.reshape(N, -1, H, W)
+
+
+def distribution_std(probs: Tensor) -> Tensor:
+    """(..., 4, n+1) bin probabilities -> (..., 4) standard deviation of each side, in bins (the
+    torch twin of :func:`gfocal_runtime.boxes.side_std`)."""
+    bins = torch.arange(probs.shape[-1], dtype=probs.dtype, device=probs.device)
+    mean = (probs * bins).sum(-1, keepdim=True)
+    return (probs * (bins - mean) ** 2).sum(-1).clamp(min=0).sqrt()
 
 
 class GFLHead(nn.Module):

@@ -20,7 +20,7 @@ from torch import nn
 from detectron2.data import transforms as T
 from detectron2.structures import Boxes, Instances
 
-from gfocal_runtime.slicing import MERGES, SlicingSettings, sliced_detect
+from gfocal_runtime.slicing import MERGES, OnceWarning, SlicingSettings, sliced_detect
 
 from ..errors import ConfigError
 from .gfl import GFL
@@ -33,10 +33,8 @@ logger = logging.getLogger(__name__)
 def slicing_settings(settings: Optional[Mapping], where: str = "dataloader.test.slicing") -> Optional[SlicingSettings]:
     """The checked :class:`SlicingSettings` of a config's (or a caller's) slicing dict, or None
     when it is missing or not ``enabled``."""
-    if settings is None or not settings.get("enabled", True):
-        return None
     try:
-        return SlicingSettings.from_mapping(dict(settings))
+        return SlicingSettings.parse(None if settings is None else dict(settings))
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{where}: {e}") from None
 
@@ -63,7 +61,7 @@ class GFLWithSlicing(nn.Module):
         self.model = model
         self.augmentations = T.AugmentationList(list(augmentations))
         self.settings = settings
-        self._warned_small = False
+        self._whole_only = OnceWarning(logger)
 
     def forward(self, batched_inputs: List[Dict]) -> List[Dict[str, Instances]]:
         return [{"instances": self.predict(x["image"])} for x in batched_inputs]
@@ -89,11 +87,6 @@ class GFLWithSlicing(nn.Module):
             }
             for inst in (out["instances"] for out in outputs)
         ]
-
-    def _whole_only(self, message: str) -> None:
-        if not self._warned_small:
-            logger.warning(message + " (said once)")
-            self._warned_small = True
 
     @torch.no_grad()
     def predict(self, image: torch.Tensor) -> Instances:

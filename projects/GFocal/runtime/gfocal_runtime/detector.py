@@ -9,7 +9,7 @@ import numpy as np
 from .backends import load_backend
 from .postprocess import postprocess_outputs
 from .preprocess import preprocess_image
-from .slicing import SlicingSettings, sliced_detect
+from .slicing import OnceWarning, SlicingSettings, sliced_detect
 from .spec import ExportSpec
 
 logger = logging.getLogger("gfocal_runtime")
@@ -48,10 +48,8 @@ class Detector:
         num_threads: Optional[int] = None,
         slicing: Optional[Mapping] = None,
     ):
-        self.slicing: Optional[SlicingSettings] = None
-        if slicing is not None and slicing.get("enabled", True):
-            self.slicing = SlicingSettings.from_mapping(slicing)  # ValueError names a bad setting
-        self._warned_small = False
+        self.slicing = SlicingSettings.parse(slicing)  # ValueError names a bad setting
+        self._whole_only = OnceWarning(logger)
         self.spec = ExportSpec.load(model_dir)
         if self.spec.artifact != "onnx":
             raise ValueError(
@@ -100,11 +98,6 @@ class Detector:
             )
             for i, ((_, image_hw), image) in enumerate(zip(inputs, images_bgr))
         ]
-
-    def _whole_only(self, message: str) -> None:
-        if not self._warned_small:
-            logger.warning(message + " (said once)")
-            self._warned_small = True
 
     def __repr__(self) -> str:
         return (

@@ -1,21 +1,22 @@
-"""SAHI compatibility: ``GFocalDetectionModel``, a ``sahi`` DetectionModel for GFocal models.
+"""SAHI compatibility: ``GFocalDetectionModel``, a ``sahi`` DetectionModel for exported GFocal models.
 
     from gfocal_runtime.sahi_model import GFocalDetectionModel
     from sahi.predict import get_sliced_prediction
 
-    # an exported model folder (tools/export_model.py; ONNX, run by gfocal_runtime, no torch) ...
+    # an exported model folder (tools/export_model.py; ONNX, run by gfocal_runtime, no torch)
     model = GFocalDetectionModel(model_path="output/export/gfl_onnx", confidence_threshold=0.3)
-    # ... or a PyTorch checkpoint with its lazy config (needs gfocal and torch)
-    model = GFocalDetectionModel(model_path="model_final.pth", config_path="configs/Quickstart/gfl_shapes_large.py")
     result = get_sliced_prediction("image.jpg", model, slice_height=256, slice_width=256)
+
+A PyTorch checkpoint with its lazy config goes through the subclass in the ``gfocal`` package,
+:class:`gfocal.engine.sahi_model.GFocalDetectionModel` (same arguments plus ``config_path``).
 
 sahi (0.12.8, an optional extra: ``pip install --no-deps sahi==0.12.8 shapely==2.2.0``, since its
 metadata asks for numpy 2, which Detectron2 does not run on) slices and merges; this class runs the
-model on the slices, a batch at a time (``batch_size`` of ``get_sliced_prediction``) for exported
-and PyTorch models alike. Images come from sahi in RGB (as it reads files); the model's own
-test-time resize applies to every slice, so sahi's ``image_size`` is refused, as are masks.
-GFocal's own slicing (``Detector(path, slicing=...)``, ``dataloader.test.slicing``) adds the
-distribution-aware merge, which sahi's merges cannot do without the side distributions.
+model on the slices, a batch at a time (``batch_size`` of ``get_sliced_prediction``). Images come
+from sahi in RGB (as it reads files); the model's own test-time resize applies to every slice, so
+sahi's ``image_size`` is refused, as are masks. GFocal's own slicing (``Detector(path,
+slicing=...)``, ``dataloader.test.slicing``) adds the distribution-aware merge, which sahi's merges
+cannot do without the side distributions.
 """
 
 import os
@@ -26,6 +27,8 @@ from sahi.models.base import DetectionModel
 from sahi.prediction import ObjectPrediction
 from sahi.utils.compatibility import fix_full_shape_list, fix_shift_amount_list
 
+from .detector import Detector
+
 __all__ = ["GFocalDetectionModel"]
 
 
@@ -33,12 +36,10 @@ class GFocalDetectionModel(DetectionModel):
     """A GFocal detector for sahi's ``get_prediction`` / ``get_sliced_prediction``.
 
     Args:
-        model_path: an exported model folder (with ``model.json``), or a PyTorch checkpoint
-            (then ``config_path`` names its lazy config).
-        model: instead of a path, a ready ``gfocal_runtime.Detector`` or
-            ``gfocal.engine.predictor.LazyPredictor``.
-        config_path: the lazy config of a PyTorch checkpoint.
-        device: PyTorch models: "cpu", "cuda", ... (exported models run on the CPU).
+        model_path: an exported model folder (with ``model.json``).
+        model: instead of a path, a ready ``gfocal_runtime.Detector`` (without slicing).
+        config_path: unused here (sahi's argument; the ``gfocal`` subclass reads it).
+        device: None or "cpu" (exported models run on the CPU).
         confidence_threshold: detections below this score are dropped (sahi's default 0.3).
         category_mapping, category_remapping, load_at_init: as sahi's DetectionModel.
     """
@@ -79,48 +80,31 @@ class GFocalDetectionModel(DetectionModel):
     def load_model(self) -> None:
         path = self.model_path
         if path is None:
-            raise ValueError("GFocalDetectionModel: give model_path (an exported folder or a checkpoint) or model=")
-        if os.path.isdir(path):
-            if self._requested_device not in (None, "cpu"):
-                raise ValueError(
-                    f"GFocalDetectionModel: an exported model runs on the CPU (gfocal_runtime), got device="
-                    f"{self._requested_device!r}; pass a PyTorch checkpoint and its config_path for a GPU"
-                )
-            from .detector import Detector
-
-            self.set_model(Detector(path))
-            return
-        if self.config_path is None:
+            raise ValueError("GFocalDetectionModel: give model_path (an exported model folder) or model=")
+        if not os.path.isdir(path):
             raise ValueError(
-                f"GFocalDetectionModel: model_path={path!r} is not an exported model folder; a PyTorch checkpoint "
-                "needs config_path (its lazy config)"
+                f"GFocalDetectionModel: model_path={path!r} is not an exported model folder (tools/export_model.py); "
+                "for a PyTorch checkpoint and its config use gfocal.engine.sahi_model.GFocalDetectionModel"
             )
-        from gfocal.config import load_config  # PyTorch models need gfocal (and torch)
-        from gfocal.engine import LazyPredictor
+        if self._requested_device not in (None, "cpu"):
+            raise ValueError(
+                f"GFocalDetectionModel: an exported model runs on the CPU (gfocal_runtime), got device="
+                f"{self._requested_device!r}; for a GPU use gfocal.engine.sahi_model.GFocalDetectionModel"
+            )
+        self.set_model(Detector(path))
 
-        device = self._requested_device or "cpu"
-        cfg = load_config(self.config_path, [f"train.device={device.split(':')[0]}"])
-        # sahi slices and merges: the model runs each slice as it comes, unsliced.
-        self.set_model(LazyPredictor(cfg, weights=path, device=device, slicing=dict(enabled=False)))
+    def _class_names(self, model: Any) -> List[str]:
+        """The class names of a model this adapter runs (raises ValueError for any other)."""
+        if not isinstance(model, Detector):
+            raise ValueError(
+                f"GFocalDetectionModel: model must be a gfocal_runtime.Detector, got {type(model).__name__}"
+            )
+        if model.slicing is not None:
+            raise ValueError("GFocalDetectionModel: give a Detector without slicing (sahi slices)")
+        return list(model.class_names)
 
     def set_model(self, model: Any, **kwargs: Any) -> None:
-        from .detector import Detector
-
-        if isinstance(model, Detector):
-            if model.slicing is not None:
-                raise ValueError("GFocalDetectionModel: give a Detector without slicing (sahi slices)")
-            names = list(model.class_names)
-        elif type(model).__name__ == "LazyPredictor":
-            names = list(model.metadata.get("thing_classes", []))
-            from gfocal.modeling import GFLWithSlicing
-
-            if isinstance(model.model, GFLWithSlicing):
-                raise ValueError("GFocalDetectionModel: give a LazyPredictor with slicing=dict(enabled=False)")
-        else:
-            raise ValueError(
-                f"GFocalDetectionModel: model must be a gfocal_runtime.Detector or a gfocal LazyPredictor, "
-                f"got {type(model).__name__}"
-            )
+        names = self._class_names(model)
         self.model = model
         if not self.category_mapping:
             self.category_mapping = {str(i): name for i, name in enumerate(names)}
@@ -146,22 +130,10 @@ class GFocalDetectionModel(DetectionModel):
                 raise ValueError(
                     f"GFocalDetectionModel: expected (H, W, 3) images, got {getattr(image, 'shape', None)}"
                 )
-        images_bgr = [np.ascontiguousarray(image[:, :, ::-1]) for image in images_rgb]
-        if type(self.model).__name__ != "LazyPredictor":
-            return self.model.detect_batch(images_bgr)
-        import torch
+        return self._detect_bgr([np.ascontiguousarray(image[:, :, ::-1]) for image in images_rgb])
 
-        predictor = self.model
-        with torch.inference_mode():
-            outputs = predictor.model([predictor.preprocess(image) for image in images_bgr])
-        return [
-            {
-                "boxes": inst.pred_boxes.tensor.float().cpu().numpy(),
-                "scores": inst.scores.float().cpu().numpy(),
-                "classes": inst.pred_classes.cpu().numpy(),
-            }
-            for inst in (out["instances"] for out in outputs)
-        ]
+    def _detect_bgr(self, images_bgr: List[np.ndarray]) -> List[Dict[str, np.ndarray]]:
+        return self.model.detect_batch(images_bgr)
 
     def perform_inference(self, image: np.ndarray) -> None:
         """One image (H, W, 3), RGB as sahi reads files."""

@@ -29,21 +29,23 @@ model's own NMS) are mapped to the original image and merged by one of :data:`ME
     surest.
 """
 
+import logging
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Mapping, Optional
 
 import numpy as np
 
+from .boxes import side_std
 from .postprocess import batched_nms
 
 __all__ = [
     "MERGES",
     "DEFAULT_MERGE",
     "SlicingSettings",
+    "OnceWarning",
     "tile_starts",
     "tile_grid",
     "cut_sides",
-    "side_std",
     "merge_detections",
     "sliced_detect",
 ]
@@ -67,7 +69,7 @@ MAX_MERGE_CANDIDATES = 4000
 
 @dataclass(frozen=True)
 class SlicingSettings:
-    """How an image is sliced and its views merged (checked; see :meth:`from_mapping`).
+    """How an image is sliced and its views merged (checked; see :meth:`parse`).
 
     Attributes:
         size: a tile's side in the original image's pixels.
@@ -102,9 +104,13 @@ class SlicingSettings:
             raise ValueError(f"slicing batch_size must be a positive integer, got {self.batch_size!r}")
 
     @classmethod
-    def from_mapping(cls, settings: Mapping) -> "SlicingSettings":
-        """From a dict such as ``dataloader.test.slicing`` (``enabled`` is ignored here); an
-        unknown key is an error."""
+    def parse(cls, settings: Optional[Mapping]) -> Optional["SlicingSettings"]:
+        """The checked settings of a dict such as ``dataloader.test.slicing``, or None when it is
+        None or not ``enabled``; an unknown key or a bad value is a ValueError naming it."""
+        if settings is None or isinstance(settings, cls):
+            return settings
+        if not settings.get("enabled", True):
+            return None
         allowed = {"enabled", "size", "overlap", "merge", "whole_image", "batch_size"}
         unknown = sorted(set(settings) - allowed)
         if unknown:
@@ -156,15 +162,6 @@ def cut_sides(boxes: np.ndarray, views: np.ndarray, image_hw, margin: float = CU
         1,
     )
     return inner & near
-
-
-def side_std(dists: np.ndarray, strides: np.ndarray) -> np.ndarray:
-    """(N, 4) standard deviation in pixels of each side's distribution: (N, 4, n+1) bin
-    probabilities ``dists`` with (N,) bin spacings ``strides``."""
-    bins = np.arange(dists.shape[-1], dtype=np.float32)
-    mean = (dists * bins).sum(-1, keepdims=True)
-    var = (dists * (bins - mean) ** 2).sum(-1)
-    return np.sqrt(np.maximum(var, 0)) * strides[:, None]
 
 
 def _pairwise(boxes: np.ndarray):
@@ -317,6 +314,18 @@ def _distribution_merge(dets, cut, group, leaders):
     np.maximum.at(best_whole, group[whole], scores[whole])
     merged_scores = np.where(best_whole > 0, best_whole, scores[leaders]).astype(np.float32)
     return merged, merged_scores
+
+
+class OnceWarning:
+    """A warning a loop over images would repeat: logged the first time only."""
+
+    def __init__(self, logger: logging.Logger):
+        self.logger, self.said = logger, False
+
+    def __call__(self, message: str) -> None:
+        if not self.said:
+            self.logger.warning(message + " (said once)")
+            self.said = True
 
 
 def _cat(parts):
