@@ -55,3 +55,17 @@ def test_reference_recipe_in_1x_configs():
         assert aug.short_edge_length == 800 and aug.max_size == 1333
         assert cfg.dataloader.train.dataset.names == "coco_2017_train"
         assert cfg.dataloader.test.dataset.names == "coco_2017_val"
+
+
+@pytest.mark.parametrize("path", CONFIGS)
+def test_every_config_can_be_evaluated_sliced_or_with_tta(path):
+    """``dataloader.test.slicing`` and ``dataloader.tta`` stand in every config (slicing off but
+    in the large-image one), so either is one override away on any config."""
+    from gfocal.config import load_config
+    from gfocal.modeling import slicing_settings
+
+    cfg = load_config(os.path.join(REPO, path), ["dataloader.test.slicing.enabled=True"])
+    assert slicing_settings(cfg.dataloader.test.slicing).overlap == 0.25
+    assert "enabled" in cfg.dataloader.tta
+    default = LazyConfig.load(os.path.join(REPO, path)).dataloader.test.slicing.enabled
+    assert default == path.endswith("gfl_shapes_large.py")

@@ -27,7 +27,7 @@ def test_installed_wheel_finds_every_config_outside_the_checkout(tmp_path):
         "import gfocal, gfocal_runtime\n"
         f"assert gfocal.__file__.startswith({str(site)!r}), gfocal.__file__\n"
         f"assert gfocal_runtime.__file__.startswith({str(site)!r})\n"
-        "import gfocal.analysis.label_errors, gfocal.checkpoint, gfocal.engine, gfocal.export, gfocal.modeling\n"
+        "import gfocal.label_check, gfocal.checkpoint, gfocal.engine, gfocal.export, gfocal.modeling\n"
         "from gfocal import model_zoo\n"
         "for name in [*model_zoo.MODELS, *model_zoo.DISTILLED]:\n"
         "    model_zoo.get_config(name)\n"
@@ -125,19 +125,57 @@ def test_runtime_wheel_requires_no_torch(tmp_path):
     assert all(not n.startswith(("gfocal/", "torch", "detectron2")) for n in names)
 
 
-def test_modules_moved_into_subpackages_import_under_their_old_names():
-    """Configs saved before the package was grouped by role name the old module paths; in a
-    fresh interpreter each old path is the module at its new one, and a saved config's
-    ``_target_`` resolves."""
+def test_configs_saved_before_the_regroup_load_with_their_targets_rewritten(tmp_path, caplog):
+    """A config.yaml saved before the package was grouped by role names old module paths
+    (``gfocal.evaluation.FastCOCOEvaluator``): load_config rewrites each to the new path with
+    one warning, and installs no import hook (the old module paths themselves do not import)."""
+    import importlib
+    import logging
+
+    from detectron2.config import LazyConfig
+    from detectron2.utils.registry import locate
+
+    from gfocal.config import MOVED_MODULES, load_config
+    from gfocal.engine import FastCOCOEvaluator
+
+    cfg = load_config(os.path.join(REPO, "configs/Quickstart/gfl_shapes.py"))
+    cfg.dataloader.evaluator._target_ = "gfocal.evaluation.FastCOCOEvaluator"
+    cfg.dataloader.tta = {"_target_": "gfocal.tta.check_tta_settings", "nested": [{"_target_": "gfocal.ema.X"}]}
+    path = str(tmp_path / "old.yaml")
+    LazyConfig.save(cfg, path)
+    with caplog.at_level(logging.WARNING, logger="gfocal.config"):
+        old = load_config(path, ["train.max_iter=3"])
+    assert old.dataloader.evaluator._target_ == "gfocal.engine.evaluation.FastCOCOEvaluator"
+    assert old.dataloader.tta._target_ == "gfocal.modeling.tta.check_tta_settings"
+    assert old.dataloader.tta.nested[0]._target_ == "gfocal.engine.ema.X"
+    assert old.train.max_iter == 3
+    warnings = [r for r in caplog.records if "grouped by role" in r.getMessage()]
+    assert len(warnings) == 1 and "3 target(s)" in warnings[0].getMessage()
+    assert locate(old.dataloader.evaluator._target_) is FastCOCOEvaluator
+    for module in MOVED_MODULES:
+        with pytest.raises(ModuleNotFoundError):
+            importlib.import_module(module)
+
+
+def test_runtime_is_the_ground_floor():
+    """Every module of gfocal_runtime (the sahi adapter included) imports with torch,
+    torchvision, detectron2, fvcore and gfocal made unimportable: the runtime imports nothing
+    above it."""
     code = (
-        "import importlib, gfocal\n"
-        "from detectron2.utils.registry import locate\n"
-        "for old, new in gfocal.MOVED_MODULES.items():\n"
-        "    assert importlib.import_module(old) is importlib.import_module(new), old\n"
-        "from gfocal.engine import FastCOCOEvaluator\n"
-        "assert locate('gfocal.evaluation.FastCOCOEvaluator') is FastCOCOEvaluator\n"
-        "from gfocal.precision import cpu_has_bf16\n"
-        "print(len(gfocal.MOVED_MODULES))\n"
+        "import importlib, importlib.abc, pkgutil, sys\n"
+        "BLOCKED = ('torch', 'torchvision', 'detectron2', 'fvcore', 'gfocal')\n"
+        "class Block(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in BLOCKED:\n"
+        "            raise ImportError(f'blocked: {name}')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import gfocal_runtime\n"
+        "names = [m.name for m in pkgutil.walk_packages(gfocal_runtime.__path__, 'gfocal_runtime.')]\n"
+        "for name in names:\n"
+        "    importlib.import_module(name)\n"
+        "assert not [m for m in sys.modules if m.split('.')[0] in BLOCKED]\n"
+        "print(' '.join(sorted(names)))\n"
     )
     res = run([sys.executable, "-c", code])
-    assert res.returncode == 0 and res.stdout.strip() == "8", res.stderr[-2000:]
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "gfocal_runtime.sahi_model" in res.stdout.split() and "gfocal_runtime.boxes" in res.stdout.split()

@@ -38,3 +38,6 @@ train.ema = dict(enabled=False, decay=0.9998, warmup=2000, for_inference=True)
 # Test-time augmentation for --eval-only (gfocal.modeling.tta.GFLWithTTA; Detectron2's TEST.AUG names):
 # two scales and their mirrors, merged before one NMS. Off unless dataloader.tta.enabled=True.
 dataloader.tta = dict(enabled=False, min_sizes=[640, 800], max_size=1333, flip=True)
+# Sliced evaluation (gfocal.modeling.slicing) for images with small objects, off: tiles of `size` original
+# pixels sharing `overlap` of it, plus the whole image; merges: nms, greedy (SAHI's), distribution.
+dataloader.test.slicing = dict(enabled=False, size=512, overlap=0.25, merge="distribution", whole_image=True)

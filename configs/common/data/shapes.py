@@ -46,3 +46,6 @@ dataloader.test = L(build_detection_test_loader)(
 dataloader.evaluator = L(FastCOCOEvaluator)(dataset_name="${..test.dataset.names}")
 # Test-time augmentation for --eval-only (gfocal.modeling.tta.GFLWithTTA; Detectron2's TEST.AUG names).
 dataloader.tta = dict(enabled=False, min_sizes=[192, 256], max_size=4000, flip=True)
+# Sliced evaluation (gfocal.modeling.slicing), off: tiles of `size` original pixels sharing `overlap` of it
+# with their neighbours, plus the whole image; merges: nms, greedy (SAHI's), distribution.
+dataloader.test.slicing = dict(enabled=False, size=64, overlap=0.25, merge="distribution", whole_image=True)

@@ -8,6 +8,7 @@ current one's type (interpolations ``${...}`` and ``null`` are accepted).
 
 import difflib
 import inspect
+import logging
 import os
 from typing import Dict, Iterator, List, Optional, Sequence
 
@@ -17,7 +18,22 @@ from detectron2.config import LazyConfig
 
 from .errors import ConfigError
 
-__all__ = ["load_config", "apply_overrides", "config_keys"]
+__all__ = ["load_config", "apply_overrides", "config_keys", "MOVED_MODULES"]
+
+logger = logging.getLogger(__name__)
+
+# Where modules lived before the package was grouped by role: a config saved then (its
+# config.yaml names e.g. ``gfocal.evaluation.FastCOCOEvaluator``) loads with its targets rewritten.
+MOVED_MODULES = {
+    "gfocal.ema": "gfocal.engine.ema",
+    "gfocal.evaluation": "gfocal.engine.evaluation",
+    "gfocal.precision": "gfocal.engine.precision",
+    "gfocal.predictor": "gfocal.engine.predictor",
+    "gfocal.optimize": "gfocal.modeling.optimize",
+    "gfocal.slicing": "gfocal.modeling.slicing",
+    "gfocal.tta": "gfocal.modeling.tta",
+    "gfocal.quantize": "gfocal.export.quantize",
+}
 
 
 def load_config(config_file: str, overrides: Sequence[str] = ()):
@@ -34,7 +50,34 @@ def load_config(config_file: str, overrides: Sequence[str] = ()):
         cfg = LazyConfig.load(config_file)
     except Exception as e:  # a user's config with an error in it: say where, in one line
         raise ConfigError(f"cannot load config {config_file}: {type(e).__name__}: {e}") from e
+    _rewrite_moved_targets(cfg, config_file)
     return apply_overrides(cfg, overrides)
+
+
+def _rewrite_moved_targets(cfg, config_file: str) -> None:
+    """Rewrite every ``_target_`` string under a module path of :data:`MOVED_MODULES` to the
+    module's new path, in place, with one warning."""
+    moved = []
+    nodes = [cfg]
+    while nodes:
+        node = nodes.pop()
+        if isinstance(node, DictConfig):
+            children = [node._get_node(k) for k in node.keys()]
+        else:
+            children = [node._get_node(i) for i in range(len(node))]
+        nodes.extend(c for c in children if isinstance(c, (DictConfig, ListConfig)) and not c._is_interpolation())
+        target = node._get_node("_target_") if isinstance(node, DictConfig) and "_target_" in node else None
+        target = target._value() if target is not None else None
+        if isinstance(target, str):
+            module, _, name = target.rpartition(".")
+            if module in MOVED_MODULES:
+                node["_target_"] = f"{MOVED_MODULES[module]}.{name}"
+                moved.append(target)
+    if moved:
+        logger.warning(
+            f"{config_file} names {len(moved)} target(s) at module paths from before GFocal's package was grouped "
+            f"by role ({', '.join(sorted(set(moved)))}); loaded with their new paths. Save it again to update it."
+        )
 
 
 def config_keys(node, prefix: str = "") -> Iterator[str]:
