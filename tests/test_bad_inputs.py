@@ -953,11 +953,12 @@ def test_e19_exif_orientation_is_applied(tmp_path, weights):
 # ============================================== F. export and command-line arguments, found first
 def _no_model_built(monkeypatch):
     """Building a model in the export command fails the test: its checks must come first."""
+    import gfocal.export.exporter
 
     def boom(*args, **kwargs):
         raise AssertionError("the model was built before the arguments were checked")
 
-    monkeypatch.setattr(script("export"), "instantiate", boom)
+    monkeypatch.setattr(gfocal.export.exporter, "instantiate", boom)
 
 
 @pytest.mark.parametrize(

@@ -142,6 +142,25 @@ def test_runtime_gives_the_predictor_detections(exported, version, backend):
         assert_same_detections(detector(image), predictor(image)["instances"])
 
 
+def test_deployment_paths_agree_and_export_once(exported, tmp_path, monkeypatch):
+    """deployment_paths runs one model each way by name, to the same detections; the exported
+    paths share one export, made once (a folder with model.json is not exported again)."""
+    from gfocal.export import deployment_paths, exporter
+
+    cfg, model, _, _ = exported[1]
+    names = ["gfl-eager", "gfl-optimized", "onnxruntime-fp32", "openvino-fp32"]
+    runs = deployment_paths(cfg, model, str(tmp_path), "64", names)
+    assert list(runs) == names and os.listdir(tmp_path) == ["fp32"]
+    image = odd_images()[1]
+    want = runs["gfl-eager"](image)
+    for name in names[1:]:
+        got = runs[name](image)
+        fields = {"boxes": got.pred_boxes.tensor.numpy(), "scores": got.scores.numpy()}
+        assert_same_detections(dict(fields, classes=got.pred_classes.numpy()), want)
+    monkeypatch.setattr(exporter, "export_model", lambda *args, **kwargs: pytest.fail("exported again"))
+    deployment_paths(cfg, model, str(tmp_path), "64", ["onnxruntime-fp32"])
+
+
 @pytest.mark.parametrize("merge", ["nms", "greedy", "distribution"])
 def test_sliced_runtime_gives_the_sliced_predictor_detections(exported, merge):
     """Detector(path, slicing=...) slices and merges as the PyTorch model does, its tiles run

@@ -59,16 +59,9 @@ from detectron2.utils.events import EventStorage
 from gfocal.checkpoint import load_for_inference, require_weights
 from gfocal.cli import checked_parser, run
 from gfocal.config import load_config
-from gfocal.engine import (
-    FastCOCOEvaluator,
-    LazyPredictor,
-    build_trainer,
-    cpu_has_bf16,
-    cpu_name,
-    instances_from_runtime,
-)
+from gfocal.engine import FastCOCOEvaluator, LazyPredictor, build_trainer, cpu_has_bf16, cpu_name
 from gfocal.errors import ConfigError
-from gfocal.export import export_model
+from gfocal.export import DEPLOYMENT_PATHS, deployment_paths
 from gfocal.modeling import optimize_for_inference
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -78,16 +71,7 @@ MODELS = {
     "fcos": ("D2 FCOS", "COCO-Detection/fcos_R_50_FPN_1x.py"),
     "retinanet": ("D2 RetinaNet", "COCO-Detection/retinanet_R_50_FPN_1x.py"),
 }
-PATHS = {
-    "fcos-eager": "D2 FCOS eager",
-    "gfl-eager": "GFL eager",
-    "gfl-optimized": "GFL optimised eager",
-    "onnxruntime-fp32": "GFL ONNX Runtime fp32",
-    "openvino-fp32": "GFL OpenVINO fp32",
-    "openvino-bf16": "GFL OpenVINO bf16",
-    "onnxruntime-int8": "GFL ONNX Runtime int8",
-    "openvino-int8": "GFL OpenVINO int8",
-}
+PATHS = {"fcos-eager": "D2 FCOS eager", **DEPLOYMENT_PATHS}
 
 
 def model_config(key: str):
@@ -293,26 +277,6 @@ def gflops(model, height: int, width: int) -> float:
     with torch.no_grad():
         flops = FlopCountAnalysis(model.eval(), [{"image": torch.rand(3, height, width) * 255}])
         return flops.unsupported_ops_warnings(False).uncalled_modules_warnings(False).total() / 1e9
-
-
-def deployment_paths(cfg, model, export_root, calib, paths):
-    """name -> callable(image_bgr) -> Instances, for each requested path of ``model``."""
-    from gfocal_runtime import Detector
-
-    runs = {}
-    for name in paths:
-        backend, _, precision = name.partition("-")
-        if backend == "gfl":
-            predictor = LazyPredictor(cfg, model=model, optimize=precision == "optimized")
-            runs[name] = lambda image, p=predictor: p(image)["instances"]
-            continue
-        folder = os.path.join(export_root, "int8" if precision == "int8" else "fp32")
-        if not os.path.isfile(os.path.join(folder, "model.json")):
-            print(f"exporting {os.path.basename(folder)} ONNX to {folder} ...", flush=True)
-            export_model(cfg, model, folder, "onnx", int8=precision == "int8", calib_images=calib)
-        detector = Detector(folder, backend=backend, precision="bf16" if precision == "bf16" else None)
-        runs[name] = lambda image, d=detector: instances_from_runtime(d(image), image.shape[:2])
-    return runs
 
 
 def calibration_folder(folder: str, count: int) -> str:

@@ -6,19 +6,20 @@ their val box AP side by side.
     python tools/benchmark_quickstart.py                        # all four, the quick-start schedule
     python tools/benchmark_quickstart.py --models gfl fcos train.max_iter=400
 
-Each run is `train_net.py --config-file configs/Quickstart/<model>_shapes.py` into
-output/quickstart_benchmark/<model>/ (a finished run is reused: delete it to retrain).
+Each run is `train_net.py --resume --config-file configs/Quickstart/<model>_shapes.py` into
+output/quickstart_benchmark/<model>/: a killed run continues from its last checkpoint (not
+bit-identical to an uninterrupted one), a finished one is reused (delete it to retrain).
 """
 
 import argparse
 import json
 import os
-import subprocess
 import sys
 
 from gfocal.analysis.plotting import final_metrics, training_minutes
 from gfocal.cli import checked_parser, run
 from gfocal.config import load_config
+from gfocal.engine import TrainingRun, train_unless_finished
 from gfocal.errors import GFocalError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -33,18 +34,15 @@ def main(argv=None):
     parser.add_argument("--output-root", default=os.path.join(REPO, "output/quickstart_benchmark"))
     parser.add_argument("opts", nargs=argparse.REMAINDER, default=[], help="overrides for every run")
     args = checked_parser(parser).parse_args(argv)
-    for key in args.models:  # every override checked against every config before any training
-        load_config(os.path.join(REPO, f"configs/Quickstart/{key}_shapes.py"), args.opts)
+    configs = {key: os.path.join(REPO, f"configs/Quickstart/{key}_shapes.py") for key in args.models}
+    for config in configs.values():  # every override checked against every config before any training
+        load_config(config, args.opts)
+    outs = {key: os.path.join(args.output_root, key) for key in args.models}
+    runs = [TrainingRun(MODELS[k], outs[k], configs[k], [f"train.output_dir={outs[k]}", *args.opts]) for k in outs]
+    train_unless_finished(runs, TRAIN_NET)
 
     rows = {}
-    for key in args.models:
-        out = os.path.join(args.output_root, key)
-        config = os.path.join(REPO, f"configs/Quickstart/{key}_shapes.py")
-        if not os.path.isfile(os.path.join(out, "model_final.pth")):
-            cmd = [sys.executable, TRAIN_NET, "--config-file", config, f"train.output_dir={out}", *args.opts]
-            print(f"== {MODELS[key]}: {' '.join(cmd)}", flush=True)
-            if subprocess.run(cmd).returncode != 0:
-                raise GFocalError(f"training {MODELS[key]} failed (see above); its output is in {out}")
+    for key, out in outs.items():
         metrics = final_metrics(os.path.join(out, "metrics.json"), METRICS)
         if metrics is None:
             raise GFocalError(f"no evaluation found in {out}/metrics.json")

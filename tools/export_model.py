@@ -17,22 +17,17 @@ export starts, and DIR gets its files only when the export has succeeded.
 """
 
 import argparse
-import logging
 import os
 import sys
 
 import gfocal  # noqa: F401  (first: registers GFL and the datasets, imports Detectron2 quietly)
 
 # isort: split
-from detectron2.config import instantiate
 from detectron2.utils.logger import setup_logger
 
-from gfocal.checkpoint import load_for_inference, require_weights
 from gfocal.cli import checked_parser, run
 from gfocal.config import load_config
-from gfocal.export import FORMATS, check_export, export_model
-
-logger = logging.getLogger("gfocal.export")
+from gfocal.export import FORMATS, check_export, export_model, load_model
 
 
 def get_parser():
@@ -57,16 +52,9 @@ def main(argv=None) -> int:
     cfg = load_config(args.config_file, args.opts)
     calibration = check_export(cfg, args.format, args.output, args.int8, args.calib_images)
     weights = cfg.train.init_checkpoint
-    if weights:
-        require_weights(weights)
-    model = instantiate(cfg.model).eval()
-    if weights:
-        load_for_inference(model, weights, cfg)
-    else:
-        logger.warning("train.init_checkpoint is empty: exporting the model as initialised (random weights)")
     spec = export_model(
         cfg,
-        model,
+        load_model(cfg),
         args.output,
         args.format,
         int8=args.int8,

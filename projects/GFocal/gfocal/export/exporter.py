@@ -19,16 +19,27 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from detectron2.config import instantiate
 from detectron2.data import transforms as T
 
 from gfocal_runtime.spec import INTERPOLATIONS, ExportSpec, ResizeSpec
 
+from ..checkpoint import load_for_inference, require_weights
 from ..engine.predictor import evaluation_input, evaluation_metadata
 from ..errors import ConfigError
 from ..modeling import GFL
 from ..modeling.optimize import fold_batch_norms
 
-__all__ = ["GFLExportModule", "export_model", "export_onnx", "export_torch_program", "export_spec", "check_export"]
+__all__ = [
+    "GFLExportModule",
+    "check_export",
+    "export_model",
+    "export_onnx",
+    "export_spec",
+    "export_torch_program",
+    "export_unless_exported",
+    "load_model",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -63,9 +74,7 @@ class GFLExportModule(nn.Module):
             R = sum over levels of ceil(H / s) * ceil(W / s), finest level first, row-major.
         """
         m = self.model
-        features = m.backbone((images - m.pixel_mean) / m.pixel_std)
-        features = [features[f] for f in m.head_in_features]
-        scores, boxes, probs = m.decode_dense(features, m.head(features))
+        scores, boxes, probs = m.decode_dense(*m.dense_outputs((images - m.pixel_mean) / m.pixel_std))
         return (scores, boxes, probs) if self.with_distributions else (scores, boxes)
 
     @classmethod
@@ -312,3 +321,30 @@ def export_model(
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return ExportSpec.load(output_dir)
+
+
+def load_model(cfg) -> GFL:
+    """``cfg.model`` in eval mode with ``train.init_checkpoint`` loaded; an empty one leaves the
+    model as initialised, with a warning (for benchmarks)."""
+    weights = cfg.train.init_checkpoint
+    if weights:
+        require_weights(weights)
+    model = instantiate(cfg.model).eval()
+    if weights:
+        load_for_inference(model, weights, cfg)
+    else:
+        logger.warning("train.init_checkpoint is empty: exporting the model as initialised (random weights)")
+    return model
+
+
+def export_unless_exported(cfg, output_dir: str, model: Optional[GFL] = None, fmt: str = "onnx", **kwargs) -> str:
+    """:func:`export_model` into ``output_dir`` unless it holds a ``model.json`` (a finished export;
+    delete the folder to export again). ``model`` defaults to :func:`load_model` of ``cfg``; ``kwargs``
+    go to :func:`export_model`. Returns ``output_dir``."""
+    if not os.path.isfile(os.path.join(output_dir, "model.json")):
+        print(
+            f"exporting {os.path.basename(output_dir)} {'ONNX' if fmt == 'onnx' else fmt} to {output_dir} ...",
+            flush=True,
+        )
+        export_model(cfg, model if model is not None else load_model(cfg), output_dir, fmt, **kwargs)
+    return output_dir
