@@ -26,11 +26,10 @@ def our_model(config, **stage_overrides):
 def raw_outputs(model, image):
     """Our head outputs in the reference's form: (cls logits or v2 joint scores, dist logits)."""
     x = ((image - model.pixel_mean) / model.pixel_std)[None]
-    features = model.backbone(x)
-    outs = model.head([features[f] for f in model.head_in_features])
+    outs = model.dense_outputs(x)[1]
     if model.use_dgqp:
-        return [c.sigmoid() * q for c, q in zip(outs[0], outs[2])], outs[1]
-    return outs[0], outs[1]
+        return [c.sigmoid() * q for c, q in zip(outs.cls_logits, outs.quality)], outs.dist_logits
+    return outs.cls_logits, outs.dist_logits
 
 
 CASES = [

@@ -75,20 +75,18 @@ def student_and_teacher(**kwargs):
     student, teacher = small_gfl(seed=0), small_gfl(seed=1).eval()
     with torch.no_grad():
         student.head.gfl_cls.bias.fill_(0.5)
-    return LocalizationDistiller(teacher, **kwargs).attach(student), teacher
+    return student.set_distiller(LocalizationDistiller(teacher, **kwargs)), teacher
 
 
 def independent_terms(student, teacher, inputs, temperature, vlr_alpha=0.25, kd_temperature=2.0):
     """Every quantity of the three LD terms recomputed from the models' parts, float64."""
     with torch.no_grad():
         images = student.preprocess_image(inputs)
-        feats = student.backbone(images.tensor)
-        feats = [feats[f] for f in student.head_in_features]
-        logits, dists, _ = student._transpose(student.head(feats))
-        logits, dists = torch.cat(logits, 1).double(), torch.cat(dists, 1).double()
-        t_feats = teacher.backbone(images.tensor)
-        t_logits, t_dists, _ = teacher._transpose(teacher.head([t_feats[f] for f in teacher.head_in_features]))
-        t_logits, t_dists = torch.cat(t_logits, 1).double(), torch.cat(t_dists, 1).double()
+        feats, outputs = student.dense_outputs(images.tensor)
+        logits, dists = (x.double() for x in student.transposed_outputs(outputs)[:2])
+        t_logits, t_dists = (
+            x.double() for x in teacher.transposed_outputs(teacher.dense_outputs(images.tensor)[1])[:2]
+        )
         anchors = student.anchor_generator(feats)
         gt = [x["instances"] for x in inputs]
         labels, _ = student.label_anchors(anchors, gt)
@@ -202,11 +200,11 @@ def test_mismatched_reg_max_or_strides_is_one_clear_error():
     cfg = small_gfl_cfg()
     cfg.head.reg_max = 8
     with pytest.raises(ConfigError, match=r"reg_max 8, the student .* and 16"):
-        LocalizationDistiller(instantiate(cfg).eval()).attach(small_gfl())
+        small_gfl().set_distiller(LocalizationDistiller(instantiate(cfg).eval()))
     cfg = small_gfl_cfg()
     cfg.anchor_generator.strides = [8, 16, 32, 64, 64]
     with pytest.raises(ConfigError, match=r"strides \[8, 16, 32, 64, 64\]"):
-        LocalizationDistiller(instantiate(cfg).eval()).attach(small_gfl())
+        small_gfl().set_distiller(LocalizationDistiller(instantiate(cfg).eval()))
 
 
 # ---------------------------------------------------------------------- end to end, train_net
@@ -329,10 +327,9 @@ def test_distill_quickstart_without_a_teacher_says_run_make_quickstart(monkeypat
     assert len(errors) == 1 and "--jobs must be at least 1, got 0" in errors[0]
 
 
-def test_distill_quickstart_runs_trainings_two_at_a_time_and_names_each_failure(tmp_path, capfd):
-    spec = importlib.util.spec_from_file_location("distill_qs", os.path.join(REPO, "tools/distill_quickstart.py"))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+def test_run_trainings_runs_two_at_a_time_and_names_each_failure(tmp_path, capfd):
+    from gfocal.engine import run_trainings
+
     # Each fake training records how many ran beside it and its thread budget, then exits with its code.
     script = (
         "import os, sys, time, glob\n"
@@ -351,7 +348,7 @@ def test_distill_quickstart_runs_trainings_two_at_a_time_and_names_each_failure(
         for i, code in enumerate([0, 3, 0])
     ]
     with pytest.raises(GFocalError) as info:
-        tool.run_trainings(todo, jobs=2, poll_s=0.1)
+        run_trainings(todo, jobs=2, poll_s=0.1)
     message = str(info.value)
     assert "run 1 (exit 3" in message and "run 0" not in message and "run 2" not in message
     seen = [(tmp_path / f"r{i}" / "seen").read_text().split() for i in range(3)]
@@ -362,7 +359,7 @@ def test_distill_quickstart_runs_trainings_two_at_a_time_and_names_each_failure(
         f"console of r{i}\n" for i in range(3)
     ]
     capfd.readouterr()
-    tool.run_trainings(todo[:1], jobs=1, poll_s=0.1)  # one at a time: no error, console on the terminal
+    run_trainings(todo[:1], jobs=1, poll_s=0.1)  # one at a time: no error, console on the terminal
     assert "console of r0" in capfd.readouterr().out
     assert (tmp_path / "r0" / "console.txt").read_text() == "console of r0\n"
 
@@ -402,6 +399,8 @@ def test_distill_quickstart_table_times_the_student_as_its_first_run_was_configu
     """Finished runs are reused, and the speed step builds the student from the config (and the
     overrides) of the first run asked for: an LD-only override (``distill.ld_weight``) once broke
     it on the plain student's config, after the trainings."""
+    from gfocal.engine import train_loop
+
     spec = importlib.util.spec_from_file_location("distill_qs", os.path.join(REPO, "tools/distill_quickstart.py"))
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
@@ -423,7 +422,7 @@ def test_distill_quickstart_table_times_the_student_as_its_first_run_was_configu
         return {}
 
     trained = []
-    monkeypatch.setattr(tool, "run_trainings", lambda todo, jobs: trained.extend(todo))
+    monkeypatch.setattr(train_loop, "run_trainings", lambda todo, jobs, **kwargs: trained.extend(todo))
     monkeypatch.setattr(tool, "inference_paths", fake_paths)
     monkeypatch.setattr(tool.DatasetCatalog, "get", lambda name: [{"file_name": "x.png"}])
     monkeypatch.setattr(tool.cv2, "imread", lambda path: None)

@@ -14,7 +14,8 @@ def make_head(**kwargs):
 def test_output_shapes_per_level():
     head = make_head(reg_max=7)
     feats = [torch.randn(2, 32, 16, 20), torch.randn(2, 32, 8, 10), torch.randn(2, 32, 4, 5)]
-    logits, dists = head(feats)
+    logits, dists, quality = head(feats)
+    assert quality is None
     assert [tuple(x.shape) for x in logits] == [(2, 5, 16, 20), (2, 5, 8, 10), (2, 5, 4, 5)]
     assert [tuple(x.shape) for x in dists] == [(2, 32, 16, 20), (2, 32, 8, 10), (2, 32, 4, 5)]
     v2 = make_head(reg_max=7, use_dgqp=True)
@@ -29,10 +30,10 @@ def test_reference_initialisation_and_scales():
     torch.testing.assert_close(head.gfl_cls.bias.sigmoid(), torch.full((5,), 0.01))
     assert [tuple(s.scale.shape) for s in head.scales] == [(), (), ()]
     feats = [torch.randn(1, 32, 4, 4)] * 3
-    _, before = head(feats)
+    before = head(feats).dist_logits
     with torch.no_grad():
         head.scales[1].scale.fill_(2.0)
-    _, after = head(feats)
+    after = head(feats).dist_logits
     torch.testing.assert_close(after[1], 2 * before[1])
     torch.testing.assert_close(after[0], before[0])
 
@@ -114,7 +115,8 @@ def test_fused_towers_give_the_two_towers_outputs(norm, use_dgqp):
     feats = [torch.randn(2, 64, 12, 10), torch.randn(2, 64, 6, 5), torch.randn(1, 64, 3, 3).expand(2, -1, -1, -1)]
     with torch.inference_mode():
         for got, want in zip(fast(feats), head(feats)):
-            for g, w in zip(got, want):
+            assert (got is None) == (want is None)
+            for g, w in zip(got or [], want or []):
                 torch.testing.assert_close(g, w, atol=2e-5, rtol=1e-4)
     assert all(torch.equal(v, head.state_dict()[k]) for k, v in before.items())  # the model is untouched
 

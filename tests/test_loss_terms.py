@@ -58,7 +58,7 @@ def anchors():
 
 
 def case(quality=None, seed=0):
-    """Head outputs (per level, as GFL.losses takes them) and the matching."""
+    """Head outputs (one row per location, as GFL.losses takes them) and the matching."""
     gen = torch.Generator().manual_seed(seed)
     R = 2 * GRID * GRID
     logits = torch.randn(2, R, K, generator=gen)  # negatives: arbitrary
@@ -71,13 +71,12 @@ def case(quality=None, seed=0):
     gt_labels[0][A], gt_labels[0][B] = 0, 1
     gt_boxes = [torch.zeros(R, 4), torch.zeros(R, 4)]
     gt_boxes[0][A], gt_boxes[0][B] = torch.tensor(GT_A), torch.tensor(GT_B)
-    split = [GRID * GRID] * 2
     logits.requires_grad_(True)
     dists.requires_grad_(True)
     outs = {
-        "pred_logits": list(logits.split(split, dim=1)),
-        "pred_dists": list(dists.split(split, dim=1)),
-        "pred_quality": None if quality is None else list(quality.split(split, dim=1)),
+        "logits": logits,
+        "dists": dists,
+        "quality": quality,
         "gt_labels": gt_labels,
         "gt_boxes": gt_boxes,
     }

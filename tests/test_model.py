@@ -87,7 +87,7 @@ def test_padding_anchors_get_no_loss():
     extent holds 12*12 + 6*6 + 3*3 + 2*2 + 1*1 = 194 anchors, the batch 12*28 + 6*14 + 3*7 +
     2*4 + 1*2 = 451 per image; the QFL normaliser counts each empty image as 1."""
     model = small_gfl()
-    patch_head(model, lambda outs: tuple([torch.zeros_like(x) for x in o] for o in outs))
+    patch_head(model, lambda outs: type(outs)(*(o and [torch.zeros_like(x) for x in o] for o in outs)))
     inputs = [make_input(96, 96), make_input(96, 200)]
     per_anchor = model.num_classes * 0.25 * math.log(2.0)
     assert model.ignore_padding_anchors  # the reference behaviour is the default
@@ -114,15 +114,13 @@ def test_decoded_box_in_input_image_coordinates(use_dgqp):
     n = model.reg_max
 
     def fill(outputs):
-        logits, dists = outputs[0], outputs[1]
+        logits, dists, quality = outputs
         new_logits = [torch.full_like(x, -20.0) for x in logits]
         new_dists = [torch.zeros_like(x) for x in dists]
         new_logits[0][0, 2, 5, 6] = 10.0
         for side, b in enumerate([1, 2, 3, 4]):
             new_dists[0][0, side * (n + 1) + b, 5, 6] = 30.0  # side-major channels
-        if use_dgqp:
-            return new_logits, new_dists, [torch.full_like(q, 0.5) for q in outputs[2]]
-        return new_logits, new_dists
+        return type(outputs)(new_logits, new_dists, quality and [torch.full_like(q, 0.5) for q in quality])
 
     patch_head(model, fill)
     inp = make_input(100, 120)
@@ -143,7 +141,7 @@ def test_inference_survives_inf_and_nan_outputs():
     model = small_gfl()
 
     def fill(outputs):
-        logits, dists = outputs
+        logits, dists, _ = outputs
         logits = [x.clone() for x in logits]
         dists = [x.clone() for x in dists]
         logits[0][..., :3] = float("inf")
@@ -151,7 +149,7 @@ def test_inference_survives_inf_and_nan_outputs():
         dists[0][..., :2] = float("nan")
         dists[1][..., :2] = float("inf")
         dists[2][:] = -float("inf")
-        return logits, dists
+        return outputs._replace(cls_logits=logits, dist_logits=dists)
 
     patch_head(model, fill)
     out = run_inference(model, [make_input(*s) for s in ODD_SIZES])
@@ -205,14 +203,13 @@ def test_padding_locations_give_no_candidates_in_a_padded_batch():
     tables = [torch.randn(model.num_classes + 4 * (model.reg_max + 1), 32, 32, generator=gen) for _ in range(5)]
 
     def fill(outputs):
-        logits, dists = outputs
         new_logits, new_dists = [], []
-        for table, x in zip(tables, logits):
+        for table, x in zip(tables, outputs.cls_logits):
             h, w = x.shape[-2:]
             t = table[:, :h, :w].expand(x.shape[0], -1, -1, -1)
             new_logits.append(t[:, : model.num_classes] * 2)
             new_dists.append(t[:, model.num_classes :] * 3)
-        return new_logits, new_dists
+        return outputs._replace(cls_logits=new_logits, dist_logits=new_dists)
 
     patch_head(model, fill)
     model.test_score_thresh = 0.0

@@ -76,8 +76,8 @@ def do_train(cfg, resume: bool = False):
     train_loader = instantiate(cfg.dataloader.train)
     check_num_classes(cfg.dataloader.train.dataset.names, cfg.model.num_classes)
     model = instantiate(cfg.model)
-    if "distill" in cfg:  # a frozen teacher (Localization Distillation), attached, never a submodule
-        instantiate(cfg.distill).attach(model)
+    if "distill" in cfg:  # a frozen teacher (Localization Distillation), never a submodule
+        model.set_distiller(instantiate(cfg.distill))
     logger.info("Model:\n{}".format(model))
     device, amp = str(cfg.train.device), cfg.train.amp.enabled
     model.to(device)

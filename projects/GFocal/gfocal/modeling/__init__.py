@@ -11,7 +11,7 @@ from .backbone import DeformBottleneckBlock, DeformConv, make_resnet_stages
 from .distill import LocalizationDistiller, localization_distillation_loss
 from .fpn import LastLevelP6P7NoReLU
 from .gfl import GFL, aligned_iou, bbox2distance, distance2bbox
-from .head import GFLHead, Scale, distribution_statistics, distribution_std
+from .head import FusedTowers, GFLHead, GFLHeadOutputs, Scale, distribution_statistics, distribution_std
 from .losses import (
     distribution_focal_loss,
     generalized_focal_loss,
@@ -19,7 +19,7 @@ from .losses import (
     quality_focal_loss,
     quality_focal_loss_with_prob,
 )
-from .optimize import FusedTowers, fold_batch_norms, fuse_head_towers, optimize_for_inference
+from .optimize import fold_batch_norms, fuse_head_towers, optimize_for_inference
 from .slicing import GFLWithSlicing, slicing_settings
 from .tta import GFLWithTTA, check_tta_settings
 
@@ -30,6 +30,7 @@ __all__ = [
     "FusedTowers",
     "GFL",
     "GFLHead",
+    "GFLHeadOutputs",
     "GFLWithSlicing",
     "GFLWithTTA",
     "LastLevelP6P7NoReLU",

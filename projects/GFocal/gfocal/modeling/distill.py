@@ -13,10 +13,9 @@ the valuable localization region (:meth:`ATSSMatcher.vlr_region`) and v_a its Io
     loss_kd     = kd_weight  * sum_p KL_p(T_kd) / max(|P|, 1)          (class logits, softmax over K)
 
 The teacher runs in eval mode under ``no_grad`` on the student's batch. It is held by a
-:class:`LocalizationDistiller` that training attaches to the student as a plain attribute
-(``model.distiller``), so it is never a submodule: not trained, not in the optimizer, not in
-DDP's parameters, not in checkpoints; a student evaluated or exported from its config has no
-trace of it.
+:class:`LocalizationDistiller` that training gives the student (:meth:`GFL.set_distiller`), never
+a submodule: not trained, not in the optimizer, not in DDP's parameters, not in checkpoints; a
+student evaluated or exported from its config has no trace of it.
 """
 
 import logging
@@ -56,7 +55,7 @@ def localization_distillation_loss(pred: Tensor, target: Tensor, temperature: fl
 
 class LocalizationDistiller:
     """The distillation losses of a GFL student under a frozen GFL teacher (see the module
-    docstring). Not an ``nn.Module``: training sets it as ``student.distiller``.
+    docstring), for :meth:`GFL.set_distiller`. Not an ``nn.Module``.
 
     Args:
         teacher: a trained GFL (v1 or v2, any backbone) with the student's strides and reg_max,
@@ -89,8 +88,9 @@ class LocalizationDistiller:
         self.vlr_weight, self.vlr_temperature, self.vlr_alpha = vlr_weight, vlr_temperature, vlr_alpha
         self.kd_weight, self.kd_temperature = kd_weight, kd_temperature
 
-    def attach(self, student: GFL) -> GFL:
-        """Check that ``student`` can learn from the teacher and set ``student.distiller``."""
+    def check_student(self, student: GFL) -> None:
+        """Raise ConfigError unless ``student`` can learn from the teacher (same strides and
+        reg_max; with class KD, same classes)."""
         t = self.teacher
         if list(t.strides) != list(student.strides) or t.reg_max != student.reg_max:
             raise ConfigError(
@@ -102,8 +102,6 @@ class LocalizationDistiller:
                 f"class KD (kd_weight={self.kd_weight}) needs the same classes: the teacher has "
                 f"{t.num_classes}, the student {student.num_classes}"
             )
-        student.distiller = self
-        return student
 
     @torch.no_grad()
     def teacher_outputs(self, student: GFL, images: ImageList):
@@ -119,10 +117,7 @@ class LocalizationDistiller:
             raise ConfigError(f"teacher and student read {t.input_format} and {student.input_format} images")
         if not (torch.equal(t.pixel_mean, student.pixel_mean) and torch.equal(t.pixel_std, student.pixel_std)):
             x = (x * student.pixel_std + student.pixel_mean - t.pixel_mean) / t.pixel_std
-        features = t.backbone(x)
-        features = [features[f] for f in t.head_in_features]
-        logits, dists, _ = t._transpose(t.head(features))
-        return torch.cat(logits, dim=1), torch.cat(dists, dim=1)
+        return t.transposed_outputs(t.dense_outputs(x)[1])[:2]
 
     def losses(
         self,

@@ -12,12 +12,13 @@ from torch.nn import functional as F
 from detectron2.layers import batched_nms
 from detectron2.modeling import META_ARCH_REGISTRY, Backbone
 from detectron2.modeling.anchor_generator import DefaultAnchorGenerator
-from detectron2.modeling.meta_arch.dense_detector import DenseDetector
+from detectron2.modeling.meta_arch.dense_detector import DenseDetector, permute_to_N_HWA_K
 from detectron2.structures import Boxes, ImageList, Instances
 from detectron2.utils import comm
 from detectron2.utils.events import get_event_storage
 
 from .atss import ATSSMatcher
+from .head import GFLHeadOutputs
 from .losses import distribution_focal_loss, giou_loss, quality_focal_loss, quality_focal_loss_with_prob
 
 __all__ = ["GFL", "distance2bbox", "bbox2distance", "aligned_iou"]
@@ -139,23 +140,37 @@ class GFL(DenseDetector):
         self.max_detections_per_image = max_detections_per_image
 
         self.input_format = input_format
-        # Set for training under a teacher (gfocal.modeling.distill.LocalizationDistiller): a plain
-        # attribute, so that the teacher is never a submodule, a parameter or in a checkpoint.
-        self.distiller = None
+        self.distiller = None  # see set_distiller
+
+    def set_distiller(self, distiller) -> "GFL":
+        """Train under a frozen teacher from now on (None: alone again). Every training step adds
+        ``distiller.losses(self, ...)`` to the losses (:class:`~gfocal.modeling.distill.LocalizationDistiller`),
+        after ``distiller.check_student(self)`` accepted this model. The distiller is a plain
+        attribute, never a submodule: its teacher is not trained, not in the optimizer, not in
+        DDP's parameters and not in checkpoints. Returns ``self``."""
+        if distiller is not None:
+            distiller.check_student(self)
+        self.distiller = distiller
+        return self
 
     # ---------------------------------------------------------------- shared helpers
 
-    def _transpose(
-        self, predictions: Tuple[List[Tensor], ...]
-    ) -> Tuple[List[Tensor], List[Tensor], Optional[List[Tensor]]]:
-        """Head outputs -> per level (N, Hi*Wi, K) class logits, (N, Hi*Wi, 4*(n+1))
-        distribution logits and, for GFLv2 (``use_dgqp``), (N, Hi*Wi, 1) quality, else None."""
-        dims = [self.num_classes, 4 * (self.reg_max + 1)] + ([1] if self.use_dgqp else [])
-        assert len(predictions) == len(dims), (
-            f"a {'GFLv2' if self.use_dgqp else 'GFL v1'} head returns {len(dims)} outputs, got {len(predictions)}"
+    def dense_outputs(self, x: Tensor) -> Tuple[List[Tensor], GFLHeadOutputs]:
+        """The per-level (N, C, Hi, Wi) features the head reads and its outputs on them, for a
+        normalised (N, 3, H, W) batch."""
+        features = self.backbone(x)
+        features = [features[f] for f in self.head_in_features]
+        return features, self.head(features)
+
+    def transposed_outputs(self, predictions: GFLHeadOutputs) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+        """The head's outputs one row per location: (N, R, K) class logits, (N, R, 4*(n+1))
+        side-major distribution logits and, for GFLv2, (N, R, 1) DGQP quality (else None). R
+        counts the locations of every level, finest first, each level row-major."""
+        dims = (self.num_classes, 4 * (self.reg_max + 1), 1)
+        return tuple(
+            None if per_level is None else torch.cat([permute_to_N_HWA_K(x, k) for x in per_level], dim=1)
+            for per_level, k in zip(predictions, dims)
         )
-        outputs = self._transpose_dense_predictions(predictions, dims)
-        return outputs[0], outputs[1], (outputs[2] if self.use_dgqp else None)
 
     @staticmethod
     def _joint_scores(logits: Tensor, quality: Optional[Tensor]) -> Tensor:
@@ -180,8 +195,11 @@ class GFL(DenseDetector):
         # Detectron2's FlopCountAnalysis and exporters see an ordinary op.
         return probs, F.linear(probs, self.project[None, :])[..., 0]
 
-    def _location_centers(self, features: List[Tensor]) -> Tuple[Tensor, Tensor]:
+    def location_centers(self, features: List[Tensor]) -> Tuple[Tensor, Tensor]:
         """Centres of the locations of every level, as the anchor generator places them.
+
+        Args:
+            features: per-level features (N, C, Hi, Wi) the head read (only their sizes count).
 
         Returns:
             centers: (R, 2) x, y in input pixels, levels concatenated (finest first), row-major.
@@ -198,9 +216,7 @@ class GFL(DenseDetector):
             strides.append(torch.full_like(grid_x.flatten(), float(stride)))
         return torch.cat(centers), torch.cat(strides)
 
-    def decode_dense(
-        self, features: List[Tensor], predictions: Tuple[List[Tensor], ...]
-    ) -> Tuple[Tensor, Tensor, Tensor]:
+    def decode_dense(self, features: List[Tensor], predictions: GFLHeadOutputs) -> Tuple[Tensor, Tensor, Tensor]:
         """Scores, boxes and side distributions at every location, before any selection.
 
         This is the whole data-independent part of inference: the exported graph
@@ -215,15 +231,16 @@ class GFL(DenseDetector):
             boxes: (N, R, 4) float32 XYXY boxes in input pixels (not clipped).
             probs: (N, R, 4, n+1) float32 side distributions (left, top, right, bottom).
         """
-        logits, dists, quality = self._transpose(predictions)
-        scores = self._joint_scores(torch.cat(logits, dim=1), None if quality is None else torch.cat(quality, dim=1))
-        probs, distances = self._integral(torch.cat(dists, dim=1))  # (N, R, 4, n+1), (N, R, 4)
-        centers, strides = self._location_centers(features)  # (R, 2), (R,)
+        logits, dists, quality = self.transposed_outputs(predictions)
+        scores = self._joint_scores(logits, quality)
+        probs, distances = self._integral(dists)  # (N, R, 4, n+1), (N, R, 4)
+        centers, strides = self.location_centers(features)  # (R, 2), (R,)
         boxes = distance2bbox(centers, distances * strides[:, None])
         return scores, boxes, probs
 
-    def _valid_anchor_mask(self, images: ImageList, features: List[Tensor]) -> Optional[Tensor]:
-        """(N, R) bool: locations inside each image's own padded extent; None when all are.
+    def valid_anchor_mask(self, images: ImageList, features: List[Tensor]) -> Optional[Tensor]:
+        """(N, R) bool: locations inside each image's own padded extent; None when all are
+        (``images`` the batch, ``features`` the per-level (N, C, Hi, Wi) features the head read).
 
         Each image is padded to the backbone's size divisibility; locations in the batch padding
         beyond that extent get no loss in training (as in mmdetection's ``valid_flags``) and no
@@ -249,14 +266,13 @@ class GFL(DenseDetector):
     # ---------------------------------------------------------------- training
 
     def forward_training(self, images, features, predictions, gt_instances):
-        pred_logits, pred_dists, pred_quality = self._transpose(predictions)
+        logits, dists, quality = self.transposed_outputs(predictions)
         anchors = self.anchor_generator(features)
-        valid = self._valid_anchor_mask(images, features) if self.ignore_padding_anchors else None
+        valid = self.valid_anchor_mask(images, features) if self.ignore_padding_anchors else None
         gt_labels, gt_boxes = self.label_anchors(anchors, gt_instances, valid)
-        losses = self.losses(anchors, pred_logits, pred_dists, pred_quality, gt_labels, gt_boxes, valid)
-        if self.distiller is not None:  # a frozen teacher (gfocal.modeling.distill), never a submodule
-            logits, dists = torch.cat(pred_logits, dim=1), torch.cat(pred_dists, dim=1)
-            weights = self.quality_weights(logits, None if pred_quality is None else torch.cat(pred_quality, dim=1))
+        losses = self.losses(anchors, logits, dists, quality, gt_labels, gt_boxes, valid)
+        if self.distiller is not None:
+            weights = self.quality_weights(logits, quality)
             losses.update(
                 self.distiller.losses(self, images, anchors, gt_instances, valid, gt_labels, logits, dists, weights)
             )
@@ -279,7 +295,7 @@ class GFL(DenseDetector):
         Args:
             anchors: per-level anchors, level l with R_l boxes (R in total).
             gt_instances: per image, with ``gt_boxes`` and ``gt_classes``.
-            valid: (N, R) bool or None, see :meth:`_valid_anchor_mask`.
+            valid: (N, R) bool or None, see :meth:`valid_anchor_mask`.
 
         Returns:
             gt_labels: per image (R,) int64 in [0, K], K = background.
@@ -303,9 +319,9 @@ class GFL(DenseDetector):
     def losses(
         self,
         anchors: List[Boxes],
-        pred_logits: List[Tensor],
-        pred_dists: List[Tensor],
-        pred_quality: Optional[List[Tensor]],
+        logits: Tensor,
+        dists: Tensor,
+        quality: Optional[Tensor],
         gt_labels: List[Tensor],
         gt_boxes: List[Tensor],
         valid: Optional[Tensor] = None,
@@ -315,9 +331,7 @@ class GFL(DenseDetector):
 
         Args:
             anchors: per-level anchors (R in total).
-            pred_logits: per level (N, Ri, K) class logits.
-            pred_dists: per level (N, Ri, 4*(n+1)) distribution logits.
-            pred_quality: GFLv2 only, per level (N, Ri, 1) DGQP quality; else None.
+            logits, dists, quality: as :meth:`transposed_outputs` gives them.
             gt_labels: per image (R,) labels, K = background.
             gt_boxes: per image (R, 4) matched gt boxes in input pixels.
             valid: (N, R) anchors that get a loss, or None for all.
@@ -327,8 +341,6 @@ class GFL(DenseDetector):
         """
         n = self.reg_max
         gt_labels = torch.stack(gt_labels)  # (N, R)
-        logits = torch.cat(pred_logits, dim=1)  # (N, R, K)
-        quality = None if pred_quality is None else torch.cat(pred_quality, dim=1)  # (N, R, 1)
         pos_mask = gt_labels != self.num_classes  # (N, R)
         pos = pos_mask.nonzero(as_tuple=True)  # (P,) image and anchor indices
 
@@ -339,7 +351,7 @@ class GFL(DenseDetector):
         centers = Boxes.cat(anchors).get_centers()[pos[1]] / strides  # (P, 2)
         target_boxes = torch.stack(gt_boxes)[pos] / strides  # (P, 4)
         dfl_targets = bbox2distance(centers, target_boxes)  # (P, 4)
-        pos_dist_logits = torch.cat(pred_dists, dim=1)[pos]  # (P, 4*(n+1))
+        pos_dist_logits = dists[pos]  # (P, 4*(n+1))
         _, distances = self._integral(pos_dist_logits)  # (P, 4)
         pred_boxes = distance2bbox(centers, distances)  # (P, 4)
         # The class target is the IoU of the detached decoded box, at the gt class only.
@@ -412,10 +424,10 @@ class GFL(DenseDetector):
         return outputs
 
     def forward_inference(
-        self, images: ImageList, features: List[Tensor], predictions: Tuple[List[Tensor], ...]
+        self, images: ImageList, features: List[Tensor], predictions: GFLHeadOutputs
     ) -> List[Instances]:
         scores, boxes, probs = self.decode_dense(features, predictions)
-        valid = self._valid_anchor_mask(images, features)  # (N, R): no candidates in padding
+        valid = self.valid_anchor_mask(images, features)  # (N, R): no candidates in padding
         if valid is not None:
             scores = scores * valid[..., None]
         level_sizes = [f.shape[-2] * f.shape[-1] for f in features]
@@ -456,9 +468,8 @@ class GFL(DenseDetector):
         clipped to the image as the reference does.
 
         When no level has more than ``test_topk_candidates`` pairs above the threshold (the usual
-        case: the top-k then keeps them all) every level is selected in one pass, a third of the
-        per-level time on small images; the candidates are the same, in another order, which
-        NMS does not see (it orders by score)."""
+        case: the top-k then keeps them all) every level is selected in one pass; the candidates
+        are the same, in another order, which NMS does not see (it orders by score)."""
         pred = None if torch.jit.is_tracing() else self._select_all_levels(scores, boxes, probs, image_size)
         if pred is None:
             pred = Instances.cat(

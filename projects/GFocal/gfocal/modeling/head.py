@@ -1,7 +1,8 @@
-"""The GFL head: shared class and distribution towers, with GFLv2's optional DGQP branch."""
+"""The GFL head: shared class and distribution towers, with GFLv2's optional DGQP branch, and the
+two towers as one stack for inference (:class:`FusedTowers`)."""
 
 import math
-from typing import List, Tuple
+from typing import List, NamedTuple, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -9,7 +10,7 @@ from torch.nn import functional as F
 
 from detectron2.layers import Conv2d, ShapeSpec, get_norm
 
-__all__ = ["GFLHead", "Scale", "distribution_statistics", "distribution_std"]
+__all__ = ["FusedTowers", "GFLHead", "GFLHeadOutputs", "Scale", "distribution_statistics", "distribution_std"]
 
 
 class Scale(nn.Module):
@@ -49,6 +50,16 @@ def distribution_std(probs: Tensor) -> Tensor:
     bins = torch.arange(probs.shape[-1], dtype=probs.dtype, device=probs.device)
     mean = (probs * bins).sum(-1, keepdim=True)
     return (probs * (bins - mean) ** 2).sum(-1).clamp(min=0).sqrt()
+
+
+class GFLHeadOutputs(NamedTuple):
+    """What :class:`GFLHead` returns: per FPN level, finest first."""
+
+    cls_logits: List[Tensor]  # (N, K, Hi, Wi) raw class logits
+    dist_logits: List[Tensor]  # (N, 4*(n+1), Hi, Wi) scaled side-distribution logits, side-major
+    # GFLv2: (N, 1, Hi, Wi) DGQP quality in (0, 1), the joint score being sigmoid(cls) * quality;
+    # GFL v1: None.
+    quality: Optional[List[Tensor]]
 
 
 class GFLHead(nn.Module):
@@ -108,8 +119,7 @@ class GFLHead(nn.Module):
         self.gfl_cls = nn.Conv2d(last, num_classes, kernel_size=3, padding=1)
         self.gfl_reg = nn.Conv2d(last, 4 * (reg_max + 1), kernel_size=3, padding=1)
         self.scales = nn.ModuleList([Scale(1.0) for _ in range(self._num_levels)])
-        # Inference copies only: both towers as one stack (gfocal.modeling.optimize.fuse_head_towers).
-        self.fused_towers = None
+        self.fused_towers = None  # both towers as one stack, once :meth:`fuse_towers` ran
         if use_dgqp:
             stat_dim = 4 * (dgqp_topk + int(dgqp_add_mean))
             self.reg_conf = nn.Sequential(
@@ -144,6 +154,18 @@ class GFLHead(nn.Module):
             in_channels = out_channels
         return nn.ModuleList(layers)
 
+    def fuse_towers(self) -> bool:
+        """For inference: from now on run the class and box towers as one :class:`FusedTowers`
+        (same outputs to float rounding, half the ops per level), replacing them, when
+        :meth:`FusedTowers.fusable` says they can be. Returns whether it fused them now."""
+        if self.training:
+            raise ValueError("fuse_towers needs a head in eval mode (call .eval() first)")
+        if self.fused_towers is not None or not FusedTowers.fusable(self.cls_convs, self.reg_convs):
+            return False
+        self.fused_towers = FusedTowers(self.cls_convs, self.reg_convs)
+        self.cls_convs, self.reg_convs = nn.ModuleList(), nn.ModuleList()
+        return True
+
     def _towers(self, feature: Tensor) -> Tuple[Tensor, Tensor]:
         """(N, C, H, W) feature of one level -> the class and box towers' (N, C', H, W) features."""
         if self.fused_towers is not None:
@@ -155,17 +177,8 @@ class GFLHead(nn.Module):
             reg_feat = layer(reg_feat)
         return cls_feat, reg_feat
 
-    def forward(self, features: List[Tensor]) -> Tuple[List[Tensor], ...]:
-        """
-        Args:
-            features: per-level FPN features (N, C, Hi, Wi).
-
-        Returns:
-            cls_logits: per level (N, K, Hi, Wi) raw class logits.
-            dist_logits: per level (N, 4*(n+1), Hi, Wi) scaled side-distribution logits.
-            quality (GFLv2 only): per level (N, 1, Hi, Wi) DGQP quality in (0, 1); the joint
-                score is sigmoid(cls_logits) * quality.
-        """
+    def forward(self, features: List[Tensor]) -> GFLHeadOutputs:
+        """Per-level FPN features (N, C, Hi, Wi) -> :class:`GFLHeadOutputs`."""
         if len(features) != self._num_levels:
             raise ValueError(f"GFLHead built for {self._num_levels} levels, got {len(features)}")
         cls_logits, dist_logits, quality = [], [], []
@@ -177,6 +190,71 @@ class GFLHead(nn.Module):
             if self.use_dgqp:
                 stat = distribution_statistics(dist, self.reg_max, self.dgqp_topk, self.dgqp_add_mean)
                 quality.append(self.reg_conf(stat))
-        if self.use_dgqp:
-            return cls_logits, dist_logits, quality
-        return cls_logits, dist_logits
+        return GFLHeadOutputs(cls_logits, dist_logits, quality if self.use_dgqp else None)
+
+
+class FusedTowers(nn.Module):
+    """The class and box towers of a :class:`GFLHead` as one stack, for inference: conv i of both
+    towers in one convolution (the first reads the shared input with both towers' filters; the
+    later ones are 2-group convolutions, each half reading its own tower's channels), each pair of
+    GroupNorms as one with twice the groups (the same groups of channels, so the same statistics),
+    then ReLU. Same outputs as the two towers to float rounding, with half the ops per level.
+
+    Returns (cls_feat, reg_feat): the first and second half of the channels, (N, C', H, W) each.
+    """
+
+    def __init__(self, cls_convs: nn.ModuleList, reg_convs: nn.ModuleList):
+        super().__init__()
+        layers = []
+        for i, (a, b) in enumerate(zip(cls_convs, reg_convs)):
+            conv = nn.Conv2d(
+                a.in_channels * (1 if i == 0 else 2),
+                2 * a.out_channels,
+                a.kernel_size,
+                a.stride,
+                a.padding,
+                a.dilation,
+                groups=1 if i == 0 else 2,
+                bias=a.bias is not None,
+            )
+            conv.weight = nn.Parameter(torch.cat([a.weight, b.weight]), requires_grad=False)
+            if a.bias is not None:
+                conv.bias = nn.Parameter(torch.cat([a.bias, b.bias]), requires_grad=False)
+            norm = nn.Identity()
+            if a.norm is not None:
+                norm = nn.GroupNorm(2 * a.norm.num_groups, 2 * a.out_channels, a.norm.eps, a.norm.affine)
+                if a.norm.affine:
+                    norm.weight = nn.Parameter(torch.cat([a.norm.weight, b.norm.weight]), requires_grad=False)
+                    norm.bias = nn.Parameter(torch.cat([a.norm.bias, b.norm.bias]), requires_grad=False)
+            layers += [conv, norm, nn.ReLU(inplace=True)]
+        self.layers = nn.Sequential(*layers)
+        self.split = cls_convs[-1].out_channels
+
+    def forward(self, x: torch.Tensor):
+        x = self.layers(x)
+        return x[:, : self.split], x[:, self.split :]
+
+    @staticmethod
+    def fusable(cls_convs: nn.ModuleList, reg_convs: nn.ModuleList) -> bool:
+        """Both towers: equal non-empty stacks of Detectron2 ``Conv2d`` (one group) + ReLU, with
+        GroupNorms of equal groups and eps, or no norm (none, or folded), and biases alike."""
+        if len(cls_convs) != len(reg_convs) or not cls_convs:
+            return False
+        for a, b in zip(cls_convs, reg_convs):
+            if not (isinstance(a, Conv2d) and isinstance(b, Conv2d)):
+                return False
+            if a.weight.shape != b.weight.shape or any(
+                getattr(a, k) != getattr(b, k) for k in ("stride", "padding", "dilation", "groups")
+            ):
+                return False
+            if a.groups != 1 or (a.bias is None) != (b.bias is None):
+                return False
+            if not (isinstance(a.activation, nn.ReLU) and isinstance(b.activation, nn.ReLU)):
+                return False
+            if a.norm is None and b.norm is None:
+                continue
+            if not (isinstance(a.norm, nn.GroupNorm) and isinstance(b.norm, nn.GroupNorm)):
+                return False
+            if (a.norm.num_groups, a.norm.eps, a.norm.affine) != (b.norm.num_groups, b.norm.eps, b.norm.affine):
+                return False
+        return True

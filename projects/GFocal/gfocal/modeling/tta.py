@@ -86,9 +86,8 @@ class GFLWithTTA(nn.Module):
         """The model's candidates of one view, before NMS, in the view's pixels."""
         m = self.model
         images = m.preprocess_image([{"image": image}])
-        features = m.backbone(images.tensor)
-        features = [features[f] for f in m.head_in_features]
-        scores, boxes, probs = m.decode_dense(features, m.head(features))
+        features, outputs = m.dense_outputs(images.tensor)
+        scores, boxes, probs = m.decode_dense(features, outputs)
         sizes = [f.shape[-2] * f.shape[-1] for f in features]
         return m.candidates_single_image(
             scores[0].split(sizes), boxes[0].split(sizes), probs[0].split(sizes), images.image_sizes[0]
