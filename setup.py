@@ -48,6 +48,7 @@ setup(
         "gfocal.data",
         "gfocal.engine",
         "gfocal.export",
+        "gfocal.label_check",
         "gfocal.model_zoo",
         "gfocal.modeling",
         "gfocal_runtime",

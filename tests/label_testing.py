@@ -1,5 +1,6 @@
 """Helpers of the label-check tests: a drawn dataset on disk and the tool run in-process."""
 
+import functools
 import importlib.util
 import json
 import os
@@ -12,14 +13,16 @@ from test_label_errors import drawn_dataset, drawn_evidence
 
 from detectron2.config import instantiate
 
-from gfocal.analysis.noise import inject_noise
 from gfocal.cli import run
 from gfocal.config import load_config
+from gfocal.label_check import inject_noise, pipeline
 
 CONFIG = os.path.join(REPO, "configs/Quickstart/gfl_shapes.py")
 
 
+@functools.lru_cache(maxsize=None)
 def load_tool(relpath="tools/find_label_errors.py", name="find_label_errors"):
+    """The command line's module (its main), for the tests of the command line itself."""
     spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, relpath))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -57,14 +60,15 @@ def random_weights(path, num_classes=4):
     return path
 
 
-def patch_evidence(monkeypatch, tool, clean_coco):
-    """Make the tool's scoring step return what a good model says about the clean objects
+def patch_evidence(monkeypatch, clean_coco):
+    """Make the check's scoring step return what a good model says about the clean objects
     (the drawn evidence), so that the run's outputs are known."""
     evidence = drawn_evidence(clean_coco)
     monkeypatch.setattr(
-        tool, "score_images", lambda cfg, records, *args, **kwargs: {r["id"]: evidence[r["id"]] for r in records}
+        pipeline, "score_images", lambda cfg, records, *args, **kwargs: {r["id"]: evidence[r["id"]] for r in records}
     )
 
 
-def run_tool(tool, argv):
-    return run(lambda: tool.main(argv), argv)
+def run_tool(argv):
+    """tools/find_label_errors.py with ``argv``, in-process; its exit status."""
+    return run(lambda: load_tool().main(argv), argv)

@@ -1,4 +1,4 @@
-"""The label-error scoring (gfocal.analysis.label_errors) on drawn evidence: a model that sees
+"""The label-error scoring (gfocal.label_check.scoring) on drawn evidence: a model that sees
 every true object sharply, against annotations with one error of each kind put in by hand."""
 
 import copy
@@ -6,9 +6,9 @@ import copy
 import numpy as np
 import pytest
 
-from gfocal.analysis.label_benchmark import evaluate_issues, ranking_ap
-from gfocal.analysis.label_errors import apply_issues, find_label_issues, pairwise_iou_np
-from gfocal.analysis.noise import inject_noise
+from gfocal.label_check import apply_issues, evaluate_issues, find_label_issues, inject_noise
+from gfocal.label_check.benchmark import ranking_ap
+from gfocal_runtime.boxes import pairwise_iou
 
 NUM_CLASSES, SIZE = 4, 128
 
@@ -163,7 +163,7 @@ def test_a_deleted_box_comes_back_as_missing(drawn):
     top = [x for x in issues if x["type"] == "missing"][0]
     assert top["flagged"] and top["image_id"] == gone["image_id"] and top["annotation_id"] is None
     assert top["suggested_category_id"] == gone["category_id"]
-    assert pairwise_iou_np(np.array([_xyxy(top["suggested_bbox"])]), np.array([_xyxy(gone["bbox"])]))[0, 0] > 0.9
+    assert pairwise_iou(np.array([_xyxy(top["suggested_bbox"])]), np.array([_xyxy(gone["bbox"])]))[0, 0] > 0.9
     assert [x for x in issues if x["flagged"]] == [top]
 
 
@@ -176,7 +176,7 @@ def test_a_box_on_nothing_is_spurious_and_a_copy_is_a_duplicate(drawn):
         [x, y, 20.0, 20.0]
         for x in range(0, 108, 4)
         for y in range(0, 108, 4)
-        if pairwise_iou_np(np.array([[x, y, x + 20, y + 20]]), np.array(others)).max() == 0
+        if pairwise_iou(np.array([[x, y, x + 20, y + 20]]), np.array(others)).max() == 0
     )
     noisy["annotations"].append({"id": 9001, "image_id": image, "category_id": 2, "bbox": spot, "iscrowd": 0})
     source = noisy["annotations"][60]
@@ -294,7 +294,7 @@ def test_many_deleted_boxes_are_all_missing_with_the_share_fitted(drawn):
     for x in missing:
         box = np.array([_xyxy(x["suggested_bbox"])])
         truth = np.array([_xyxy(a["bbox"]) for a in coco["annotations"] if a["id"] in gone])
-        assert pairwise_iou_np(box, truth).max() > 0.8
+        assert pairwise_iou(box, truth).max() > 0.8
     assert [x for x in issues if x["flagged"] and x["type"] != "missing"] == []
 
 
@@ -310,7 +310,7 @@ def test_a_pile_of_boxes_on_nothing_is_not_taken_for_real_objects(drawn):
             break
         others = [_xyxy(a["bbox"]) for a in noisy["annotations"] if a["image_id"] == image["id"]]
         x, y = (float(v) for v in rng.uniform(0, 108, 2))
-        if pairwise_iou_np(np.array([[x, y, x + 20, y + 20]]), np.array(others)).max() == 0:
+        if pairwise_iou(np.array([[x, y, x + 20, y + 20]]), np.array(others)).max() == 0:
             added.append(9000 + len(added))
             noisy["annotations"].append(
                 {"id": added[-1], "image_id": image["id"], "category_id": 1, "bbox": [x, y, 20.0, 20.0], "iscrowd": 0}
@@ -458,7 +458,7 @@ def test_the_visible_part_of_an_annotated_object_is_not_a_missing_box(drawn):
     top = missing[: len(gone)]
     assert {x["image_id"] for x in top} == {g["image_id"] for g in gone}
     for x in top:
-        best = pairwise_iou_np(np.array([_xyxy(x["suggested_bbox"])]), np.array([_xyxy(g["bbox"]) for g in gone]))
+        best = pairwise_iou(np.array([_xyxy(x["suggested_bbox"])]), np.array([_xyxy(g["bbox"]) for g in gone]))
         assert best.max() > 0.9
     assert all(x["flagged"] for x in top) and not any(x["flagged"] for x in missing[len(gone) :])
 
@@ -612,7 +612,7 @@ def test_the_share_of_boxes_on_nothing_is_read_off_and_the_posterior_is_calibrat
     # annotations it gives >= 0.5, at least half are on nothing, and most of those on nothing
     # are there. (An EM against a histogram of the real ones, kept rising up to its mode, put
     # the share 20% too high here and 40% too low on the built-in data.)
-    from gfocal.analysis.label_errors import _fit_spurious
+    from gfocal.label_check.scoring import _fit_spurious
 
     rng = np.random.default_rng(15)
     num, share = 12_000, 0.05
@@ -638,7 +638,7 @@ def test_the_share_of_unannotated_objects_is_read_off_the_surest_detections():
     # unannotated objects) and finds most of them. (Read off the top twelfth of all detections,
     # which reaches down among the false ones, the share came out 60% too high and the
     # posterior found a third.)
-    from gfocal.analysis.label_errors import _fit_missing
+    from gfocal.label_check.scoring import _fit_missing
 
     rng = np.random.default_rng(21)
     num_real, num_false = 10_000, 60_000

@@ -9,7 +9,7 @@ import shutil
 import time
 
 import pytest
-from label_testing import CONFIG, load_tool, patch_evidence, random_weights, run_tool, write_drawn_dataset
+from label_testing import CONFIG, patch_evidence, random_weights, run_tool, write_drawn_dataset
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -21,9 +21,8 @@ CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 def check(tmp_path_factory):
     root = tmp_path_factory.mktemp("page")
     _, noisy_json, images, clean, _, _ = write_drawn_dataset(str(root))
-    tool = load_tool()
     mp = pytest.MonkeyPatch()
-    patch_evidence(mp, tool, clean)
+    patch_evidence(mp, clean)
     out = str(root / "check")
     argv = [
         "--config-file",
@@ -37,9 +36,9 @@ def check(tmp_path_factory):
         "--weights",
         random_weights(str(root / "w.pth")),
     ]
-    assert run_tool(tool, argv) == 0
+    assert run_tool(argv) == 0
     mp.undo()
-    return tool, out, root
+    return out, root
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +69,7 @@ def _visible(driver):
 
 
 def test_page_renders_filters_and_its_saved_decisions_round_trip(check, browser):
-    tool, out, root = check
+    out, root = check
     driver, downloads = browser
     issues = json.load(open(os.path.join(out, "label_issues.json")))
     flagged = [x for x in issues if x["flagged"]]
@@ -117,7 +116,7 @@ def test_page_renders_filters_and_its_saved_decisions_round_trip(check, browser)
     expected[first_location] = "reject"
     assert saved["decisions"] == expected
 
-    assert run_tool(tool, ["--apply", os.path.join(downloads, "decisions.json"), "--output", out]) == 0
+    assert run_tool(["--apply", os.path.join(downloads, "decisions.json"), "--output", out]) == 0
     reviewed = json.load(open(os.path.join(out, "corrected_reviewed.json")))
     corrected = json.load(open(os.path.join(out, "corrected.json")))
     rejected = next(x for x in flagged if x["id"] == first_location)
@@ -128,7 +127,7 @@ def test_page_renders_filters_and_its_saved_decisions_round_trip(check, browser)
 
 
 def test_page_reads_without_javascript(check):
-    _, out, _ = check
+    out, _ = check
     page = open(os.path.join(out, "index.html")).read()
     assert "http://" not in page and "https://" not in page  # nothing from a CDN
     flagged = [x for x in json.load(open(os.path.join(out, "label_issues.json"))) if x["flagged"]]
@@ -142,7 +141,7 @@ def test_cards_are_shared_among_the_types_when_more_are_flagged_than_fit():
     # 300 class and 200 missing issues scored 0.9-0.99, 20 location issues scored 0.5-0.7: the
     # first 100 by score would all be class and missing; the page shows every location issue
     # and shares the rest evenly, each type's highest scores, in score order.
-    from gfocal.analysis.review import pick_cards
+    from gfocal.label_check.review import pick_cards
 
     flagged = [{"id": f"class-{i}", "type": "class", "score": 0.99 - i * 1e-4} for i in range(300)]
     flagged += [{"id": f"missing-{i}", "type": "missing", "score": 0.95 - i * 1e-4} for i in range(200)]

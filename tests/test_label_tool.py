@@ -1,5 +1,5 @@
-"""tools/find_label_errors.py end to end: its outputs, --apply, out-of-fold training, bad input;
-and the evidence a real GFL gives (gfocal.analysis.evidence)."""
+"""tools/find_label_errors.py end to end (gfocal.label_check.pipeline): its outputs, --apply,
+out-of-fold training, bad input; and the evidence a real GFL gives (gfocal.label_check.evidence)."""
 
 import glob
 import hashlib
@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 from gfl_testing import small_gfl
-from label_testing import CONFIG, load_tool, patch_evidence, random_weights, run_tool, write_drawn_dataset
+from label_testing import CONFIG, patch_evidence, random_weights, run_tool, write_drawn_dataset
 
-from gfocal.analysis.evidence import collect_evidence, dense_evidence, mirror_evidence
-from gfocal.analysis.label_errors import apply_issues
 from gfocal.data import ShapesSpec, register_shapes
+from gfocal.label_check import apply_issues, collect_evidence, pipeline
+from gfocal.label_check.evidence import dense_evidence, mirror_evidence
 
 
 @pytest.fixture(scope="module")
@@ -27,19 +27,17 @@ def drawn(tmp_path_factory):
 def checked(drawn):
     """One run of the tool (scoring patched to the drawn evidence) on the noisy json."""
     root, _, noisy_json, images, clean, noisy, changes, weights = drawn
-    tool = load_tool()
     mp = pytest.MonkeyPatch()
-    patch_evidence(mp, tool, clean)
+    patch_evidence(mp, clean)
     out = str(root / "check")
     digest = hashlib.sha256(open(noisy_json, "rb").read()).hexdigest()
     code = run_tool(
-        tool,
         ["--config-file", CONFIG, "--json", noisy_json, "--image-root", images, "--output", out, "--weights", weights],
     )
     mp.undo()
     assert code == 0
     assert hashlib.sha256(open(noisy_json, "rb").read()).hexdigest() == digest  # the input is never touched
-    return tool, out
+    return out
 
 
 def _load(out, name):
@@ -49,7 +47,7 @@ def _load(out, name):
 
 def test_outputs_rank_issues_and_apply_the_flagged_ones(drawn, checked):
     _, _, _, _, clean, noisy, changes, _ = drawn
-    _, out = checked
+    out = checked
     issues = _load(out, "label_issues.json")
     scores = [x["score"] for x in issues]
     assert scores == sorted(scores, reverse=True) and all(0 <= s <= 1 for s in scores)
@@ -85,7 +83,7 @@ def test_outputs_rank_issues_and_apply_the_flagged_ones(drawn, checked):
     summary = _load(out, "run.json")
     assert summary["mode"] == "weights" and summary["images"] == len(noisy["images"])
     assert summary["scales"] == [1.0]  # the quick look: one size
-    assert not glob.glob(os.path.join(out, ".staging*")) and not glob.glob(os.path.join(out, "*.tmp-*"))
+    assert not glob.glob(os.path.join(out, ".staging*")) and not glob.glob(os.path.join(out, "*.tmp*"))
     cards = open(os.path.join(out, "index.html")).read().count('class="card"')
     assert cards == sum(1 for x in issues if x["flagged"]) == len(os.listdir(os.path.join(out, "images")))
 
@@ -96,30 +94,30 @@ def _decisions(out, choices):
 
 
 def test_apply_with_every_flagged_issue_accepted_round_trips(checked, tmp_path):
-    tool, out = checked
+    out = checked
     issues = _load(out, "label_issues.json")
     path = tmp_path / "decisions.json"
     path.write_text(json.dumps(_decisions(out, {x["id"]: "accept" for x in issues if x["flagged"]})))
-    assert run_tool(tool, ["--apply", str(path), "--output", out]) == 0
+    assert run_tool(["--apply", str(path), "--output", out]) == 0
     assert _load(out, "corrected_reviewed.json") == _load(out, "corrected.json")
     # Rejecting one location issue keeps that box as annotated.
     first = next(x for x in issues if x["flagged"] and x["type"] == "location")
     choices = {x["id"]: "accept" for x in issues if x["flagged"]}
     choices[first["id"]] = "reject"
     path.write_text(json.dumps(_decisions(out, choices)))
-    assert run_tool(tool, ["--apply", str(path), "--output", out]) == 0
+    assert run_tool(["--apply", str(path), "--output", out]) == 0
     reviewed = {a["id"]: a for a in _load(out, "corrected_reviewed.json")["annotations"]}
     assert reviewed[first["annotation_id"]]["bbox"] == first["bbox"]
 
 
-def _error(capsys, tool, argv):
-    code = run_tool(tool, argv)
+def _error(capsys, argv):
+    code = run_tool(argv)
     err = capsys.readouterr().err.strip()
     return code, err
 
 
 def test_bad_decisions_are_one_line_errors(checked, tmp_path, capsys):
-    tool, out = checked
+    out = checked
     path = tmp_path / "d.json"
     cases = [
         ({"decisions": {}}, "not a decisions file"),
@@ -130,19 +128,18 @@ def test_bad_decisions_are_one_line_errors(checked, tmp_path, capsys):
     before = sorted(os.listdir(out))
     for content, message in cases:
         path.write_text(json.dumps(content))
-        code, err = _error(capsys, tool, ["--apply", str(path), "--output", out])
+        code, err = _error(capsys, ["--apply", str(path), "--output", out])
         assert code == 2 and message in err and len(err.splitlines()) == 1, err
     path.write_text("{not json")
-    code, err = _error(capsys, tool, ["--apply", str(path), "--output", out])
+    code, err = _error(capsys, ["--apply", str(path), "--output", out])
     assert code == 2 and "cannot read" in err
-    code, err = _error(capsys, tool, ["--apply", str(path), "--output", str(tmp_path / "nothing")])
+    code, err = _error(capsys, ["--apply", str(path), "--output", str(tmp_path / "nothing")])
     assert code == 2 and "holds no label check" in err
     assert sorted(os.listdir(out)) == before
 
 
 def test_bad_datasets_and_arguments_are_one_line_errors(drawn, tmp_path, capsys):
     root, _, noisy_json, images, _, noisy, _, weights = drawn
-    tool = load_tool()
     base = ["--config-file", CONFIG, "--image-root", images, "--weights", weights]
 
     def with_json(data, name):
@@ -169,14 +166,18 @@ def test_bad_datasets_and_arguments_are_one_line_errors(drawn, tmp_path, capsys)
             "duplicate annotation id",
         ),
         (
-            with_json(changed(lambda d: d["annotations"][5].update(bbox=[120, 120, 40, 40])), "out.json"),
+            with_json(changed(lambda d: d["annotations"][5].update(bbox=[130, 20, 40, 40])), "out.json"),
             "outside its image",
         ),
         (with_json(changed(lambda d: d["annotations"][5].update(bbox=[1, 2, 0, 4])), "zero.json"), "w, h > 0"),
         (with_json(changed(lambda d: d.update(annotations=[])), "noann.json"), "has no annotations"),
     ]
+    # Boxes as training checks them (gfocal.data.checks): one partly outside is kept (and clipped
+    # when a fold trains on it), one entirely outside is an error.
+    partly = with_json(changed(lambda d: d["annotations"][5].update(bbox=[120, 120, 40, 40])), "partly.json")
+    assert pipeline.read_coco(partly)["annotations"][5]["bbox"] == [120, 120, 40, 40]
     for path, message in cases:
-        code, err = _error(capsys, tool, [*base, "--json", path, "--output", str(tmp_path / "o")])
+        code, err = _error(capsys, [*base, "--json", path, "--output", str(tmp_path / "o")])
         assert code == 2 and message in err and len(err.splitlines()) == 1, (message, err)
     assert not os.path.exists(tmp_path / "o")  # nothing written for bad input
     other = random_weights(str(tmp_path / "three.pth"), num_classes=3)
@@ -192,7 +193,7 @@ def test_bad_datasets_and_arguments_are_one_line_errors(drawn, tmp_path, capsys)
         "--weights",
         other,
     ]
-    code, err = _error(capsys, tool, argv)
+    code, err = _error(capsys, argv)
     assert code == 2 and "classes" in err and len(err.splitlines()) == 1, err
     for argv, message in [
         ([*base, "--output", "x"], "either --json"),
@@ -207,7 +208,7 @@ def test_bad_datasets_and_arguments_are_one_line_errors(drawn, tmp_path, capsys)
         ([*base, "--json", noisy_json, "--output", "x", "--scales", "0,1"], "--scales must be"),
         ([*base, "--json", noisy_json, "--output", "x", "--scales", "2"], "include 1"),
     ]:
-        code, err = _error(capsys, tool, argv)
+        code, err = _error(capsys, argv)
         assert code == 2 and message in err, (message, err)
 
 
@@ -221,11 +222,9 @@ def test_unreadable_images_are_reported_and_skipped(drawn, tmp_path, monkeypatch
     os.unlink(broken / noisy["images"][0]["file_name"])
     (broken / noisy["images"][0]["file_name"]).write_bytes(b"not a jpeg")
     os.unlink(broken / noisy["images"][1]["file_name"])
-    tool = load_tool()
-    patch_evidence(monkeypatch, tool, clean)
+    patch_evidence(monkeypatch, clean)
     out = tmp_path / "check"
     code = run_tool(
-        tool,
         [
             "--config-file",
             CONFIG,
@@ -252,7 +251,6 @@ def test_out_of_fold_models_are_trained_and_each_scores_its_held_out_images(tmp_
     """The default mode end to end on a tiny shapes copy: two fold trainings (train_net.py, 3
     iterations), each fold's model scoring the images it did not train on."""
     register_shapes("label_tiny", ShapesSpec(num_train=16, num_val=4, seed=4), str(tmp_path / "data"))
-    tool = load_tool()
     from detectron2.data import DatasetCatalog, MetadataCatalog
 
     DatasetCatalog.get("label_tiny_train")
@@ -266,7 +264,7 @@ def test_out_of_fold_models_are_trained_and_each_scores_its_held_out_images(tmp_
         "train.checkpointer.period=100",
     ]
     argv = ["--config-file", CONFIG, "--json", meta.json_file, "--image-root", meta.image_root, "--output", str(out)]
-    code = run_tool(tool, [*argv, *overrides])
+    code = run_tool([*argv, *overrides])
     assert code == 0
     coco = json.load(open(meta.json_file))
     for k in range(2):
@@ -287,18 +285,18 @@ def test_out_of_fold_models_are_trained_and_each_scores_its_held_out_images(tmp_
     def no_inference(*args, **kwargs):
         raise AssertionError("the cached evidence should have been read back")
 
-    monkeypatch.setattr(tool, "collect_evidence", no_inference)
-    code = run_tool(tool, [*argv, *overrides])
+    monkeypatch.setattr(pipeline, "collect_evidence", no_inference)
+    code = run_tool([*argv, *overrides])
     assert code == 0 and _load(str(out), "run.json")["minutes"]["training"] < 0.05
     assert _load(str(out), "label_issues.json") == first
     # A model that changed is run again.
     monkeypatch.undo()
     calls = []
-    real = tool.collect_evidence
-    monkeypatch.setattr(tool, "collect_evidence", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = pipeline.collect_evidence
+    monkeypatch.setattr(pipeline, "collect_evidence", lambda *a, **k: calls.append(1) or real(*a, **k))
     weights = out / "folds" / "fold1" / "model_final.pth"
     os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
-    assert run_tool(tool, [*argv, *overrides]) == 0 and len(calls) == 1
+    assert run_tool([*argv, *overrides]) == 0 and len(calls) == 1
 
 
 def test_dense_evidence_is_in_original_pixels_and_its_detections_are_the_models():
@@ -390,12 +388,11 @@ def test_the_cache_key_is_the_same_in_another_process(drawn):
 
     _, _, noisy_json, images, _, noisy, _, weights = drawn
     script = (
-        "import sys; sys.path.insert(0, {tests!r}); from label_testing import load_tool, CONFIG; "
-        "from gfocal.config import load_config; tool = load_tool(); "
-        "coco = tool.read_coco({json!r}); records, _ = tool.image_records(coco, {images!r}); "
-        "cfg = load_config(CONFIG, ['model.num_classes=4']); "
-        "print(tool._evidence_key(cfg, {weights!r}, records, True, (1.0, 1.333)))"
-    ).format(tests=os.path.dirname(__file__), json=noisy_json, images=images, weights=weights)
+        "from gfocal.config import load_config; from gfocal.label_check import pipeline as p; "
+        "coco = p.read_coco({json!r}); records, _ = p.image_records(coco, {images!r}); "
+        "cfg = load_config({config!r}, ['model.num_classes=4']); "
+        "print(p.evidence_key(cfg, {weights!r}, records, True, (1.0, 1.333)))"
+    ).format(config=CONFIG, json=noisy_json, images=images, weights=weights)
     keys = [
         subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split()[-1]
         for _ in range(2)
@@ -408,15 +405,14 @@ def test_models_score_in_the_precision_the_config_trains_in(monkeypatch):
     # emulated bf16 would be slower than float32).
     from gfocal.config import load_config
 
-    tool = load_tool()
     cfg = load_config(CONFIG, ["train.amp.enabled=True", "train.device=cpu"])
-    monkeypatch.setattr(tool, "cpu_has_bf16", lambda: True)
-    assert tool.scoring_amp(cfg)
-    monkeypatch.setattr(tool, "cpu_has_bf16", lambda: False)
-    assert not tool.scoring_amp(cfg)
+    monkeypatch.setattr(pipeline, "cpu_has_bf16", lambda: True)
+    assert pipeline.scoring_amp(cfg)
+    monkeypatch.setattr(pipeline, "cpu_has_bf16", lambda: False)
+    assert not pipeline.scoring_amp(cfg)
     cfg.train.device = "cuda"  # a CUDA config on a machine without CUDA scores on the CPU
-    monkeypatch.setattr(tool.torch.cuda, "is_available", lambda: False)
-    assert not tool.scoring_amp(cfg)
-    monkeypatch.setattr(tool, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(pipeline.torch.cuda, "is_available", lambda: False)
+    assert not pipeline.scoring_amp(cfg)
+    monkeypatch.setattr(pipeline, "cpu_has_bf16", lambda: True)
     cfg.train.amp.enabled = False
-    assert not tool.scoring_amp(cfg)
+    assert not pipeline.scoring_amp(cfg)

@@ -6,7 +6,7 @@ ObjectLab on the same predictions, and what the corrections are worth downstream
     python tools/benchmark_label_errors.py --skip-downstream
     python tools/benchmark_label_errors.py --seeds 0,1     # downstream: mean of two seeds
 
-1. Noise: gfocal.analysis.noise.inject_noise (seeded; drop, class flip, one- and two-side shifts
+1. Noise: gfocal.label_check.inject_noise (seeded; drop, class flip, one- and two-side shifts
    of 10-30%, spawn on background, duplicates) on gfocal_shapes_train -> noisy_train.json.
 2. The tool's default run on it (out-of-fold, the quick-start recipe) -> check/; its wall time.
 3. Per type: AP of the ranking and recall at the number injected, for GFocal and for cleanlab
@@ -39,31 +39,24 @@ import gfocal  # noqa: F401  (first: registers GFL and the datasets, imports Det
 import numpy as np
 from tabulate import tabulate
 
-from detectron2.config import LazyConfig
-from detectron2.data import DatasetCatalog, MetadataCatalog
-
-from gfocal.analysis.label_benchmark import evaluate_issues, positives_of, ranking_ap
-from gfocal.analysis.noise import inject_noise
 from gfocal.analysis.plotting import final_metrics
 from gfocal.cli import checked_parser, run
 from gfocal.config import load_config
 from gfocal.data import train_on_coco_json
-from gfocal.engine import cpu_name, run_trainings
+from gfocal.engine import TrainingRun, cpu_name, train_unless_finished
 from gfocal.errors import ConfigError, GFocalError
+from gfocal.label_check import ISSUE_TYPES, dataset_files, evaluate_issues, inject_noise
+from gfocal.label_check.benchmark import NOISE_TO_ISSUE, positives_of, ranking_ap
+from gfocal_runtime.boxes import xywh_to_xyxy
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(REPO, "configs/Quickstart/gfl_shapes.py")
-TYPES = ("location", "class", "missing", "spurious", "duplicate")
 # cleanlab's thresholds, tuned here for GFL scores (IoU estimates that rarely pass its 0.95).
 CLEANLAB_GRID = {
     "badloc": [{"low_probability_threshold": t} for t in (0.5, 0.3, 0.1, 0.05)],
     "swap": [{"high_probability_threshold": t} for t in (0.95, 0.7, 0.5, 0.3, 0.1)],
     "overlooked": [{"high_probability_threshold": t} for t in (0.95, 0.7, 0.5, 0.3, 0.1)],
 }
-
-
-def _xyxy(b):
-    return [b[0], b[1], b[0] + b[2], b[1] + b[3]]
 
 
 def cleanlab_inputs(noisy, predictions, category_ids):
@@ -74,11 +67,11 @@ def cleanlab_inputs(noisy, predictions, category_ids):
         by_image[a["image_id"]].append(a)
     preds = {im["id"]: [[] for _ in category_ids] for im in noisy["images"]}
     for p in predictions:
-        preds[p["image_id"]][index[p["category_id"]]].append(_xyxy(p["bbox"]) + [p["score"]])
+        preds[p["image_id"]][index[p["category_id"]]].append([*xywh_to_xyxy(p["bbox"]), p["score"]])
     ids = [im["id"] for im in noisy["images"]]
     labels = [
         {
-            "bboxes": np.array([_xyxy(a["bbox"]) for a in by_image[i]], np.float32).reshape(-1, 4),
+            "bboxes": xywh_to_xyxy([a["bbox"] for a in by_image[i]]).astype(np.float32).reshape(-1, 4),
             "labels": np.array([index[a["category_id"]] for a in by_image[i]], np.int64),
             "ids": [a["id"] for a in by_image[i]],
         }
@@ -105,8 +98,8 @@ def cleanlab_rankings(noisy, predictions, category_ids, changes):
             else:
                 per_label[key] = scores
     out = {}
-    for kind in TYPES:
-        num = sum(1 for c in changes if _issue_of(c) == kind)
+    for kind in ISSUE_TYPES:
+        num = sum(1 for c in changes if NOISE_TO_ISSUE[c["type"]] == kind)
         best = None
         candidates = per_pred.items() if kind == "missing" else per_label.items()
         for key, scores in candidates:
@@ -157,36 +150,24 @@ def cached_cleanlab(root, noisy, predictions, category_ids, changes):
     return result
 
 
-def _issue_of(change):
-    from gfocal.analysis.label_benchmark import NOISE_TO_ISSUE
-
-    return NOISE_TO_ISSUE[change["type"]]
-
-
 def train_downstream(root, clean_json, noisy_json, corrected_json, image_root, overrides, jobs=None, seeds=(0,)):
     """Quick-start trainings on the three train sets, once per ``train.seed`` of ``seeds``
     (``jobs`` at a time; CPU default 2): each set's val box AP per seed and their mean. A
     short training's AP moves by points with the seed and with small changes of its data, so
     one seed says little about a difference of a few points."""
     cfg = load_config(CONFIG, overrides)
-    todo, outs = [], {}
+    runs, keys = [], []
     for name, json_file in (("clean", clean_json), ("noisy", noisy_json), ("corrected", corrected_json)):
         for seed in seeds:
             out = os.path.join(root, "runs", name if seed == 0 else f"{name}-seed{seed}")
-            outs[(name, seed)] = out
-            if os.path.isfile(os.path.join(out, "model_final.pth")):
-                continue
-            os.makedirs(out, exist_ok=True)
             run_cfg = train_on_coco_json(cfg, json_file, image_root, f"label_benchmark_{name}")
             run_cfg.train.output_dir = out
             run_cfg.train.seed = seed
-            yaml = os.path.join(out, "run_config.yaml")
-            LazyConfig.save(run_cfg, yaml)
-            cmd = [sys.executable, os.path.join(REPO, "train_net.py"), "--resume", "--config-file", yaml]
-            todo.append((f"quick start on {name} train, seed {seed}", cmd, out))
-    run_trainings(todo, jobs=jobs or min(2, os.cpu_count() or 1), cwd=REPO)
+            runs.append(TrainingRun(f"quick start on {name} train, seed {seed}", out, run_cfg))
+            keys.append(name)
+    train_unless_finished(runs, os.path.join(REPO, "train_net.py"), jobs or min(2, os.cpu_count() or 1), cwd=REPO)
     per_seed = {}
-    for (name, seed), out in outs.items():
+    for name, out in zip(keys, [r.output_dir for r in runs]):
         metrics = final_metrics(os.path.join(out, "metrics.json"))
         if metrics is None:
             raise GFocalError(f"no evaluation in {out}/metrics.json")
@@ -221,9 +202,8 @@ def main(argv=None) -> int:
     if args.jobs is not None and args.jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {args.jobs}")
     os.makedirs(args.output, exist_ok=True)
-    DatasetCatalog.get("gfocal_shapes_train")  # generated on first use
-    meta = MetadataCatalog.get("gfocal_shapes_train")
-    with open(meta.json_file) as f:
+    clean_json, image_root = dataset_files("gfocal_shapes_train")
+    with open(clean_json) as f:
         clean = json.load(f)
     noisy, changes = inject_noise(clean, seed=args.seed)
     noisy_json = os.path.join(args.output, "noisy_train.json")
@@ -233,7 +213,7 @@ def main(argv=None) -> int:
                 json.dump(data, f)
     check_dir = os.path.join(args.output, "check")
     cmd = [sys.executable, os.path.join(REPO, "tools/find_label_errors.py"), "--config-file", CONFIG]
-    cmd += ["--json", noisy_json, "--image-root", meta.image_root, "--output", check_dir, *args.tool_args.split()]
+    cmd += ["--json", noisy_json, "--image-root", image_root, "--output", check_dir, *args.tool_args.split()]
     cmd += args.opts
     print("==", " ".join(cmd[1:]), flush=True)
     start = time.time()
@@ -257,7 +237,7 @@ def main(argv=None) -> int:
         "cleanlab": theirs,
     }
     rows = []
-    for kind in TYPES:
+    for kind in ISSUE_TYPES:
         t = ours["types"][kind]
         c = theirs[kind] if theirs else None
         rows.append(
@@ -303,10 +283,10 @@ def main(argv=None) -> int:
     if not args.skip_downstream:
         ap, per_seed = train_downstream(
             args.output,
-            meta.json_file,
+            clean_json,
             noisy_json,
             os.path.join(check_dir, "corrected.json"),
-            meta.image_root,
+            image_root,
             args.opts,
             args.jobs,
             seeds,

@@ -1,4 +1,4 @@
-"""Scoring a label-error ranking against injected noise (:mod:`gfocal.analysis.noise`): average
+"""Scoring a label-error ranking against injected noise (:mod:`gfocal.label_check.noise`): average
 precision of each type's ranking, recall at the number injected, the quality of the suggested
 boxes and classes, and the flags on untouched annotations. Plain data in, numbers out."""
 
@@ -6,7 +6,7 @@ from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from .label_errors import pairwise_iou_np
+from gfocal_runtime.boxes import pairwise_iou, xywh_to_xyxy
 
 __all__ = ["ranking_ap", "positives_of", "evaluate_issues", "NOISE_TO_ISSUE"]
 
@@ -32,11 +32,6 @@ def ranking_ap(is_positive: Sequence[bool], num_positives: int) -> Tuple[float, 
     return float(precision.sum() / num_positives), float(hits[:num_positives].sum() / num_positives)
 
 
-def _xyxy(b):
-    x, y, w, h = (float(v) for v in b)
-    return [x, y, x + w, y + h]
-
-
 def positives_of(
     kind: str, candidates: List[Dict[str, Any]], changes: List[Dict[str, Any]], match_iou: float = 0.5
 ) -> List[bool]:
@@ -49,14 +44,14 @@ def positives_of(
     if kind == "missing":
         dropped: Dict[Any, List[Tuple[np.ndarray, List[bool]]]] = {}
         for c in noise:
-            dropped.setdefault(c["image_id"], []).append([np.array(_xyxy(c["clean_bbox"])), False])
+            dropped.setdefault(c["image_id"], []).append([xywh_to_xyxy(c["clean_bbox"]), False])
         out = []
         for cand in candidates:
             hit = False
             pool = dropped.get(cand["image_id"], [])
             free = [p for p in pool if not p[1]]
             if free:
-                iou = pairwise_iou_np(np.array([_xyxy(cand["suggested_bbox"])]), np.stack([p[0] for p in free]))[0]
+                iou = pairwise_iou(xywh_to_xyxy(cand["suggested_bbox"]), np.stack([p[0] for p in free]))[0]
                 best = int(np.argmax(iou))
                 if iou[best] >= match_iou:
                     free[best][1] = True
@@ -97,9 +92,9 @@ def evaluate_issues(issues: List[Dict[str, Any]], changes: List[Dict[str, Any]],
         pairs = [(boxes[i], c["clean_bbox"]) for i, c in shifted.items() if i in boxes]
         if not pairs:
             return float("nan")
-        a = np.array([_xyxy(p) for p, _ in pairs])
-        b = np.array([_xyxy(q) for _, q in pairs])
-        return float(np.mean(np.diag(pairwise_iou_np(a, b))))
+        a = xywh_to_xyxy([p for p, _ in pairs])
+        b = xywh_to_xyxy([q for _, q in pairs])
+        return float(np.mean(np.diag(pairwise_iou(a, b))))
 
     result["moved_iou"] = {
         "noisy": mean_iou(noisy_boxes),

@@ -3,7 +3,7 @@ what they should be.
 
 Plain data in, a ranked list out, no I/O (the shape of cleanlab's ``find_label_issues``):
 :func:`find_label_issues` takes COCO-like image records and, per image, the model's evidence
-(:mod:`gfocal.analysis.evidence`; best out-of-fold, from a model that never trained on the
+(:mod:`gfocal.label_check.evidence`; best out-of-fold, from a model that never trained on the
 image) and scores five kinds of issue:
 
 - ``location``: one or more sides of an annotated box are off. The locations that see the
@@ -54,7 +54,9 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-__all__ = ["ISSUE_TYPES", "SIDES", "find_label_issues", "apply_issues", "pairwise_iou_np"]
+from gfocal_runtime.boxes import greedy_nms, pairwise_iou, xywh_to_xyxy, xyxy_to_xywh
+
+__all__ = ["ISSUE_TYPES", "SIDES", "find_label_issues", "apply_issues"]
 
 ISSUE_TYPES = ("location", "class", "missing", "spurious", "duplicate")
 SIDES = ("left", "top", "right", "bottom")
@@ -68,28 +70,6 @@ T_DOF = 2.0  # Student-t degrees of freedom of a right side's residual (heavy ta
 # The share of wrong annotations of each kind is fitted, but never below this: a check that
 # believed errors rarer than 1 in 100 would flag a lone, obvious one at less than even odds.
 PRIOR_FLOOR = 0.01
-
-
-def pairwise_iou_np(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(N, 4) x (M, 4) XYXY -> (N, M) IoU (0 where both areas are 0)."""
-    a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
-    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), axis=1)
-    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=1)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
-
-
-def _xyxy(bbox) -> List[float]:
-    x, y, w, h = (float(v) for v in bbox)
-    return [x, y, x + w, y + h]
-
-
-def _xywh(box) -> List[float]:
-    x0, y0, x1, y1 = (float(v) for v in box)
-    return [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)]
 
 
 # ------------------------------------------------------------------ per-image evidence
@@ -116,7 +96,7 @@ def _support(
         }
     scores = dense["scores"].astype(np.float64)  # (R, K)
     quality = scores.max(axis=1)  # (R,)
-    iou = pairwise_iou_np(boxes, dense["boxes"])  # (A, R)
+    iou = pairwise_iou(boxes, dense["boxes"])  # (A, R)
     weights = np.where(iou >= SUPPORT_IOU, quality[None, :] ** 2, 0.0)  # (A, R)
     mass = weights.sum(axis=1)
     safe = np.where(mass > 0, mass, 1.0)[:, None]
@@ -167,7 +147,7 @@ def _background_boxes(rng, boxes: np.ndarray, sizes: np.ndarray, height: int, wi
     y0 = rng.uniform(0, 1, len(wh)) * (height - wh[:, 1])
     cand = np.stack([x0, y0, x0 + wh[:, 0], y0 + wh[:, 1]], axis=1)
     if len(boxes):
-        cand = cand[pairwise_iou_np(cand, boxes).max(axis=1) < 0.1]
+        cand = cand[pairwise_iou(cand, boxes).max(axis=1) < 0.1]
     return cand[:count]
 
 
@@ -309,8 +289,8 @@ def _fit_location_two_sided(d: np.ndarray, s: np.ndarray, extent: np.ndarray, se
 # How far the class evidence of an annotation is trusted is fitted to each dataset by maximum
 # likelihood, a grid each: its temperature is T0 * (w / w_ref) ** -power * exp(occlusion * inside),
 # w the summed weight of the locations that voted (a class read off a few faint locations is a
-# guess; off many sure ones, a finding: on the built-in data power 0.25), ``inside`` how much of
-# the annotation lies inside another one (an occluded object's locations also see its occluder).
+# guess; off many sure ones, a finding), ``inside`` how much of the annotation lies inside
+# another one (an occluded object's locations also see its occluder).
 CLASS_TEMPERATURES = (0.05, 0.07, 0.1, 0.12, 0.14, 0.17, 0.2, 0.25, 0.35, 0.5, 0.7, 1.0, 1.4, 2.0)
 CLASS_WEIGHT_POWERS = (0.0, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0)
 CLASS_OCCLUSION = (0.0, 0.5, 1.0, 2.0, 3.0)
@@ -500,7 +480,7 @@ def find_label_issues(
     Args:
         images: COCO-like records: {"id", "file_name", "height", "width", "annotations":
             [{"id", "bbox" (XYWH px), "category_id"}]} (crowd annotations are left alone).
-        evidence: image id -> :func:`gfocal.analysis.evidence.dense_evidence`'s dict for that
+        evidence: image id -> :func:`gfocal.label_check.evidence.dense_evidence`'s dict for that
             image (classes as indices into ``category_ids``), or None for an image that could
             not be read (nothing is said about it).
         category_ids: the dataset's category ids; the model's class i is ``category_ids[i]``.
@@ -524,7 +504,7 @@ def find_label_issues(
         if ev is None:
             continue
         items = [a for a in record.get("annotations", []) if not a.get("iscrowd", 0)]
-        boxes = np.array([_xyxy(a["bbox"]) for a in items], np.float64).reshape(-1, 4)
+        boxes = xywh_to_xyxy([a["bbox"] for a in items]).reshape(-1, 4)
         labels = np.array([cat_index.get(int(a["category_id"]), -1) for a in items], np.int64)
         sup = _support(ev["dense"], boxes, labels if (labels >= 0).all() else None)
         sup["inside"] = _inside_share(boxes, boxes, np.arange(len(boxes)))
@@ -533,12 +513,12 @@ def find_label_issues(
         background = _background_boxes(rng, boxes, sizes, record["height"], record["width"], 4)
         sims.append(_support(ev["dense"], background)["spur"])
         det = ev["detections"]
-        iou = pairwise_iou_np(det["boxes"], boxes)  # (M, A)
+        iou = pairwise_iou(det["boxes"], boxes)  # (M, A)
         best = iou.max(axis=1) if len(boxes) else np.zeros(len(det["boxes"]))
         own = np.where(best >= MATCH_IOU, iou.argmax(axis=1) if len(boxes) else -1, -1)
         dets.append((record, det, best, _inside_share(det["boxes"], boxes, own)))
         if len(boxes) > 1:
-            aa = pairwise_iou_np(boxes, boxes)
+            aa = pairwise_iou(boxes, boxes)
             i, j = np.nonzero(np.triu(aa >= 0.5, k=1))
             for a_i, a_j in zip(i.tolist(), j.tolist()):
                 same = items[a_i]["category_id"] == items[a_j]["category_id"]
@@ -550,18 +530,19 @@ def find_label_issues(
     real = {}
     for x in spurious + duplicates:
         real[x["annotation_id"]] = real.get(x["annotation_id"], 1.0) * (1.0 - x["score"])
-    issues: List[Dict[str, Any]] = []
-    issues += _location_issues(anns)
-    issues += _class_issues(anns, cat_index, category_ids, real)
-    issues += spurious
-    issues += _missing_issues(dets, category_ids)
-    issues += duplicates
+    issues = _location_issues(anns) + _class_issues(anns, cat_index, category_ids, real) + spurious
+    issues += _missing_issues(dets, category_ids) + duplicates
     issues = [x for x in issues if x["score"] >= min_score]
     issues.sort(key=lambda x: (-x["score"], x["type"], str(x["image_id"]), str(x["annotation_id"])))
     for n, issue in enumerate(issues):
         issue["id"] = f"{issue['type']}-{n}"
         issue["flagged"] = bool(issue["score"] >= threshold)
     return issues
+
+
+def _rounded_xywh(box) -> List[float]:
+    """(4,) XYXY -> [x, y, w, h] rounded to 2 decimals (Python's round, as written to the json)."""
+    return [round(v, 2) for v in xyxy_to_xywh(box).tolist()]
 
 
 def _base(record, annotation, issue_type: str, score: float) -> Dict[str, Any]:
@@ -603,7 +584,7 @@ def _location_issues(anns) -> List[Dict[str, Any]]:
             moved[int(np.argmax(q[row]))] = True
         suggested = np.where(moved, edges[row], box)
         issue = _base(record, a, "location", score[row])
-        issue["suggested_bbox"] = _xywh(suggested)
+        issue["suggested_bbox"] = _rounded_xywh(suggested)
         issue["sides"] = {
             side: {
                 "annotated": round(float(box[s]), 2),
@@ -644,22 +625,11 @@ def _spurious_issues(anns, simulated: np.ndarray) -> List[Dict[str, Any]]:
     return [_base(record, a, "spurious", p) for (record, a, _, _), p in zip(anns, post)]
 
 
-def _objects(det: Dict[str, np.ndarray], iou_thresh: float = 0.5) -> np.ndarray:
-    """Indices of one detection per object (class-agnostic greedy NMS: class-wise NMS leaves
-    an object's detections of other classes), in score order."""
-    order = np.argsort(-det["scores"], kind="stable")
-    iou = pairwise_iou_np(det["boxes"][order], det["boxes"][order])
-    keep = np.ones(len(order), bool)
-    for i in range(len(order)):
-        if keep[i]:
-            keep[i + 1 :] &= iou[i, i + 1 :] < iou_thresh
-    return order[keep]
-
-
 def _missing_issues(dets, category_ids) -> List[Dict[str, Any]]:
     all_scores, all_matched, cands, real_inside, cand_inside = [], [], [], [], []
     for record, det, best, inside in dets:
-        objects = _objects(det)
+        # One detection per object: class-wise NMS leaves an object's detections of other classes.
+        objects = greedy_nms(det["boxes"], det["scores"], 0.5, inclusive=True)
         best, inside = best[objects], inside[objects]
         decided = (best >= MATCH_IOU) | (best < UNMATCHED_IOU)
         all_scores.append(det["scores"][objects][decided])
@@ -676,7 +646,7 @@ def _missing_issues(dets, category_ids) -> List[Dict[str, Any]]:
     out = []
     for (record, det, m), p in zip(cands, post):
         issue = _base(record, None, "missing", p)
-        issue["suggested_bbox"] = _xywh(det["boxes"][m])
+        issue["suggested_bbox"] = _rounded_xywh(det["boxes"][m])
         issue["suggested_category_id"] = int(category_ids[int(det["classes"][m])])
         issue["detection_score"] = round(float(det["scores"][m]), 4)
         out.append(issue)

@@ -17,19 +17,16 @@ import cv2
 import numpy as np
 import torch
 
-from .label_errors import ISSUE_TYPES, pairwise_iou_np
-from .visualization import draw_side_distributions, side_bin_positions
+from gfocal_runtime.boxes import pairwise_iou, xywh_to_xyxy
+
+from ..analysis.visualization import draw_side_distributions, side_bin_positions
+from .scoring import ISSUE_TYPES
 
 __all__ = ["draw_issue", "write_review_page"]
 
 ANNOTATED = (255, 255, 255)
 SUGGESTED = (40, 220, 90)
 CARD_PX = 240  # a card's picture is this wide at least
-
-
-def _xyxy(bbox) -> np.ndarray:
-    x, y, w, h = (float(v) for v in bbox)
-    return np.array([x, y, x + w, y + h])
 
 
 def _dashed_rect(canvas: np.ndarray, box: np.ndarray, color, thickness: int = 2, dash: int = 6) -> None:
@@ -51,14 +48,14 @@ def draw_issue(image_rgb: np.ndarray, issue: Dict, detections: Optional[Dict[str
 
     Args:
         image_rgb: (H, W, 3) uint8 RGB image.
-        issue: an entry of :func:`gfocal.analysis.label_errors.find_label_issues`.
+        issue: an entry of :func:`gfocal.label_check.scoring.find_label_issues`.
         detections: the image's detections ({"boxes" (M, 4), "dists" (M, 4, n+1), "strides" (M,)}).
 
     Returns:
         (h, w, 3) uint8 RGB picture.
     """
     height, width = image_rgb.shape[:2]
-    boxes = [_xyxy(b) for b in (issue.get("bbox"), issue.get("suggested_bbox")) if b is not None]
+    boxes = [xywh_to_xyxy(b) for b in (issue.get("bbox"), issue.get("suggested_bbox")) if b is not None]
     union = np.concatenate([np.minimum.reduce(boxes)[:2], np.maximum.reduce(boxes)[2:]])
     margin = max(0.5 * max(union[2] - union[0], union[3] - union[1]), 12.0)
     x0, y0 = int(max(union[0] - margin, 0)), int(max(union[1] - margin, 0))
@@ -73,8 +70,8 @@ def draw_issue(image_rgb: np.ndarray, issue: Dict, detections: Optional[Dict[str
 
     suggested = issue.get("suggested_bbox")
     if suggested is not None and detections is not None and len(detections["boxes"]):
-        target = _xyxy(suggested)
-        iou = pairwise_iou_np(target[None], detections["boxes"])[0]
+        target = xywh_to_xyxy(suggested)
+        iou = pairwise_iou(target[None], detections["boxes"])[0]
         best = int(np.argmax(iou))
         if iou[best] > 0.3:
             det_box = torch.as_tensor(detections["boxes"][best : best + 1], dtype=torch.float32)
@@ -86,11 +83,11 @@ def draw_issue(image_rgb: np.ndarray, issue: Dict, detections: Optional[Dict[str
             pos = (pos - offset[:, None]) * scale
             draw_side_distributions(canvas, to_canvas(target)[None], pos[None], probs.numpy(), [SUGGESTED])
     if suggested is not None:
-        b = to_canvas(_xyxy(suggested)).round().astype(int)
+        b = to_canvas(xywh_to_xyxy(suggested)).round().astype(int)
         cv2.rectangle(canvas, tuple(b[:2]), tuple(b[2:]), (20, 20, 20), 4, cv2.LINE_AA)
         cv2.rectangle(canvas, tuple(b[:2]), tuple(b[2:]), SUGGESTED, 2, cv2.LINE_AA)
     if issue.get("bbox") is not None:
-        _dashed_rect(canvas, to_canvas(_xyxy(issue["bbox"])), ANNOTATED)
+        _dashed_rect(canvas, to_canvas(xywh_to_xyxy(issue["bbox"])), ANNOTATED)
     return canvas
 
 
@@ -169,18 +166,11 @@ _SCRIPT = """
 """
 
 
-def _shown_of(shown: int, total: int) -> str:
-    if shown >= total:
-        return ""
-    return f"Cards for {shown} of them, each type's highest scores (label_issues.json holds all). "
-
-
 def pick_cards(flagged: Sequence[Dict], max_cards: int) -> List[Dict]:
     """At most ``max_cards`` of the ``flagged`` issues (score order) for the page: when there are
     more, the cards are shared out evenly among the issue types (a type with fewer flagged gives
     the rest of its share to the others), each type's highest scores first, so that no type is
-    crowded off the page by another whose scores run higher (built-in benchmark: 500 cards of
-    1,482 flagged were all missing, class, spurious and duplicate, no location). Score order kept."""
+    crowded off the page by another whose scores run higher. Score order kept."""
     if len(flagged) <= max_cards:
         return list(flagged)
     by_type: Dict[str, List[Dict]] = {}
@@ -251,13 +241,14 @@ def write_review_page(
             f'<label><input type="radio" name="d-{key}" value="accept"> accept</label> '
             f'<label><input type="radio" name="d-{key}" value="reject"> reject</label></div>'
         )
+    some = f"Cards for {len(cards)} of them, each type's highest scores (label_issues.json holds all). "
     buttons = "".join(f'<button data-type="{t}">{t} ({counts[t]})</button>' for t in ISSUE_TYPES if counts[t])
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Label check: {len(cards)} issues</title>
 <style>{_STYLE}</style></head>
 <body data-issues-sha256="{issues_sha256}">
 <header><h1>Label check: {total} flagged issues</h1>
-<p class="legend">{_shown_of(len(cards), total)}Sorted by score (the model's probability that the issue is real).
+<p class="legend">{some if len(cards) < total else ""}Sorted by score (the model's probability that the issue is real).
 <span style="background:#fff;border:1px dashed #000"></span>annotated
 <span style="background:rgb{SUGGESTED}"></span>suggested, with the model's side distributions</p>
 <div id="controls" class="hidden"><div class="filters">

@@ -1,5 +1,5 @@
 """What a GFL model says about every location of an image: the evidence that
-:mod:`gfocal.analysis.label_errors` weighs against the annotations.
+:mod:`gfocal.label_check.scoring` weighs against the annotations.
 
 For each image, in the original image's pixels:
 
@@ -18,6 +18,7 @@ Example::
     evidence = collect_evidence(predictor, [cv2.imread(p) for p in paths])
 """
 
+import itertools
 import math
 from typing import Dict, Iterable, Iterator, List, Sequence
 
@@ -27,14 +28,9 @@ import torch.nn.functional as F
 
 from detectron2.modeling.postprocessing import detector_postprocess
 
+from ..modeling import distribution_std
+
 __all__ = ["collect_evidence", "dense_evidence", "mirror_evidence"]
-
-
-def _side_std_bins(probs: torch.Tensor) -> torch.Tensor:
-    """(..., 4, n+1) probabilities -> (..., 4) standard deviation of each side in bins."""
-    bins = torch.arange(probs.shape[-1], dtype=probs.dtype, device=probs.device)
-    mean = (probs * bins).sum(-1, keepdim=True)
-    return (probs * (bins - mean) ** 2).sum(-1).clamp(min=0).sqrt()
 
 
 @torch.inference_mode()
@@ -61,15 +57,13 @@ def dense_evidence(
     images = model.preprocess_image(batched_inputs)
     device = images.tensor.device.type
     with torch.autocast(device, dtype=torch.bfloat16 if device == "cpu" else torch.float16, enabled=amp):
-        features = model.backbone(images.tensor)
-        features = [features[f] for f in model.head_in_features]
-        predictions = model.head(features)
+        features, predictions = model.dense_outputs(images.tensor)
     scores, boxes, probs = model.decode_dense(features, predictions)  # (N, R, K), (N, R, 4), (N, R, 4, n+1)
-    valid = model._valid_anchor_mask(images, features)
+    valid = model.valid_anchor_mask(images, features)
     if valid is not None:
         scores = scores * valid[..., None]
-    _, strides = model._location_centers(features)  # (R,)
-    sigmas = _side_std_bins(probs) * strides[None, :, None]  # (N, R, 4) in input pixels
+    _, strides = model.location_centers(features)  # (R,)
+    sigmas = distribution_std(probs) * strides[None, :, None]  # (N, R, 4) in input pixels
     results = model.forward_inference(images, features, predictions) if detections else None
     out = []
     for i, (inp, image_size) in enumerate(zip(batched_inputs, images.image_sizes)):
@@ -105,17 +99,6 @@ def mirror_evidence(dense: Dict[str, np.ndarray], width: int) -> Dict[str, np.nd
     return {**dense, "boxes": mirrored, "sigmas": dense["sigmas"][:, [2, 1, 0, 3]]}
 
 
-def _batches(items: Iterable, size: int) -> Iterator[List]:
-    batch = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
 def collect_evidence(
     predictor,
     images_bgr: Iterable[np.ndarray],
@@ -136,7 +119,8 @@ def collect_evidence(
     """
     if not scales or 1.0 not in [float(x) for x in scales] or min(scales) <= 0:
         raise ValueError(f"scales must be positive factors that include 1.0, got {list(scales)}")
-    for batch in _batches(images_bgr, batch_size):
+    images = iter(images_bgr)
+    while batch := list(itertools.islice(images, batch_size)):
         inputs = [predictor.preprocess(image) for image in batch]
         found = dense_evidence(predictor.model, inputs, min_quality, amp=amp)
         views = [(scale, False) for scale in scales if float(scale) != 1.0]

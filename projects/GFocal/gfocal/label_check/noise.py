@@ -18,11 +18,11 @@ Added annotations get new ids after the largest; nothing else changes.
 """
 
 import copy
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .label_errors import pairwise_iou_np
+from gfocal_runtime.boxes import pairwise_iou, xywh_to_xyxy
 
 __all__ = ["DEFAULT_RATES", "inject_noise"]
 
@@ -43,6 +43,18 @@ def _shift(rng, box: List[float], sides: List[int], width: int, height: int) -> 
                 out[side] = value
                 break
     return out
+
+
+def _change(kind: str, annotation_id, image_id, clean: Optional[Dict] = None, **extra) -> Dict:
+    """The record of one change; ``clean``: the annotation as it was (None: an added one)."""
+    return {
+        "type": kind,
+        "annotation_id": annotation_id,
+        "image_id": image_id,
+        "clean_bbox": None if clean is None else list(clean["bbox"]),
+        "clean_category_id": None if clean is None else clean["category_id"],
+        **extra,
+    }
 
 
 def inject_noise(coco: Dict[str, Any], rates: Dict[str, float] = None, seed: int = 0) -> Tuple[Dict, List[Dict]]:
@@ -74,13 +86,7 @@ def inject_noise(coco: Dict[str, Any], rates: Dict[str, float] = None, seed: int
     for kind in ("flip", "shift1", "shift2"):
         for i in exclusive[kind]:
             a = anns[i]
-            change = {
-                "type": kind,
-                "annotation_id": a["id"],
-                "image_id": a["image_id"],
-                "clean_bbox": list(a["bbox"]),
-                "clean_category_id": a["category_id"],
-            }
+            change = _change(kind, a["id"], a["image_id"], a)
             if kind == "flip":
                 a["category_id"] = int(rng.choice([c for c in cat_ids if c != a["category_id"]]))
             else:
@@ -107,16 +113,7 @@ def inject_noise(coco: Dict[str, Any], rates: Dict[str, float] = None, seed: int
         x1, y1 = x + w + jitter[2], y + h + jitter[3]
         new = {**a, "id": next_id, "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)]}
         added.append(new)
-        changes.append(
-            {
-                "type": "duplicate",
-                "annotation_id": next_id,
-                "image_id": a["image_id"],
-                "clean_bbox": None,
-                "clean_category_id": None,
-                "duplicate_of": a["id"],
-            }
-        )
+        changes.append(_change("duplicate", next_id, a["image_id"], duplicate_of=a["id"]))
         next_id += 1
     image_ids = list(images)
     for _ in range(counts["spawn"]):
@@ -129,10 +126,8 @@ def inject_noise(coco: Dict[str, Any], rates: Dict[str, float] = None, seed: int
             x0, y0 = rng.uniform(0, im["width"] - w), rng.uniform(0, im["height"] - h)
             box = np.array([[x0, y0, x0 + w, y0 + h]])
             others = [b["bbox"] for b in by_image.get(im["id"], []) + [b for b in added if b["image_id"] == im["id"]]]
-            if others:
-                xyxy = np.array([[bx, by, bx + bw, by + bh] for bx, by, bw, bh in others])
-                if pairwise_iou_np(box, xyxy).max() >= 0.1:
-                    continue
+            if others and pairwise_iou(box, xywh_to_xyxy(others)).max() >= 0.1:
+                continue
             bbox = [round(x0, 2), round(y0, 2), round(w, 2), round(h, 2)]
             new = {
                 "id": next_id,
@@ -143,27 +138,10 @@ def inject_noise(coco: Dict[str, Any], rates: Dict[str, float] = None, seed: int
                 "iscrowd": 0,
             }
             added.append(new)
-            changes.append(
-                {
-                    "type": "spawn",
-                    "annotation_id": next_id,
-                    "image_id": im["id"],
-                    "clean_bbox": None,
-                    "clean_category_id": None,
-                }
-            )
+            changes.append(_change("spawn", next_id, im["id"]))
             next_id += 1
             break
     for i in exclusive["drop"]:
-        a = anns[i]
-        changes.append(
-            {
-                "type": "drop",
-                "annotation_id": a["id"],
-                "image_id": a["image_id"],
-                "clean_bbox": list(a["bbox"]),
-                "clean_category_id": a["category_id"],
-            }
-        )
+        changes.append(_change("drop", anns[i]["id"], anns[i]["image_id"], anns[i]))
     noisy["annotations"] = [a for i, a in enumerate(anns) if i not in dropped] + added
     return noisy, changes
