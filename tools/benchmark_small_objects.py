@@ -26,9 +26,9 @@ Border AP: COCO AP with every other object made a crowd region (detections on th
 """
 
 import argparse
+import dataclasses
 import json
 import os
-import subprocess
 import sys
 import time
 
@@ -44,16 +44,17 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from gfocal.cli import checked_parser, run
 from gfocal.config import load_config
 from gfocal.data import first_dataset_name
-from gfocal.engine import cpu_name, faster_cocoeval, run_trainings
+from gfocal.engine import TrainingRun, cpu_name, faster_cocoeval, train_unless_finished
 from gfocal.errors import ConfigError
+from gfocal.export import export_unless_exported
+from gfocal_runtime.boxes import coco_detections
 from gfocal_runtime.slicing import MERGES, SlicingSettings, sliced_detect, tile_starts
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(REPO, "configs/Quickstart/gfl_shapes_large.py")
 # sahi's merge (and GFocal's greedy, its equal) keep detections above this score: GREEDYNMM's
 # enclosing boxes swallow neighbours when low scores take part. Tuned for it on 100 train
-# images over 0.2-0.6 (AP 23.6 / 36.1 / 37.9 / 35.8 / 31.6); NMS and the distribution merge keep
-# the model's own 0.05.
+# images over 0.2-0.6; NMS and the distribution merge keep the model's own 0.05.
 GREEDY_SCORE_THRESH = 0.4
 
 
@@ -88,16 +89,8 @@ def crossing(boxes_xywh: np.ndarray, height: int, width: int, settings: SlicingS
 
 
 def coco_results(image_id: int, dets, category_ids):
-    boxes = np.asarray(dets["boxes"], np.float64).reshape(-1, 4)
-    return [
-        {
-            "image_id": image_id,
-            "category_id": category_ids[int(c)],
-            "bbox": [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])],
-            "score": float(s),
-        }
-        for b, s, c in zip(boxes, dets["scores"], dets["classes"])
-    ]
+    """COCO results rows of ``dets`` (XYXY boxes, scores, class indices into ``category_ids``)."""
+    return coco_detections(image_id, dets["boxes"], dets["scores"], [category_ids[int(c)] for c in dets["classes"]])
 
 
 def evaluate(gt, border_gt, results, image_ids):
@@ -114,21 +107,17 @@ def ensure_weights(args, cfg) -> str:
         if not os.path.isfile(args.weights):
             raise ConfigError(f"--weights: no such file {args.weights!r}")
         return args.weights
-    out = cfg.train.output_dir
-    weights = os.path.join(out, "model_final.pth")
-    if not os.path.isfile(weights):
-        argv = [sys.executable, os.path.join(REPO, "train_net.py"), "--config-file", args.config_file, "--resume"]
-        run_trainings([("train on slices", argv + list(args.opts), out)], jobs=1)
-    return weights
+    run = TrainingRun("train on slices", cfg.train.output_dir, args.config_file, args.opts)
+    return train_unless_finished([run], os.path.join(REPO, "train_net.py"))[0]
 
 
 def export(cfg_file, weights, folder, opts, int8=False, calib=None):
-    if os.path.isfile(os.path.join(folder, "model.json")):
-        return folder
-    argv = [sys.executable, os.path.join(REPO, "tools/export_model.py"), "--config-file", cfg_file, "--format", "onnx"]
-    argv += ["--output", folder, "--with-distributions"] + (["--int8", "--calib-images", calib] if int8 else [])
-    subprocess.run(argv + [f"train.init_checkpoint={weights}", *opts], check=True)
-    return folder
+    """The model exported with its distributions into ``folder`` (once), as ``tools/export_model.py`` would."""
+    overrides = [f"train.init_checkpoint={weights}", *opts]
+    source = {"config": cfg_file, "weights": weights, "overrides": overrides}
+    cfg = load_config(cfg_file, overrides)
+    kwargs = dict(int8=True, calib_images=calib) if int8 else {}
+    return export_unless_exported(cfg, folder, with_distributions=True, source=source, **kwargs)
 
 
 def calibration_crops(records, folder, size, count=64, seed=0):
@@ -162,9 +151,9 @@ def main(argv=None) -> int:
     from sahi.predict import get_sliced_prediction
 
     from gfocal.engine import LazyPredictor, evaluation_input
+    from gfocal.engine.sahi_model import GFocalDetectionModel
     from gfocal.modeling import GFLWithSlicing
     from gfocal_runtime import Detector
-    from gfocal.engine.sahi_model import GFocalDetectionModel
 
     name = first_dataset_name(cfg.dataloader.test.dataset.names)
     records = DatasetCatalog.get(name)
@@ -187,7 +176,7 @@ def main(argv=None) -> int:
 
     predictor = LazyPredictor(cfg, weights=weights, slicing=dict(enabled=False))
     model = predictor.model
-    wrapper = GFLWithSlicing(model, evaluation_input(cfg)[1], SlicingSettings(**vars_of(settings)))
+    wrapper = GFLWithSlicing(model, evaluation_input(cfg)[1], settings)
     sahi_model = GFocalDetectionModel(model=predictor, confidence_threshold=GREEDY_SCORE_THRESH)
     rows = {k: {"results": [], "seconds": 0.0} for k in ["whole", *MERGES, "sahi"]}
     views_seconds = 0.0
@@ -218,7 +207,7 @@ def main(argv=None) -> int:
             start = time.perf_counter()
             merged = sliced_detect(
                 image,
-                SlicingSettings(**dict(vars_of(settings), merge=merge)),
+                dataclasses.replace(settings, merge=merge),
                 lambda views: next(replay),
                 model.test_nms_thresh,
                 model.max_detections_per_image,
@@ -329,12 +318,10 @@ def main(argv=None) -> int:
     with open(os.path.join(args.output, "results.md"), "w") as f:
         f.write(text + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n")
     with open(os.path.join(args.output, "results.json"), "w") as f:
-        json.dump({"table": table, "runtime": runtime, "cpu": cpu, "settings": vars_of(settings)}, f, indent=1)
+        json.dump(
+            {"table": table, "runtime": runtime, "cpu": cpu, "settings": dataclasses.asdict(settings)}, f, indent=1
+        )
     return 0
-
-
-def vars_of(settings: SlicingSettings) -> dict:
-    return {k: getattr(settings, k) for k in ("size", "overlap", "merge", "whole_image", "batch_size")}
 
 
 def _views(image, settings: SlicingSettings):
