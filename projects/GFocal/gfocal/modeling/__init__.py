@@ -1,7 +1,8 @@
 """GFL modeling: importing this registers the ``GFL`` meta-architecture.
 
 The detector (:mod:`.gfl`, :mod:`.head`, :mod:`.atss`, :mod:`.losses`, :mod:`.fpn`,
-:mod:`.backbone`), Localization Distillation (:mod:`.distill`), and what wraps or rewrites a
+:mod:`.backbone`), the light parts (:mod:`.timm_backbone`: any timm model as a backbone;
+:mod:`.light`: a depthwise-separable PAN and head), Localization Distillation (:mod:`.distill`), and what wraps or rewrites a
 trained one: test-time augmentation (:mod:`.tta`), sliced inference on large images
 (:mod:`.slicing`) and the inference-optimised copy (:mod:`.optimize`).
 """
@@ -12,6 +13,7 @@ from .distill import LocalizationDistiller, localization_distillation_loss
 from .fpn import LastLevelP6P7NoReLU
 from .gfl import GFL, aligned_iou, bbox2distance, distance2bbox
 from .head import FusedTowers, GFLHead, GFLHeadOutputs, Scale, distribution_statistics, distribution_std
+from .light import DepthwiseSeparable, LightGFLHead, LightPAN
 from .losses import (
     distribution_focal_loss,
     generalized_focal_loss,
@@ -21,12 +23,14 @@ from .losses import (
 )
 from .optimize import fold_batch_norms, fuse_head_towers, optimize_for_inference
 from .slicing import GFLWithSlicing, slicing_settings
+from .timm_backbone import TimmBackbone
 from .tta import GFLWithTTA, check_tta_settings
 
 __all__ = [
     "ATSSMatcher",
     "DeformBottleneckBlock",
     "DeformConv",
+    "DepthwiseSeparable",
     "FusedTowers",
     "GFL",
     "GFLHead",
@@ -34,8 +38,11 @@ __all__ = [
     "GFLWithSlicing",
     "GFLWithTTA",
     "LastLevelP6P7NoReLU",
+    "LightGFLHead",
+    "LightPAN",
     "LocalizationDistiller",
     "Scale",
+    "TimmBackbone",
     "aligned_iou",
     "bbox2distance",
     "check_tta_settings",
