@@ -2,9 +2,10 @@
 
 The detector (:mod:`.gfl`, :mod:`.head`, :mod:`.atss`, :mod:`.losses`, :mod:`.fpn`,
 :mod:`.backbone`), the light parts (:mod:`.timm_backbone`: any timm model as a backbone;
-:mod:`.light`: a depthwise-separable PAN and head), Localization Distillation (:mod:`.distill`), and what wraps or rewrites a
-trained one: test-time augmentation (:mod:`.tta`), sliced inference on large images
-(:mod:`.slicing`) and the inference-optimised copy (:mod:`.optimize`).
+:mod:`.light`: a depthwise-separable PAN and head), Localization Distillation
+(:mod:`.distill`), and what wraps or rewrites a trained one: test-time augmentation
+(:mod:`.tta`), sliced inference on large images (:mod:`.slicing`) and the inference-optimised
+copy (:mod:`.optimize`).
 """
 
 from .atss import ATSSMatcher

@@ -93,9 +93,10 @@ class TimmBackbone(Backbone):
             if not pretrained:
                 raise
             where = f"from {checkpoint_path}" if checkpoint_path else "from timm's hub (no network?)"
+            first_line = (str(e).splitlines() or [""])[0][:200]
             raise ConfigError(
                 f"TimmBackbone: cannot load pretrained weights of {model_name} {where}: {type(e).__name__}: "
-                f"{(str(e).splitlines() or [''])[0][:200]}; give checkpoint_path=FILE (the model's weights) or pretrained=False"
+                f"{first_line}; give checkpoint_path=FILE (the model's weights) or pretrained=False"
             ) from None
         self.norm_eval = norm_eval
         self._out_features, self._out_feature_strides, self._out_feature_channels = [], {}, {}
