@@ -12,7 +12,7 @@ int8 ONNX Runtime export).
 Each run is `train_net.py --resume --config-file configs/Quickstart/<config> train.seed=S` into
 output/quickstart_ld/<run>_seed<S>/: a killed run continues from its last checkpoint, a finished
 one is reused (delete it to train again). `--jobs` trainings run at a time, the cores split
-between them (default 2: on two cores that finishes ~1.6x sooner than one after the other).
+between them (default 2: on two cores that finishes sooner than one after the other).
 """
 
 import argparse
@@ -36,9 +36,9 @@ from gfocal.analysis.plotting import final_metrics, training_minutes
 from gfocal.checkpoint import load_for_inference
 from gfocal.cli import checked_parser, run
 from gfocal.config import load_config
-from gfocal.engine import LazyPredictor, cpu_name, run_trainings
+from gfocal.engine import LazyPredictor, TrainingRun, cpu_name, train_unless_finished
 from gfocal.errors import CheckpointError, GFocalError
-from gfocal.export import export_model
+from gfocal.export import deployment_paths
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEACHER = ("configs/Quickstart/gfl_shapes.py", "output/quickstart/gfl/model_final.pth")
@@ -58,19 +58,16 @@ SPEED_PATHS = {  # key -> column of the speed table
 }
 
 
-def inference_paths(config: str, weights: str, export_dir: str, overrides=()):
+def inference_paths(config: str, weights: str, export_root: str, overrides=()):
     """A trained config's ways to run a list of BGR images, by :data:`SPEED_PATHS` key: the
     optimised eager predictor one image at a time (latency, as the demo runs) and on batches of
     ``BATCH`` (throughput, as evaluation or a server can run), and the int8 ONNX Runtime detector
-    (exported once)."""
-    from gfocal_runtime import Detector
-
+    (exported once into ``export_root``)."""
     cfg = load_config(os.path.join(REPO, config), overrides)
     model = instantiate(cfg.model).eval()
     load_for_inference(model, weights, cfg)
-    if not os.path.isfile(os.path.join(export_dir, "model.json")):
-        export_model(cfg, model, export_dir, "onnx", int8=True, calib_images="64")
-    eager, int8 = LazyPredictor(cfg, model=model), Detector(export_dir, backend="onnxruntime")
+    paths = deployment_paths(cfg, model, export_root, "64", ["gfl-optimized", "onnxruntime-int8"])
+    eager = LazyPredictor(cfg, model=model)
 
     def batches(images):
         for start in range(0, len(images), BATCH):
@@ -78,9 +75,9 @@ def inference_paths(config: str, weights: str, export_dir: str, overrides=()):
                 eager.model([eager.preprocess(image) for image in images[start : start + BATCH]])
 
     return {
-        "eager": lambda images: [eager(image) for image in images],
+        "eager": lambda images: [paths["gfl-optimized"](image) for image in images],
         "eager_batch": batches,
-        "int8": lambda images: [int8(image) for image in images],
+        "int8": lambda images: [paths["onnxruntime-int8"](image) for image in images],
     }
 
 
@@ -122,25 +119,14 @@ def main(argv=None) -> int:
     for key in args.runs:  # every override checked against every config before any training
         load_config(os.path.join(REPO, RUNS[key][1]), args.opts)
 
-    todo = []
+    runs = []
     for key in args.runs:
+        teacher = [] if key == "student" else [f"distill.teacher.weights={teacher_weights}"]
         for seed in args.seeds:
             out = os.path.join(args.output_root, f"{key}_seed{seed}")
-            if os.path.isfile(os.path.join(out, "model_final.pth")):
-                continue
-            cmd = [
-                sys.executable,
-                os.path.join(REPO, "train_net.py"),
-                "--resume",
-                "--config-file",
-                os.path.join(REPO, RUNS[key][1]),
-                f"train.seed={seed}",
-                f"train.output_dir={out}",
-            ]
-            if key != "student":
-                cmd.append(f"distill.teacher.weights={teacher_weights}")
-            todo.append((f"{RUNS[key][0]}, seed {seed}", [*cmd, *args.opts], out))
-    run_trainings(todo, args.jobs)
+            overrides = [f"train.seed={seed}", f"train.output_dir={out}", *teacher, *args.opts]
+            runs.append(TrainingRun(f"{RUNS[key][0]}, seed {seed}", out, os.path.join(REPO, RUNS[key][1]), overrides))
+    train_unless_finished(runs, os.path.join(REPO, "train_net.py"), args.jobs)
 
     rows, results = [], {}
     for key in args.runs:
@@ -161,9 +147,9 @@ def main(argv=None) -> int:
     # The student as trained (the first run's config and overrides); the teacher is the quick start's.
     models = {
         "student": inference_paths(
-            RUNS[args.runs[0]][1], first, os.path.join(args.output_root, "export_student_int8"), args.opts
+            RUNS[args.runs[0]][1], first, os.path.join(args.output_root, "export_student"), args.opts
         ),
-        "teacher": inference_paths(TEACHER[0], teacher_weights, os.path.join(args.output_root, "export_teacher_int8")),
+        "teacher": inference_paths(TEACHER[0], teacher_weights, os.path.join(args.output_root, "export_teacher")),
     }
     speeds = time_side_by_side(models, images)
     results["speed_ms"] = speeds

@@ -213,7 +213,7 @@ def check_inputs(cfg, eval_only: bool = False, processes: int = 1) -> None:
 def run_trainings(todo, jobs: int, poll_s: float = 2.0, cwd: Optional[str] = None, progress=None) -> None:
     """Run the training commands of ``todo`` ((label, argv, output dir) each), ``jobs`` at a time,
     each with ``cpu_count // jobs`` threads: small models use two cores poorly, so two one-thread
-    trainings on two cores finish ~1.6x sooner than the same two run one after the other. With
+    trainings on two cores finish sooner than the same two run one after the other. With
     more than one job each run's console goes to ``<output dir>/console.txt``. Every run is let
     finish; then one GFocalError names each failed run. ``progress`` (if given) is called after
     every poll with the output dirs of the runs still going."""
