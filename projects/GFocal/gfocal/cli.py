@@ -107,20 +107,15 @@ def run(main: Callable[[], Optional[int]], argv: Optional[List[str]] = None) -> 
     debug = "--debug" in argv or os.environ.get("GFOCAL_DEBUG", "") not in ("", "0")
     try:
         code = main()
-    except (GFocalError, FileNotFoundError) as e:
+    except (GFocalError, FileNotFoundError, ProcessRaisedException, ProcessExitedException, FloatingPointError) as e:
         if debug:
             raise
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except (ProcessRaisedException, ProcessExitedException) as e:  # a worker of a distributed run
-        if debug:
-            raise
-        message, code = worker_failure(e)
+        if isinstance(e, (ProcessRaisedException, ProcessExitedException)):  # a worker of a distributed run
+            message, status = worker_failure(e)
+        elif isinstance(e, FloatingPointError):  # Detectron2's trainer: a loss became nan or inf
+            message, status = f"{e}\n{_DIVERGED}", 1
+        else:
+            message, status = str(e), 2
         print(f"error: {message}", file=sys.stderr)
-        return code
-    except FloatingPointError as e:  # Detectron2's trainer: a loss became nan or inf
-        if debug:
-            raise
-        print(f"error: {e}\n{_DIVERGED}", file=sys.stderr)
-        return 1
+        return status
     return int(code or 0) if isinstance(code, (int, type(None))) else 0

@@ -58,21 +58,14 @@ def _rewrite_moved_targets(cfg, config_file: str) -> None:
     """Rewrite every ``_target_`` string under a module path of :data:`MOVED_MODULES` to the
     module's new path, in place, with one warning."""
     moved = []
-    nodes = [cfg]
-    while nodes:
-        node = nodes.pop()
-        if isinstance(node, DictConfig):
-            children = [node._get_node(k) for k in node.keys()]
-        else:
-            children = [node._get_node(i) for i in range(len(node))]
-        nodes.extend(c for c in children if isinstance(c, (DictConfig, ListConfig)) and not c._is_interpolation())
-        target = node._get_node("_target_") if isinstance(node, DictConfig) and "_target_" in node else None
-        target = target._value() if target is not None else None
-        if isinstance(target, str):
-            module, _, name = target.rpartition(".")
-            if module in MOVED_MODULES:
-                node["_target_"] = f"{MOVED_MODULES[module]}.{name}"
-                moved.append(target)
+    for key in list(config_keys(cfg)):
+        parent, _, name = key.rpartition(".")
+        node = _node(cfg, key) if name == "_target_" else None
+        target = node._value() if node is not None else None
+        if isinstance(target, str) and target.rpartition(".")[0] in MOVED_MODULES:
+            module, _, attr = target.rpartition(".")
+            _node(cfg, parent)["_target_"] = f"{MOVED_MODULES[module]}.{attr}"
+            moved.append(target)
     if moved:
         logger.warning(
             f"{config_file} names {len(moved)} target(s) at module paths from before GFocal's package was grouped "
@@ -95,16 +88,21 @@ def config_keys(node, prefix: str = "") -> Iterator[str]:
             yield from config_keys(child, full)
 
 
-def _exists(cfg, key: str) -> bool:
+def _node(cfg, key: str):
+    """The node at dotted ``key`` ("" for ``cfg`` itself), or None where the config has none."""
     node = cfg
-    for part in key.split("."):
+    for part in key.split(".") if key else ():
         if isinstance(node, DictConfig) and part in node:
             node = node._get_node(part)
         elif isinstance(node, ListConfig) and part.isdigit() and int(part) < len(node):
             node = node._get_node(int(part))
         else:
-            return False
-    return True
+            return None
+    return node
+
+
+def _exists(cfg, key: str) -> bool:
+    return _node(cfg, key) is not None
 
 
 def _target_parameters(cfg, parent: str) -> Optional[Dict[str, inspect.Parameter]]:
@@ -164,29 +162,21 @@ _KINDS = (
 )
 
 
+_CHECKED_KINDS = ("a boolean", "an integer", "a number", "a list", "a mapping")
+
+
 def _kind(value) -> str:
     return next((kind for types, kind in _KINDS if isinstance(value, types)), type(value).__name__)
 
 
 def _check_value(current, key: str, text: str, value) -> None:
-    if current is None or value is None:
+    """Refuse ``value`` unless it is of ``current``'s kind (a number may be an integer); strings and
+    other leaves take anything (paths, names, device strings)."""
+    if current is None or value is None or (isinstance(value, str) and value.startswith("${")):
         return
-    if isinstance(value, str) and value.startswith("${"):
-        return
-    if isinstance(current, bool):
-        ok = isinstance(value, bool)
-    elif isinstance(current, int):
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif isinstance(current, float):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    elif isinstance(current, (ListConfig, list, tuple)):
-        ok = isinstance(value, (list, tuple))
-    elif isinstance(current, (DictConfig, dict)):
-        ok = isinstance(value, dict)
-    else:  # strings and other leaves: anything goes (paths, names, device strings)
-        ok = True
-    if not ok:
-        raise ConfigError(f"override {text!r}: {key} is {current!r} ({_kind(current)}), got {value!r} ({_kind(value)})")
+    expected, got = _kind(current), _kind(value)
+    if expected in _CHECKED_KINDS and got != expected and (expected, got) != ("a number", "an integer"):
+        raise ConfigError(f"override {text!r}: {key} is {current!r} ({expected}), got {value!r} ({got})")
 
 
 def apply_overrides(cfg, overrides: Sequence[str]):
