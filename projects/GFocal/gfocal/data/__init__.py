@@ -9,16 +9,18 @@ Each is written under ``$DETECTRON2_DATASETS`` the first time one of its splits 
 (``DatasetCatalog.get``), and reused afterwards.
 """
 
+import copy
 import json
 import os
 from typing import Optional
 
+from detectron2.config import LazyCall as L
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
 
 from .checks import check_image_files, check_num_classes, checked_dataset_dicts, validate_annotations
 from .shapes import CLASS_NAMES, ShapesSpec, ensure_shapes_dataset, generate_image, shapes_root
-from .shapes_large import LargeShapesSpec, ensure_large_shapes_dataset, large_shapes_root
+from .shapes_large import LargeShapesSpec, ensure_large_shapes_dataset
 from .slice_training import SliceTrainingMapper
 
 __all__ = [
@@ -84,7 +86,7 @@ def register_large_shapes(
 ) -> None:
     """Register ``{prefix}_train`` and ``{prefix}_val`` of the large-image dataset (idempotent;
     arguments as :func:`register_shapes`, default root ``$DETECTRON2_DATASETS/gfocal_shapes_large``)."""
-    _register_generated(prefix, root or large_shapes_root(), ensure_large_shapes_dataset, spec)
+    _register_generated(prefix, root or shapes_root("gfocal_shapes_large"), ensure_large_shapes_dataset, spec)
 
 
 def register_coco_json(name: str, json_file: str, image_root: str) -> None:
@@ -116,10 +118,6 @@ def train_on_coco_json(cfg, json_file: str, image_root: str, name: str):
     becomes :func:`coco_json_dataset`, registered as ``name`` when the config is instantiated,
     keeping the config's ``filter_empty``). It stays serialisable: ``LazyConfig.save`` writes a
     yaml that ``train_net.py --config-file`` runs."""
-    import copy
-
-    from detectron2.config import LazyCall as L
-
     cfg = copy.deepcopy(cfg)
     filter_empty = cfg.dataloader.train.dataset.get("filter_empty", False)
     cfg.dataloader.train.dataset = L(coco_json_dataset)(

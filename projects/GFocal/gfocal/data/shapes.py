@@ -192,11 +192,13 @@ def _is_complete(root: str, spec) -> bool:
         return False
 
 
-def ensure_generated(spec, root: str, generate: Callable, name: str) -> str:
+def ensure_generated(spec, root: Optional[str], generate: Callable, name: str) -> str:
     """Write ``spec.num_train`` / ``spec.num_val`` images of ``generate(rng, spec)`` (an RGB
     uint8 image and its objects, each ``{"bbox": XYWH, "category_id", **extras}``) under
-    ``root`` as COCO json, unless a complete copy with the same spec is there; returns ``root``.
-    The ``COMPLETE`` marker is written last, so an interrupted run is regenerated."""
+    ``root`` (default :func:`shapes_root` ``(name)``) as COCO json, unless a complete copy with
+    the same spec is there; returns the root. The ``COMPLETE`` marker is written last, so an
+    interrupted run is regenerated."""
+    root = root or shapes_root(name)
     if _is_complete(root, spec):
         return root
     logger.info(f"Generating the {name} dataset in {root} ...")
@@ -213,4 +215,4 @@ def ensure_generated(spec, root: str, generate: Callable, name: str) -> str:
 def ensure_shapes_dataset(spec: Optional[ShapesSpec] = None, root: Optional[str] = None) -> str:
     """Generate the dataset under ``root`` unless a complete copy with the same spec is there;
     returns the dataset root."""
-    return ensure_generated(spec or ShapesSpec(), root or shapes_root(), generate_image, "gfocal_shapes")
+    return ensure_generated(spec or ShapesSpec(), root, generate_image, "gfocal_shapes")

@@ -25,7 +25,9 @@ from typing import Dict, List, Optional, Tuple
 import cv2
 import numpy as np
 
-from .shapes import CLASS_NAMES, _background, _shape_mask, ensure_generated, shapes_root
+from gfocal_runtime.slicing import tile_starts
+
+from .shapes import CLASS_NAMES, _background, _shape_mask, ensure_generated
 
 __all__ = ["LargeShapesSpec", "generate_large_image", "ensure_large_shapes_dataset", "TILE_SIZE", "TILE_OVERLAP"]
 
@@ -55,15 +57,9 @@ class LargeShapesSpec:
     version: int = VERSION
 
 
-def large_shapes_root() -> str:
-    return shapes_root("gfocal_shapes_large")
-
-
 def _border_lines(length: int) -> np.ndarray:
     """The inner tile borders (tile starts after the first, tile ends before the last) of the
     default grid along one image side."""
-    from gfocal_runtime.slicing import tile_starts
-
     starts = tile_starts(length, TILE_SIZE, TILE_OVERLAP)
     return np.unique(np.concatenate([starts[1:], starts[:-1] + TILE_SIZE]))
 
@@ -169,6 +165,4 @@ def ensure_large_shapes_dataset(spec: Optional[LargeShapesSpec] = None, root: Op
     """Generate ``gfocal_shapes_large`` under ``root`` (default
     ``$DETECTRON2_DATASETS/gfocal_shapes_large``) unless a complete copy with the same spec is
     there; returns the dataset root."""
-    return ensure_generated(
-        spec or LargeShapesSpec(), root or large_shapes_root(), generate_large_image, "gfocal_shapes_large"
-    )
+    return ensure_generated(spec or LargeShapesSpec(), root, generate_large_image, "gfocal_shapes_large")
