@@ -171,16 +171,8 @@ def plot_uncertainty_vs_error(
         text += "\nother statistics, Spearman $\\rho$:"
     for name, c in others.items():
         text += f"\n  {_SHORT.get(name, name)}: {c['spearman']:+.2f}"
-    ax.text(
-        0.02,
-        0.98,
-        text,
-        transform=ax.transAxes,
-        va="top",
-        ha="left",
-        fontsize=9,
-        bbox=dict(boxstyle="round", facecolor="white", alpha=0.85, edgecolor="0.7"),
-    )
+    frame = dict(boxstyle="round", facecolor="white", alpha=0.85, edgecolor="0.7")
+    ax.text(0.02, 0.98, text, transform=ax.transAxes, va="top", ha="left", fontsize=9, bbox=frame)
     ax.set_title(title or "GFL: distribution spread vs localisation error")
     result["output"] = _save(fig, output_png)
     return result

@@ -6,9 +6,8 @@ of its four side distributions:
 - ``spread_px``: mean over the four sides of each distribution's standard deviation, in pixels;
   this is ``spread``, the statistic plotted by default;
 - ``spread_rel``: the same divided by the box's width (left/right) or height (top/bottom). It
-  looks fairer against the scale-free 1 - IoU but correlates clearly worse with it (quick-start
-  GFL, val, score >= 0.3: Spearman 0.49 against 0.66 in pixels): even a sharp edge keeps about
-  half a bin (3-4 px at stride 8) of spread, so the relative spread mostly measures 1 / box size;
+  looks fairer against the scale-free 1 - IoU but correlates worse with it: even a sharp edge
+  keeps about half a bin of spread, so the relative spread mostly measures 1 / box size;
 - ``top1``: mean over the sides of the largest bin probability (GFLv2's DGQP uses the top-k);
 - ``score``: the detection score.
 
@@ -31,11 +30,8 @@ FIELDS = ("iou", "error", "spread", "spread_px", "spread_rel", "top1", "score", 
 
 
 def _empty() -> Dict[str, np.ndarray]:
-    out = {k: np.zeros(0, np.float64) for k in FIELDS}
-    out["pred_class"] = np.zeros(0, np.int64)
-    out["gt_index"] = np.zeros(0, np.int64)
-    out["side_spread_px"] = np.zeros((0, 4), np.float64)
-    return out
+    out = {k: np.zeros(0, np.int64 if k in ("pred_class", "gt_index") else np.float64) for k in FIELDS}
+    return {**out, "side_spread_px": np.zeros((0, 4), np.float64)}
 
 
 def side_spread(instances: Instances) -> torch.Tensor:
