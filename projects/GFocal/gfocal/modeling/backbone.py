@@ -147,29 +147,18 @@ def make_resnet_stages(
     unknown = set(deform_on_stages) - {"res2", "res3", "res4", "res5"}
     if unknown:
         raise ValueError(f"deform_on_stages must name res2..res5, got {sorted(unknown)}")
-    if depth < 50:
-        if num_groups != 1 or deform_on_stages:
-            raise ValueError("ResNet-18/34 have basic blocks: no groups or deformable convs")
-        widths = [base_channels * 2**i for i in range(4)]
-        return [
-            ResNet.make_stage(
-                block_class=BasicBlock,
-                num_blocks=n,
-                stride_per_block=[1 if i == 0 else 2] + [1] * (n - 1),
-                in_channels=widths[max(i - 1, 0)],
-                out_channels=widths[i],
-                norm=norm,
-            )
-            for i, n in enumerate(blocks[depth])
-        ]
+    basic = depth < 50
+    if basic and (num_groups != 1 or deform_on_stages):
+        raise ValueError("ResNet-18/34 have basic blocks: no groups or deformable convs")
     stages = []
-    in_channels, out_channels = 64, 256
+    in_channels, out_channels = (base_channels, base_channels) if basic else (64, 256)
     bottleneck = num_groups * width_per_group
     for idx, num_blocks in enumerate(blocks[depth]):
-        name = f"res{idx + 2}"
-        kwargs = dict(bottleneck_channels=bottleneck, num_groups=num_groups, norm=norm, stride_in_1x1=stride_in_1x1)
-        block_class = BottleneckBlock
-        if name in deform_on_stages:
+        block_class, kwargs = BasicBlock, dict(norm=norm)
+        if not basic:
+            block_class = BottleneckBlock
+            kwargs.update(bottleneck_channels=bottleneck, num_groups=num_groups, stride_in_1x1=stride_in_1x1)
+        if f"res{idx + 2}" in deform_on_stages:
             block_class = DeformBottleneckBlock
             kwargs.update(deform_modulated=deform_modulated, deform_num_groups=deform_num_groups)
         stages.append(

@@ -151,14 +151,12 @@ class LocalizationDistiller:
 
         losses = {"loss_ld": self.ld_weight * (side_ld(pos, self.ld_temperature) * weights[pos]).sum()}
         if self.vlr_weight:
-            region = torch.stack(
-                [
-                    student.anchor_matcher.vlr_region(
-                        anchors, inst.gt_boxes, None if valid is None else valid[i], self.vlr_alpha
-                    )
-                    for i, inst in enumerate(gt_instances)
-                ]
-            )  # (N, R)
+            masks = [None] * len(gt_instances) if valid is None else valid
+            matcher = student.anchor_matcher
+            regions = [
+                matcher.vlr_region(anchors, inst.gt_boxes, m, self.vlr_alpha) for inst, m in zip(gt_instances, masks)
+            ]
+            region = torch.stack(regions)  # (N, R)
             where = (region > 0).nonzero(as_tuple=True)
             vlr = side_ld(where, self.vlr_temperature) * region[where]
             losses["loss_ld_vlr"] = self.vlr_weight * vlr.sum() / 4

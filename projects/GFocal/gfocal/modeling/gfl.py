@@ -17,6 +17,7 @@ from detectron2.structures import Boxes, ImageList, Instances
 from detectron2.utils import comm
 from detectron2.utils.events import get_event_storage
 
+from ..errors import ConfigError
 from .atss import ATSSMatcher
 from .head import GFLHeadOutputs
 from .losses import distribution_focal_loss, giou_loss, quality_focal_loss, quality_focal_loss_with_prob
@@ -266,6 +267,7 @@ class GFL(DenseDetector):
     # ---------------------------------------------------------------- training
 
     def forward_training(self, images, features, predictions, gt_instances):
+        self.check_reach(images.tensor.shape[-2:])
         logits, dists, quality = self.transposed_outputs(predictions)
         anchors = self.anchor_generator(features)
         valid = self.valid_anchor_mask(images, features) if self.ignore_padding_anchors else None
@@ -277,6 +279,18 @@ class GFL(DenseDetector):
                 self.distiller.losses(self, images, anchors, gt_instances, valid, gt_labels, logits, dists, weights)
             )
         return losses
+
+    def check_reach(self, input_hw) -> None:
+        """Raise ConfigError when the side distributions cannot reach the edges of an object as
+        large as a (Hp, Wp) input: a side reaches ``reg_max`` strides of its level, so the rule
+        is reg_max x the largest stride >= half the input's longest side."""
+        reach = self.reg_max * max(self.strides)
+        if 2 * reach < max(input_hw):
+            raise ConfigError(
+                f"reg_max={self.reg_max} is too small for a {input_hw[0]}x{input_hw[1]} input: the rule is "
+                f"reg_max x largest stride >= half the longest input side, and {self.reg_max} x {max(self.strides)} "
+                f"= {reach} < {max(input_hw) / 2:g}; raise model.head.reg_max or add a coarser level"
+            )
 
     def quality_weights(self, logits: Tensor, quality: Optional[Tensor]) -> Tensor:
         """(..., K) class logits and (..., 1) DGQP quality (or None) -> (...) detached weights:
@@ -401,11 +415,9 @@ class GFL(DenseDetector):
     def _log_training_stats(num_pos_per_image: Tensor, norm_pos: Tensor, norm_quality: Tensor, clamped: Tensor) -> None:
         """Counters to EventStorage (one host sync for all of them)."""
         clamped_frac = clamped.float().mean() if clamped.numel() else norm_pos.new_zeros(())
-        values = torch.stack([num_pos_per_image.float().mean(), norm_pos, norm_quality, clamped_frac])
-        storage = get_event_storage()
+        values = torch.stack([num_pos_per_image.float().mean(), norm_pos, norm_quality, clamped_frac]).tolist()
         names = ["num_pos_per_image", "norm_pos", "norm_quality", "dfl_clamped_frac"]
-        for name, value in zip(names, values.tolist()):
-            storage.put_scalar(f"gfl/{name}", value)
+        get_event_storage().put_scalars(**{f"gfl/{name}": value for name, value in zip(names, values)})
 
     # ---------------------------------------------------------------- inference
 
@@ -432,13 +444,8 @@ class GFL(DenseDetector):
             scores = scores * valid[..., None]
         level_sizes = [f.shape[-2] * f.shape[-1] for f in features]
         return [
-            self.inference_single_image(
-                scores[i].split(level_sizes),
-                boxes[i].split(level_sizes),
-                probs[i].split(level_sizes),
-                image_size,
-            )
-            for i, image_size in enumerate(images.image_sizes)
+            self.inference_single_image(s.split(level_sizes), b.split(level_sizes), p.split(level_sizes), image_size)
+            for s, b, p, image_size in zip(scores, boxes, probs, images.image_sizes)
         ]
 
     def inference_single_image(

@@ -138,21 +138,13 @@ class GFLHead(nn.Module):
 
     @staticmethod
     def _tower(in_channels: int, conv_dims: List[int], norm: str) -> nn.ModuleList:
-        layers = []
-        for out_channels in conv_dims:
-            layers.append(
-                Conv2d(
-                    in_channels,
-                    out_channels,
-                    kernel_size=3,
-                    padding=1,
-                    bias=not norm,
-                    norm=get_norm(norm, out_channels),
-                    activation=nn.ReLU(inplace=True),
-                )
+        dims = [in_channels, *conv_dims]
+        return nn.ModuleList(
+            Conv2d(
+                c_in, c_out, 3, padding=1, bias=not norm, norm=get_norm(norm, c_out), activation=nn.ReLU(inplace=True)
             )
-            in_channels = out_channels
-        return nn.ModuleList(layers)
+            for c_in, c_out in zip(dims[:-1], dims[1:])
+        )
 
     def fuse_towers(self) -> bool:
         """For inference: from now on run the class and box towers as one :class:`FusedTowers`
