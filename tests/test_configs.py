@@ -33,7 +33,7 @@ def test_config_instantiates_and_runs(path):
         out = model([{"image": torch.rand(3, 200, 249) * 255}])
     assert out[0]["instances"].image_size == (200, 249)
     scheduler = instantiate(cfg.lr_multiplier)
-    assert scheduler(0.0) < 0.01 and scheduler(0.5) == 1.0
+    assert scheduler(0.0) < 0.01 and scheduler(0.5) > 0.5 and scheduler(1.0) <= scheduler(0.5)
 
 
 def test_reference_recipe_in_1x_configs():
@@ -69,3 +69,35 @@ def test_every_config_can_be_evaluated_sliced_or_with_tta(path):
     assert "enabled" in cfg.dataloader.tta
     default = LazyConfig.load(os.path.join(REPO, path)).dataloader.test.slicing.enabled
     assert default == path.endswith("gfl_shapes_large.py")
+
+
+@pytest.mark.parametrize("max_iter", [1500, 3000])
+def test_nano_schedule_follows_max_iter_alone(max_iter):
+    """The light recipe's LR as the trainer runs it (Detectron2's LRMultiplier over
+    ``train.max_iter``): warm-up over the first 5%, cosine to 5% at the end, for any max_iter."""
+    import math
+
+    from detectron2.solver import LRMultiplier
+
+    from gfocal.config import load_config
+
+    cfg = load_config(os.path.join(REPO, "configs/Quickstart/gfl_nano_shapes.py"), [f"train.max_iter={max_iter}"])
+    base = cfg.optimizer.lr
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=base)
+    sched = LRMultiplier(opt, instantiate(cfg.lr_multiplier), max_iter=max_iter)
+    lrs = []
+    for _ in range(max_iter):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    warm = int(0.05 * max_iter)
+
+    def cosine(i):
+        return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * i / max_iter)))
+
+    assert lrs[0] == pytest.approx(base * 0.001)
+    alpha = (warm // 2) / (0.05 * max_iter)  # linear from 0.001 x base to where the cosine is at its end
+    assert lrs[warm // 2] == pytest.approx(base * 0.001 * (1 - alpha) + cosine(0.05 * max_iter) * alpha, rel=1e-6)
+    assert lrs[warm] == pytest.approx(cosine(warm), rel=1e-6)
+    assert lrs[max_iter // 2] == pytest.approx(base * 0.525, rel=1e-6)
+    assert lrs[-1] == pytest.approx(base * 0.05, rel=0.01)

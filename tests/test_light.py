@@ -144,3 +144,53 @@ def test_nano_overfits_one_image(use_dgqp):
     assert (iou.max(dim=0).values > 0.7).all(), iou
     for g, c in enumerate(classes):
         assert top.pred_classes[iou[:, g].argmax()].item() == c
+
+
+def test_reg_max_too_small_for_the_input_is_one_clear_error():
+    """reg_max 7 over strides 8-64 reaches 448 px: a 896 px input trains, a 897 px one is refused
+    with the rule (the coarsest level could not reach the edges of an image-sized object)."""
+    model = nano().train()
+    with EventStorage(0):
+        model([make_input(64, 896, [(10, 10, 800, 60)], [1])])
+        with pytest.raises(ConfigError, match=r"reg_max=7 is too small for a 64x960 input.*7 x 64 = 448 < 480"):
+            model([make_input(64, 897, [(10, 10, 800, 60)], [1])])
+
+
+def test_nano_exported_to_onnx_gives_the_pytorch_detections(tmp_path):
+    """The nano model through ONNX and gfocal_runtime gives LazyPredictor's detections (boxes,
+    scores, classes, distributions) on odd-sized images; the per-stage profile runs the same
+    post-processing."""
+    from test_export import SMALL, assert_same_detections, odd_images
+
+    from gfocal.config import load_config
+    from gfocal.data import ShapesSpec, register_shapes
+    from gfocal.engine import LazyPredictor
+    from gfocal.export import export_model
+    from gfocal_runtime import Detector
+
+    register_shapes("export_shapes", ShapesSpec(num_train=8, num_val=4, seed=3), str(tmp_path / "data"))
+    overrides = [o for o in SMALL if o.startswith("dataloader")] + ["model.backbone.bottom_up.model_name=lcnet_050"]
+    cfg = load_config(os.path.join(REPO, "configs/Quickstart/gfl_nano_shapes.py"), overrides)
+    torch.manual_seed(0)
+    model = instantiate(cfg.model)
+    with torch.no_grad():  # batch statistics of random inputs, and outputs far from the prior: many detections
+        for norm in model.modules():
+            if isinstance(norm, torch.nn.BatchNorm2d):
+                norm.reset_running_stats()
+                norm.momentum = None
+        features = model.backbone(torch.rand(4, 3, 128, 128) * 4 - 2)
+        model.head([features[k] for k in model.head_in_features])
+        for predictor in model.head.predictors:
+            predictor.weight.normal_(0, 0.02)
+            predictor.bias.zero_()
+    model.eval()
+    model.test_score_thresh = 0.5
+    model.max_detections_per_image = 1000  # all of them: no tie at a cut
+    export_model(cfg, model, str(tmp_path / "onnx"), "onnx", with_distributions=True)
+    predictor = LazyPredictor(cfg, model=model, optimize=False)
+    detector = Detector(str(tmp_path / "onnx"), backend="onnxruntime")
+    for image in odd_images():
+        ours = detector(image)
+        assert_same_detections(ours, predictor(image)["instances"], dist_atol=5e-5)
+    timings = detector.profile(image, repeats=2)
+    assert set(timings) == {"preprocess", "model", "select", "nms", "total"} and min(timings.values()) > 0

@@ -2,12 +2,13 @@
 
 import logging
 import os
+import time
 from typing import Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
 from .backends import load_backend
-from .postprocess import postprocess_outputs
+from .postprocess import level_sizes, postprocess_outputs, select_candidates
 from .preprocess import preprocess_image
 from .slicing import OnceWarning, SlicingSettings, sliced_detect
 from .spec import ExportSpec
@@ -98,6 +99,36 @@ class Detector:
             )
             for i, ((_, image_hw), image) in enumerate(zip(inputs, images_bgr))
         ]
+
+    def profile(self, image_bgr: np.ndarray, repeats: int = 50) -> Dict[str, float]:
+        """Median milliseconds of each stage of a batch-1 call on ``image_bgr``, each stage run
+        ``repeats`` times on its own: "preprocess" (resize, channel order, padding), "model" (the
+        back-end's graph: network and box decoding), "select" (score threshold and top-k per
+        level), "nms" (clipping, class-wise NMS and rescaling to the image), and "total" (the
+        whole call)."""
+        spec = self.spec
+        batch, image_hw = preprocess_image(image_bgr, spec)
+        outputs = {k: v[:1] for k, v in self._runner(batch).items()}
+        input_hw = batch.shape[2:4]
+        sizes = [h * w for h, w in level_sizes(input_hw, spec.strides)]
+        candidates = select_candidates(outputs["scores"][0], sizes, spec.score_thresh, spec.topk_per_level)
+        stages = {
+            "preprocess": lambda: preprocess_image(image_bgr, spec),
+            "model": lambda: self._runner(batch),
+            "select": lambda: select_candidates(outputs["scores"][0], sizes, spec.score_thresh, spec.topk_per_level),
+            "nms": lambda: postprocess_outputs(outputs, spec, input_hw, image_hw, image_bgr.shape[:2], candidates),
+            "total": lambda: self.detect_batch([image_bgr]),
+        }
+        timings = {}
+        for name, stage in stages.items():
+            stage()  # warm-up
+            runs = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                stage()
+                runs.append(time.perf_counter() - start)
+            timings[name] = 1000 * float(np.median(runs))
+        return timings
 
     def __repr__(self) -> str:
         return (

@@ -234,6 +234,7 @@ def postprocess_outputs(
     input_hw: Tuple[int, int],
     image_hw: Tuple[int, int],
     output_hw: Tuple[int, int],
+    candidates: Optional[Tuple[np.ndarray, ...]] = None,
 ) -> Dict[str, np.ndarray]:
     """Detections of one image from the graph's outputs.
 
@@ -243,6 +244,7 @@ def postprocess_outputs(
         spec: the :class:`~gfocal_runtime.spec.ExportSpec`.
         input_hw, image_hw, output_hw: the padded (Hp, Wp) network input, the resized (h, w)
             image before padding, the original (H, W) image.
+        candidates: :func:`select_candidates` of these outputs, when already computed.
 
     Returns:
         "boxes" (M, 4) float32, "scores" (M,) float32, "classes" (M,) int64, and with
@@ -268,7 +270,9 @@ def postprocess_outputs(
                 f"output 'dists' has shape {dists.shape} per image, expected ({num_r}, 4, {spec.reg_max + 1})"
             )
 
-    locs, classes, cand_scores, levels = select_candidates(scores, sizes, spec.score_thresh, spec.topk_per_level)
+    if candidates is None:
+        candidates = select_candidates(scores, sizes, spec.score_thresh, spec.topk_per_level)
+    locs, classes, cand_scores, levels = candidates
     cand_boxes = boxes[locs].astype(np.float32, copy=False)
     finite = np.isfinite(cand_boxes).all(axis=1)
     if not finite.all():

@@ -1,0 +1,28 @@
+"""GFocal-Nano (v1) on the built-in shapes dataset, with the quick start's data and outputs: a
+timm LCNet + light PAN + light head (configs/common/models/gfl_nano.py), AdamW with a cosine
+schedule that follows train.max_iter alone, and a moving average of the weights.
+`tools/quickstart.py --config-file configs/Quickstart/gfl_nano_shapes.py`."""
+
+import torch
+
+from detectron2.config import LazyCall as L
+from detectron2.solver.build import get_default_optimizer_params
+
+from ..common.data.shapes import dataloader
+from ..common.gfl_schedule import cosine_schedule
+from ..common.models.gfl_nano import model
+from .gfl_shapes import train
+
+model.num_classes = 4
+
+optimizer = L(torch.optim.AdamW)(
+    params=L(get_default_optimizer_params)(weight_decay_norm=0.0),
+    lr=2e-3,
+    betas=(0.9, 0.999),
+    weight_decay=0.05,
+)
+lr_multiplier = cosine_schedule(warmup=0.05, end_value=0.05)
+
+train.max_iter = 1500
+train.output_dir = "./output/quickstart/gfl_nano"
+train.ema = dict(enabled=True, decay=0.998, warmup=200, for_inference=True)
