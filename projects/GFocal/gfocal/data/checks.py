@@ -16,7 +16,7 @@ import gc
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from tabulate import tabulate
@@ -487,10 +487,6 @@ def _require_boxes(num_valid_noncrowd: int, names: List[str], context: str) -> N
         )
 
 
-def _count_noncrowd(dataset_dicts: Iterable[Dict[str, Any]]) -> int:
-    return sum(1 for r in dataset_dicts for a in (r.get("annotations") or ()) if not a.get("iscrowd", 0))
-
-
 def checked_dataset_dicts(
     names: Union[str, Sequence[str]],
     filter_empty: bool = True,
@@ -567,7 +563,8 @@ def checked_dataset_dicts(
         before = len(dicts)
         dicts = check_image_files(dicts, dataset_name=names, missing=missing_images)
         if len(dicts) != before:
-            _require_boxes(_count_noncrowd(dicts), names, "after dropping missing images")
+            num_noncrowd = sum(1 for r in dicts for a in (r.get("annotations") or ()) if not a.get("iscrowd", 0))
+            _require_boxes(num_noncrowd, names, "after dropping missing images")
     if num_classes is not None:
         check_num_classes(names, int(num_classes), dicts)
     if not dicts:

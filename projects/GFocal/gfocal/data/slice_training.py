@@ -38,8 +38,7 @@ def choose_crop(
         boxes: (N, 4) XYXY boxes of the image's objects.
         object_prob: the chance that the crop is placed around one of ``boxes`` (at random among
             the positions that contain it whole, or that lie within it when it is larger).
-        rng: ``np.random`` or a ``np.random.Generator``-like object with ``uniform`` and
-            ``randint``/``integers``.
+        rng: ``np.random`` or a ``np.random.Generator``-like object with ``uniform``.
     """
     height, width = image_hw
     w, h = min(size, width), min(size, height)

@@ -65,19 +65,15 @@ class ATSSMatcher:
         # Candidate centres must lie inside the gt.
         cx = anchor_centers[candidates, 0]  # (C, M)
         cy = anchor_centers[candidates, 1]
-        inside = torch.stack([cx - gt[:, 0], cy - gt[:, 1], gt[:, 2] - cx, gt[:, 3] - cy], dim=-1).amin(
-            dim=-1
-        )  # (C, M)
-        is_pos &= inside > self.center_eps
+        inside = torch.stack([cx - gt[:, 0], cy - gt[:, 1], gt[:, 2] - cx, gt[:, 3] - cy], dim=-1)  # (C, M, 4)
+        is_pos &= inside.amin(dim=-1) > self.center_eps
 
         # An anchor claimed by several gts goes to the highest IoU.
         claim = torch.full_like(ious, -1.0)  # IoUs are >= 0, so -1 marks "not claimed"
         claim.scatter_(0, candidates, torch.where(is_pos, cand_ious, torch.full_like(cand_ious, -1.0)))
         matched_ious, matched_idxs = claim.max(dim=1)  # (R,)
-        background = matched_ious < 0
-        matched_idxs[background] = -1
-        matched_ious = matched_ious.clamp(min=0)
-        return matched_idxs, matched_ious
+        matched_idxs[matched_ious < 0] = -1
+        return matched_idxs, matched_ious.clamp(min=0)
 
     def _candidates(self, anchors: List[Boxes], gt_boxes: Boxes, valid: Optional[Tensor]):
         """The ATSS candidates of every gt and its adaptive IoU threshold.
