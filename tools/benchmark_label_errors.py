@@ -46,8 +46,8 @@ from gfocal.data import train_on_coco_json
 from gfocal.engine import TrainingRun, cpu_name, train_unless_finished
 from gfocal.errors import ConfigError, GFocalError
 from gfocal.label_check import ISSUE_TYPES, dataset_files, evaluate_issues, inject_noise
-from gfocal.label_check.benchmark import NOISE_TO_ISSUE, positives_of, ranking_ap
-from gfocal_runtime.boxes import xywh_to_xyxy
+from gfocal.label_check.benchmark import injected, positives_of, ranking_ap
+from gfocal_runtime.boxes import xywh_to_xyxy, xyxy_to_xywh
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(REPO, "configs/Quickstart/gfl_shapes.py")
@@ -87,43 +87,34 @@ def cleanlab_rankings(noisy, predictions, category_ids, changes):
 
     ids, labels, preds = cleanlab_inputs(noisy, predictions, category_ids)
     plain = [{"bboxes": x["bboxes"], "labels": x["labels"]} for x in labels]
-    per_label, per_pred = {}, {}
-    for name, grid in CLEANLAB_GRID.items():
-        fn = getattr(rank, f"compute_{name}_box_scores")
-        for setting in grid:
-            scores = fn(labels=plain, predictions=preds, **setting)
-            key = (name, tuple(setting.items()))
-            if name == "overlooked":
-                per_pred[key] = scores
-            else:
-                per_label[key] = scores
+    # What each score is about, per image: an annotation (badloc, swap) or a predicted box (overlooked).
+    label_rows = [[{"image_id": i, "annotation_id": aid} for aid in lab["ids"]] for i, lab in zip(ids, labels)]
+    pred_rows = [
+        [{"image_id": i, "suggested_bbox": xyxy_to_xywh(box).tolist()} for p in pred for box in p[:, :4]]
+        for i, pred in zip(ids, preds)
+    ]
+    scored = {
+        (name, i): getattr(rank, f"compute_{name}_box_scores")(labels=plain, predictions=preds, **setting)
+        for name, grid in CLEANLAB_GRID.items()
+        for i, setting in enumerate(grid)
+    }
+    tried = {"location": ("badloc",), "class": ("swap",), "missing": ("overlooked",)}
     out = {}
     for kind in ISSUE_TYPES:
-        num = sum(1 for c in changes if NOISE_TO_ISSUE[c["type"]] == kind)
         best = None
-        candidates = per_pred.items() if kind == "missing" else per_label.items()
-        for key, scores in candidates:
-            if kind in ("location", "class") and key[0] != {"location": "badloc", "class": "swap"}[kind]:
-                continue
-            entries = []
-            for image_id, lab, pred, s in zip(ids, labels, preds, scores):
-                s = np.asarray(s, np.float64)
-                if kind == "missing":
-                    boxes = np.concatenate([p[:, :4] for p in pred]) if len(pred) else np.zeros((0, 4))
-                    for box, v in zip(boxes, s):
-                        if np.isfinite(v):
-                            x0, y0, x1, y1 = box.tolist()
-                            entries.append(
-                                {"image_id": image_id, "suggested_bbox": [x0, y0, x1 - x0, y1 - y0], "_s": v}
-                            )
-                else:
-                    for aid, v in zip(lab["ids"], s):
-                        if np.isfinite(v):
-                            entries.append({"image_id": image_id, "annotation_id": aid, "_s": v})
-            entries.sort(key=lambda e: e["_s"])  # lower = more suspect
-            ap, recall = ranking_ap(positives_of(kind, entries, changes), num)
-            if best is None or ap > best[0]:
-                best = (ap, recall, f"{key[0]} {dict(key[1])}")
+        for name in tried.get(kind, ("badloc", "swap")):
+            for i, setting in enumerate(CLEANLAB_GRID[name]):
+                rows = pred_rows if name == "overlooked" else label_rows
+                entries = [
+                    {**row, "_s": v}
+                    for image_rows, s in zip(rows, scored[name, i])
+                    for row, v in zip(image_rows, np.asarray(s, np.float64))
+                    if np.isfinite(v)
+                ]
+                entries.sort(key=lambda e: e["_s"])  # lower = more suspect
+                ap, recall = ranking_ap(positives_of(kind, entries, changes), injected(kind, changes))
+                if best is None or ap > best[0]:
+                    best = (ap, recall, f"{name} {setting}")
         out[kind] = {"ap": best[0], "recall_at_injected": best[1], "setting": best[2]}
     return out
 
@@ -150,27 +141,27 @@ def cached_cleanlab(root, noisy, predictions, category_ids, changes):
     return result
 
 
-def train_downstream(root, clean_json, noisy_json, corrected_json, image_root, overrides, jobs=None, seeds=(0,)):
-    """Quick-start trainings on the three train sets, once per ``train.seed`` of ``seeds``
-    (``jobs`` at a time; CPU default 2): each set's val box AP per seed and their mean. A
-    short training's AP moves by points with the seed and with small changes of its data, so
-    one seed says little about a difference of a few points."""
+def train_downstream(root, jsons, image_root, overrides, jobs=None, seeds=(0,)):
+    """Quick-start trainings on each train set of ``jsons`` (name -> json file), once per
+    ``train.seed`` of ``seeds`` (``jobs`` at a time; CPU default 2): each set's val box AP per
+    seed and their mean. A short training's AP moves by points with the seed and with small
+    changes of its data, so one seed says little about a difference of a few points."""
     cfg = load_config(CONFIG, overrides)
-    runs, keys = [], []
-    for name, json_file in (("clean", clean_json), ("noisy", noisy_json), ("corrected", corrected_json)):
+    runs = []  # (train set, its training)
+    for name, json_file in jsons.items():
         for seed in seeds:
             out = os.path.join(root, "runs", name if seed == 0 else f"{name}-seed{seed}")
             run_cfg = train_on_coco_json(cfg, json_file, image_root, f"label_benchmark_{name}")
             run_cfg.train.output_dir = out
             run_cfg.train.seed = seed
-            runs.append(TrainingRun(f"quick start on {name} train, seed {seed}", out, run_cfg))
-            keys.append(name)
-    train_unless_finished(runs, os.path.join(REPO, "train_net.py"), jobs or min(2, os.cpu_count() or 1), cwd=REPO)
+            runs.append((name, TrainingRun(f"quick start on {name} train, seed {seed}", out, run_cfg)))
+    jobs = jobs or min(2, os.cpu_count() or 1)
+    train_unless_finished([training for _, training in runs], os.path.join(REPO, "train_net.py"), jobs, cwd=REPO)
     per_seed = {}
-    for name, out in zip(keys, [r.output_dir for r in runs]):
-        metrics = final_metrics(os.path.join(out, "metrics.json"))
+    for name, training in runs:
+        metrics = final_metrics(os.path.join(training.output_dir, "metrics.json"))
         if metrics is None:
-            raise GFocalError(f"no evaluation in {out}/metrics.json")
+            raise GFocalError(f"no evaluation in {training.output_dir}/metrics.json")
         per_seed.setdefault(name, []).append(metrics["AP"])
     return {name: float(np.mean(aps)) for name, aps in per_seed.items()}, per_seed
 
@@ -219,14 +210,11 @@ def main(argv=None) -> int:
     start = time.time()
     subprocess.run(cmd, check=True, cwd=REPO)
     wall = time.time() - start
-    with open(os.path.join(check_dir, "run.json")) as f:
-        summary = json.load(f)
-    with open(os.path.join(check_dir, "label_issues.json")) as f:
-        issues = json.load(f)
-    with open(os.path.join(check_dir, "corrected.json")) as f:
-        corrected = json.load(f)
-    with open(os.path.join(check_dir, "predictions.json")) as f:
-        predictions = json.load(f)
+    outputs = {}
+    for name in ("run", "label_issues", "corrected", "predictions"):
+        with open(os.path.join(check_dir, f"{name}.json")) as f:
+            outputs[name] = json.load(f)
+    summary, issues, corrected, predictions = outputs.values()
     ours = evaluate_issues(issues, changes, noisy, corrected)
     category_ids = sorted(c["id"] for c in noisy["categories"])
     theirs = cached_cleanlab(args.output, noisy, predictions, category_ids, changes)
@@ -238,34 +226,13 @@ def main(argv=None) -> int:
     }
     rows = []
     for kind in ISSUE_TYPES:
-        t = ours["types"][kind]
-        c = theirs[kind] if theirs else None
-        rows.append(
-            [
-                kind,
-                t["injected"],
-                f"{t['ap']:.3f}",
-                f"{t['recall_at_injected']:.3f}",
-                f"{c['ap']:.3f}" if c else "-",
-                f"{c['recall_at_injected']:.3f}" if c else "-",
-                f"{t['ap'] / c['ap']:.1f}x" if c and c["ap"] > 0 else "-",
-                f"{t['flagged']} ({t['precision_flagged']:.2f})",
-            ]
-        )
-    table = tabulate(
-        rows,
-        headers=[
-            "type",
-            "injected",
-            "AP",
-            "recall@injected",
-            "cleanlab AP",
-            "cleanlab recall",
-            "AP ratio",
-            "flagged (precision)",
-        ],
-        tablefmt="pipe",
-    )
+        t, c = ours["types"][kind], theirs[kind] if theirs else None
+        row = [kind, t["injected"], f"{t['ap']:.3f}", f"{t['recall_at_injected']:.3f}"]
+        row += [f"{c['ap']:.3f}", f"{c['recall_at_injected']:.3f}"] if c else ["-", "-"]
+        row.append(f"{t['ap'] / c['ap']:.1f}x" if c and c["ap"] > 0 else "-")
+        rows.append(row + [f"{t['flagged']} ({t['precision_flagged']:.2f})"])
+    headers = ["type", "injected", "AP", "recall@injected", "cleanlab AP", "cleanlab recall", "AP ratio"]
+    table = tabulate(rows, headers=headers + ["flagged (precision)"], tablefmt="pipe")
     moved = ours["moved_iou"]
     lines = [
         table,
@@ -281,16 +248,8 @@ def main(argv=None) -> int:
     if theirs:
         lines.append("cleanlab settings: " + "; ".join(f"{k}: {v['setting']}" for k, v in theirs.items()))
     if not args.skip_downstream:
-        ap, per_seed = train_downstream(
-            args.output,
-            clean_json,
-            noisy_json,
-            os.path.join(check_dir, "corrected.json"),
-            image_root,
-            args.opts,
-            args.jobs,
-            seeds,
-        )
+        jsons = {"clean": clean_json, "noisy": noisy_json, "corrected": os.path.join(check_dir, "corrected.json")}
+        ap, per_seed = train_downstream(args.output, jsons, image_root, args.opts, args.jobs, seeds)
         cost = ap["clean"] - ap["noisy"]
         recovered = (ap["corrected"] - ap["noisy"]) / cost if cost > 0 else float("nan")
         results["downstream_ap"] = {**ap, "recovered": recovered, "seeds": list(seeds), "per_seed": per_seed}

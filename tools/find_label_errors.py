@@ -66,8 +66,6 @@ def get_parser():
 
 
 def check(args) -> None:
-    if args.apply:
-        return
     if not args.config_file:
         raise ConfigError("--config-file is required (the recipe the fold models train with or --weights fits)")
     if bool(args.json) == bool(args.dataset):
@@ -101,7 +99,13 @@ def parse_scales(text: str) -> tuple:
     return tuple(sorted(set(scales)))
 
 
-def find(args) -> int:
+def main(argv=None) -> int:
+    args = get_parser().parse_args(argv)
+    if args.apply:
+        out, accepted, rejected = apply_decisions(args.output, args.apply)
+        print(f"{accepted} accepted, {rejected} rejected issues: {out}")
+        return 0
+    check(args)
     json_file, image_root = (args.json, args.image_root) if args.json else dataset_files(args.dataset)
     train_args = ["--num-gpus", str(args.num_gpus), "--num-machines", str(args.num_machines)]
     train_args += ["--machine-rank", str(args.machine_rank)] + (["--dist-url", args.dist_url] if args.dist_url else [])
@@ -122,27 +126,13 @@ def find(args) -> int:
         train_net=os.path.join(REPO, "train_net.py"),
         train_args=train_args,
     )
-    counts = summary["flagged"]
-    print(
-        f"flagged at {args.threshold}: " + ", ".join(f"{counts[t]} {t}" for t in ISSUE_TYPES) + f" (of {scored} scored)"
-    )
-    print(f"review page: {os.path.join(args.output, 'index.html')} ({cards} cards)")
-    print(
-        f"issues: {os.path.join(args.output, 'label_issues.json')}; "
-        f"corrected: {os.path.join(args.output, 'corrected.json')}"
-    )
+    flagged = ", ".join(f"{summary['flagged'][t]} {t}" for t in ISSUE_TYPES)
+    print(f"flagged at {args.threshold}: {flagged} (of {scored} scored)")
+    out = args.output
+    print(f"review page: {os.path.join(out, 'index.html')} ({cards} cards)")
+    print(f"issues: {os.path.join(out, 'label_issues.json')}; corrected: {os.path.join(out, 'corrected.json')}")
     print(f"time: {summary['minutes']['total']:.1f} min")
     return 0
-
-
-def main(argv=None) -> int:
-    args = get_parser().parse_args(argv)
-    check(args)
-    if args.apply:
-        out, accepted, rejected = apply_decisions(args.output, args.apply)
-        print(f"{accepted} accepted, {rejected} rejected issues: {out}")
-        return 0
-    return find(args)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,9 @@ import numpy as np
 
 from gfocal_runtime.boxes import pairwise_iou, xywh_to_xyxy
 
-__all__ = ["ranking_ap", "positives_of", "evaluate_issues", "NOISE_TO_ISSUE"]
+from .scoring import ISSUE_TYPES
+
+__all__ = ["ranking_ap", "injected", "positives_of", "evaluate_issues", "NOISE_TO_ISSUE"]
 
 NOISE_TO_ISSUE = {
     "drop": "missing",
@@ -32,6 +34,11 @@ def ranking_ap(is_positive: Sequence[bool], num_positives: int) -> Tuple[float, 
     return float(precision.sum() / num_positives), float(hits[:num_positives].sum() / num_positives)
 
 
+def injected(kind: str, changes: List[Dict[str, Any]]) -> int:
+    """How many of the injected ``changes`` are errors of issue type ``kind``."""
+    return sum(1 for c in changes if NOISE_TO_ISSUE[c["type"]] == kind)
+
+
 def positives_of(
     kind: str, candidates: List[Dict[str, Any]], changes: List[Dict[str, Any]], match_iou: float = 0.5
 ) -> List[bool]:
@@ -42,21 +49,16 @@ def positives_of(
     ``match_iou`` (greedily, each dropped box once)."""
     noise = [c for c in changes if NOISE_TO_ISSUE[c["type"]] == kind]
     if kind == "missing":
-        dropped: Dict[Any, List[Tuple[np.ndarray, List[bool]]]] = {}
+        free: Dict[Any, List[np.ndarray]] = {}  # image id -> its dropped boxes not matched yet
         for c in noise:
-            dropped.setdefault(c["image_id"], []).append([xywh_to_xyxy(c["clean_bbox"]), False])
+            free.setdefault(c["image_id"], []).append(xywh_to_xyxy(c["clean_bbox"]))
         out = []
         for cand in candidates:
-            hit = False
-            pool = dropped.get(cand["image_id"], [])
-            free = [p for p in pool if not p[1]]
-            if free:
-                iou = pairwise_iou(xywh_to_xyxy(cand["suggested_bbox"]), np.stack([p[0] for p in free]))[0]
-                best = int(np.argmax(iou))
-                if iou[best] >= match_iou:
-                    free[best][1] = True
-                    hit = True
-            out.append(hit)
+            pool = free.get(cand["image_id"], [])
+            iou = pairwise_iou(xywh_to_xyxy(cand["suggested_bbox"]), np.stack(pool))[0] if pool else np.zeros(0)
+            out.append(bool(len(iou) and iou.max() >= match_iou))
+            if out[-1]:
+                pool.pop(int(np.argmax(iou)))
         return out
     ids = {c["annotation_id"] for c in noise}
     if kind == "duplicate":
@@ -69,9 +71,9 @@ def evaluate_issues(issues: List[Dict[str, Any]], changes: List[Dict[str, Any]],
     ``label_issues.json``) on the ``noisy`` COCO dict, given its ``changes`` and the tool's
     ``corrected`` dict."""
     result: Dict[str, Any] = {"types": {}}
-    for kind in ("location", "class", "missing", "spurious", "duplicate"):
+    for kind in ISSUE_TYPES:
         ranked = [x for x in issues if x["type"] == kind]
-        num = sum(1 for c in changes if NOISE_TO_ISSUE[c["type"]] == kind)
+        num = injected(kind, changes)
         hits = positives_of(kind, ranked, changes)
         ap, recall = ranking_ap(hits, num)
         flagged = [h for h, x in zip(hits, ranked) if x.get("flagged")]

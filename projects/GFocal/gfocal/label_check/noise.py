@@ -78,11 +78,9 @@ def inject_noise(coco: Dict[str, Any], rates: Dict[str, float] = None, seed: int
     order = rng.permutation(n)
     counts = {k: int(round(rates.get(k, 0.0) * n)) for k in DEFAULT_RATES}
     changes: List[Dict] = []
-    start = 0
-    exclusive = {}
-    for kind in ("drop", "flip", "shift1", "shift2"):
-        exclusive[kind] = order[start : start + counts[kind]].tolist()
-        start += counts[kind]
+    kinds = ("drop", "flip", "shift1", "shift2")  # one of these at most per annotation
+    ends = np.cumsum([counts[kind] for kind in kinds])
+    exclusive = {kind: order[end - counts[kind] : end].tolist() for kind, end in zip(kinds, ends)}
     for kind in ("flip", "shift1", "shift2"):
         for i in exclusive[kind]:
             a = anns[i]
@@ -111,8 +109,7 @@ def inject_noise(coco: Dict[str, Any], rates: Dict[str, float] = None, seed: int
         jitter = rng.uniform(-0.03, 0.03, 4) * np.array([w, h, w, h])
         x0, y0 = max(x + jitter[0], 0.0), max(y + jitter[1], 0.0)
         x1, y1 = x + w + jitter[2], y + h + jitter[3]
-        new = {**a, "id": next_id, "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)]}
-        added.append(new)
+        added.append({**a, "id": next_id, "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)]})
         changes.append(_change("duplicate", next_id, a["image_id"], duplicate_of=a["id"]))
         next_id += 1
     image_ids = list(images)
@@ -129,15 +126,8 @@ def inject_noise(coco: Dict[str, Any], rates: Dict[str, float] = None, seed: int
             if others and pairwise_iou(box, xywh_to_xyxy(others)).max() >= 0.1:
                 continue
             bbox = [round(x0, 2), round(y0, 2), round(w, 2), round(h, 2)]
-            new = {
-                "id": next_id,
-                "image_id": im["id"],
-                "category_id": src["category_id"],
-                "bbox": bbox,
-                "area": round(w * h, 2),
-                "iscrowd": 0,
-            }
-            added.append(new)
+            new = {"id": next_id, "image_id": im["id"], "category_id": src["category_id"], "bbox": bbox}
+            added.append({**new, "area": round(w * h, 2), "iscrowd": 0})
             changes.append(_change("spawn", next_id, im["id"]))
             next_id += 1
             break

@@ -53,11 +53,8 @@ DECISIONS_FORMAT = "gfocal-label-decisions"
 
 
 def sha256_file(path: str) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _read_json(path: str, error, flag: str):
@@ -289,11 +286,6 @@ def _read_cache(path: str, key: str):
     return kept["evidence"] if isinstance(kept, dict) and kept.get("key") == key else None
 
 
-def _write_cache(path: str, key: str, evidence) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    atomic_write(path, lambda f: pickle.dump({"key": key, "evidence": evidence}, f, pickle.HIGHEST_PROTOCOL), "wb")
-
-
 def scoring_amp(cfg) -> bool:
     """Whether the models score in mixed precision: as the config trains (``train.amp.enabled``:
     float16 on CUDA, bfloat16 autocast on a CPU with bfloat16 units, where the scoring runs
@@ -341,12 +333,12 @@ def score_images(cfg, records, weights_of: Callable[[Dict], str], flip: bool, sc
             if now - last > 10 or done == total:
                 last = now
                 rate = done / max(now - start, 1e-9)
-                print(
-                    f"[score] {done}/{total} images, {rate:.0f} images/s, ETA {_clock((total - done) / rate)}",
-                    flush=True,
-                )
+                eta = _clock((total - done) / rate)
+                print(f"[score] {done}/{total} images, {rate:.0f} images/s, ETA {eta}", flush=True)
         if cache:
-            _write_cache(cache, key, found)
+            os.makedirs(cache_dir, exist_ok=True)
+            kept = {"key": key, "evidence": found}
+            atomic_write(cache, lambda f: pickle.dump(kept, f, pickle.HIGHEST_PROTOCOL), "wb")
         evidence.update(found)
     return evidence
 

@@ -91,7 +91,10 @@ def draw_issue(image_rgb: np.ndarray, issue: Dict, detections: Optional[Dict[str
     return canvas
 
 
-def _describe(issue: Dict, class_name: Callable[[Optional[int]], str]) -> str:
+def _describe(issue: Dict, class_names: Dict[int, str]) -> str:
+    def name(key: str) -> str:  # the class of issue[key], for the page
+        return html.escape(class_names.get(issue[key], str(issue[key])))
+
     kind = issue["type"]
     if kind == "location":
         moved = [
@@ -101,10 +104,9 @@ def _describe(issue: Dict, class_name: Callable[[Optional[int]], str]) -> str:
         ]
         return "move " + "; ".join(moved)
     if kind == "class":
-        name = html.escape(class_name(issue["suggested_category_id"]))
-        return f"{html.escape(class_name(issue['category_id']))} &rarr; {name}"
+        return f"{name('category_id')} &rarr; {name('suggested_category_id')}"
     if kind == "missing":
-        return f"add: {html.escape(class_name(issue['suggested_category_id']))}"  # names take a or an
+        return f"add: {name('suggested_category_id')}"  # names take a or an
     if kind == "duplicate":
         return f"remove: a second box of annotation {html.escape(str(issue.get('duplicate_of')))}"
     return "remove: no object here"
@@ -215,10 +217,6 @@ def write_review_page(
     flagged = [x for x in issues if x.get("flagged")]
     total = len(flagged)
     flagged = pick_cards(flagged, max_cards)
-
-    def class_name(cid):
-        return class_names.get(cid, str(cid))
-
     counts = {t: 0 for t in ISSUE_TYPES}
     for issue in flagged:
         image = read_image(issue)
@@ -235,7 +233,7 @@ def write_review_page(
             f'<div class="card" data-id="{key}" data-type="{issue["type"]}">'
             f'<span class="type">{issue["type"]}</span><span class="score">{issue["score"]:.2f}</span>'
             f'<img src="{name}" alt="{key}" loading="lazy">'
-            f'<div class="what">{_describe(issue, class_name)}</div>'
+            f'<div class="what">{_describe(issue, class_names)}</div>'
             f'<div class="meta">{html.escape(os.path.basename(str(issue["file_name"])))} &middot; image '
             f"{html.escape(str(issue['image_id']))}{annotation}</div>"
             f'<label><input type="radio" name="d-{key}" value="accept"> accept</label> '

@@ -10,37 +10,23 @@ image) and scores five kinds of issue:
   object (IoU >= 0.5 with the annotation, weighted by IoU^4 and their score at the annotated
   class squared), in every view the evidence holds (the image at one or more sizes and their
   mirrors), each estimate all four edges; their weighted mean is the model's edge and the
-  spread of their side distributions (plus their disagreement) its uncertainty s. The
-  annotated edge's residual d is weighed under three hypotheses: the side is right and sharp
-  (d ~ Student-t(2) of scale tau_1 s^gamma), right but ambiguous (an occluded or blurred edge:
-  a wider t), or wrong: drawn anywhere within +-reach of the box's extent (flat there, falling
-  off beyond it as the t's do). The right sides' taus, weights and gamma are fitted to the
-  whole dataset by EM, separately for annotated edges outside the model's and inside it (a
-  right annotation of an occluded object reaches past what the model sees, one that falls
-  short of it is rare); the wrong sides are as likely out as in, one share of all sides, and
-  their reach is fitted too. So the posterior of each side is calibrated to this dataset and
-  this model; a box's score is the probability that any side is wrong. ``p_annotated`` is the
-  right-side density at the annotated edge over its density at the model's edge.
+  spread of their side distributions (plus their disagreement) its uncertainty. Each annotated
+  edge's residual is weighed under a right side (sharp or ambiguous) and a wrong one, fitted
+  to the whole dataset (:func:`_fit_location_two_sided`); a box's score is the probability
+  that any side is wrong. ``p_annotated`` is the right-side density at the annotated edge over
+  its density at the model's edge.
 - ``class``: the annotated class against the model's class scores at the same locations
-  (weighted by IoU^8 and score, whatever class they say: a neighbour's or an occluder's
-  locations count far less than the object's own; each location only for the annotation its
-  box overlaps most); the scores' temperature (a power of how much evidence there is, times a
-  factor for how much of the annotation lies inside another one) and the share of wrong
-  labels are fitted by maximum likelihood of a uniform label-noise model, the score is
-  the posterior that the label is wrong, times the probability that the annotation is a real,
-  single object (not ``spurious``, not a ``duplicate``): a box on nothing or a copy has no
-  class to correct.
-- ``missing``: a detection (one per object) that no annotation covers (IoU < 0.4 with all).
-  How often a detection of that score is covered is read off the dataset's own detections
-  (binned, monotone); the uncovered share of the most confident ones estimates how many real
-  objects went unannotated: the posterior that this one is such an object. It is multiplied by
-  a Bayes factor for how much of the detection lies inside another annotation, P(that share |
-  a real object, from the matched detections) / P(that share | a candidate of that score): the
-  visible part of an annotated, occluded object is detected on its own, inside its box.
+  (weighted by IoU^8 and score, whatever class they say; each location only for the
+  annotation its box overlaps most), under a fitted uniform label-noise model
+  (:func:`_class_posterior`), times the probability that the annotation is a real, single
+  object (not ``spurious``, not a ``duplicate``): a box on nothing or a copy has no class to
+  correct.
+- ``missing``: a detection (one per object) that no annotation covers (IoU < 0.4 with all):
+  the posterior that it is a real, unannotated object (:func:`_fit_missing`), times a Bayes
+  factor for how much of it lies inside another annotation (:func:`_inside_factor`).
 - ``spurious``: an annotation on nothing: the model's strongest overlap-weighted score on it,
-  against that statistic for boxes of the dataset's sizes placed on empty places of the same
-  images (simulated): the share of such boxes read off where real annotations are rare (the
-  low end), the posterior share * f_simulated / f_observed (a local false discovery rate).
+  against that of boxes of the dataset's sizes simulated on empty places of the same images
+  (:func:`_fit_spurious`).
 - ``duplicate``: two annotations of one object: a logistic in their IoU (0.5 at IoU 0.75 for
   the same class, 0.85 for different classes); the member that the model supports less is the
   duplicate.
@@ -297,16 +283,10 @@ CLASS_OCCLUSION = (0.0, 0.5, 1.0, 2.0, 3.0)
 CLASS_FIT_SAMPLE = 50_000  # annotations the grid search sees (the posteriors are for all)
 
 
-def _class_posterior(
-    scores: np.ndarray,
-    labels: np.ndarray,
-    weight: Optional[np.ndarray] = None,
-    inside: Optional[np.ndarray] = None,
-    seed: int = 0,
-):
+def _class_posterior(scores: np.ndarray, labels: np.ndarray, weight: np.ndarray, inside: np.ndarray, seed: int = 0):
     """Posterior that each label is wrong, from the model's class scores (A, K) at the object,
-    the labels (A,), the weight of that evidence (A,) (None: all alike) and how much of each
-    annotation lies inside another one (A,) (None: none). The model's class probabilities are
+    the labels (A,), the weight of that evidence (A,) and how much of each annotation lies
+    inside another one (A,). The model's class probabilities are
     the scores sharpened or flattened by a temperature per annotation (:data:`CLASS_TEMPERATURES`
     and the lines above them); its three parameters and the share of uniformly flipped labels
     are fitted by maximum likelihood, alternately. Returns (posterior (A,), model class
@@ -314,8 +294,8 @@ def _class_posterior(
     num, k = scores.shape
     if num == 0 or k < 2:
         return np.zeros(num), np.zeros_like(scores), {}, 0.0
-    weight = np.ones(num) if weight is None else np.maximum(np.asarray(weight, np.float64), 1e-4)
-    inside = np.zeros(num) if inside is None else np.asarray(inside, np.float64)
+    weight = np.maximum(np.asarray(weight, np.float64), 1e-4)
+    inside = np.asarray(inside, np.float64)
     w_ref = float(np.median(weight))
     logs = np.log(np.maximum(scores, 1e-4))
     grid = [(t, p, c) for t in CLASS_TEMPERATURES for p in CLASS_WEIGHT_POWERS for c in CLASS_OCCLUSION]
@@ -445,23 +425,14 @@ def _inside_factor(real_inside: np.ndarray, cand_inside: np.ndarray, cand_scores
     the candidates of a score bin whose share is in the same inside bin are that much likelier
     to be parts: factor = P(bin | real) / P(bin | candidate of that score)."""
     inside_bin = lambda x: np.minimum((np.clip(x, 0, 1) * INSIDE_BINS).astype(int), INSIDE_BINS - 1)  # noqa: E731
-    p_real = (np.bincount(inside_bin(real_inside), minlength=INSIDE_BINS) + 0.5) / (
-        len(real_inside) + 0.5 * INSIDE_BINS
-    )
+    p_real = np.bincount(inside_bin(real_inside), minlength=INSIDE_BINS) + 0.5
+    p_real = p_real / (len(real_inside) + 0.5 * INSIDE_BINS)
     score_edges = np.unique(np.quantile(cand_scores, np.linspace(0, 1, 7)))
     score_bin = np.clip(np.searchsorted(score_edges, cand_scores, side="right") - 1, 0, max(len(score_edges) - 2, 0))
     cand_bin = inside_bin(cand_inside)
-    p_cand = np.zeros(len(cand_scores))
-    for b in np.unique(score_bin):
-        here = score_bin == b
-        counts = (np.bincount(cand_bin[here], minlength=INSIDE_BINS) + 0.5) / (here.sum() + 0.5 * INSIDE_BINS)
-        p_cand[here] = counts[cand_bin[here]]
+    cell = score_bin * INSIDE_BINS + cand_bin  # (score bin, inside bin) of each candidate
+    p_cand = (np.bincount(cell)[cell] + 0.5) / (np.bincount(score_bin)[score_bin] + 0.5 * INSIDE_BINS)
     return p_real[cand_bin] / p_cand
-
-
-def _duplicate_score(iou: np.ndarray, same_class: np.ndarray) -> np.ndarray:
-    centre = np.where(same_class, 0.75, 0.85)
-    return 1.0 / (1.0 + np.exp(-(iou - centre) / 0.04))
 
 
 # ------------------------------------------------------------------ the ranking
@@ -657,8 +628,8 @@ def _duplicate_issues(pairs) -> List[Dict[str, Any]]:
     if not pairs:
         return []
     iou = np.array([p[3] for p in pairs])
-    same = np.array([p[4] for p in pairs])
-    scores = _duplicate_score(iou, same)
+    centre = np.where([p[4] for p in pairs], 0.75, 0.85)  # same class, different classes
+    scores = 1.0 / (1.0 + np.exp(-(iou - centre) / 0.04))
     best: Dict[Any, Dict[str, Any]] = {}
     for (record, a, b, _, _, spur_a, spur_b), score in zip(pairs, scores):
         # The member the model supports less is the duplicate (ties: the later id).
@@ -693,9 +664,9 @@ def apply_issues(coco: Dict[str, Any], issues: Sequence[Dict[str, Any]]) -> Dict
     removed: Dict[Any, Dict[str, Any]] = {}
     for issue in issues:
         if issue["type"] in ("spurious", "duplicate") and issue["annotation_id"] in by_id:
-            entry = {"annotation": dict(by_id[issue["annotation_id"]]), "issues": []}
-            removed.setdefault(issue["annotation_id"], entry)
-            removed[issue["annotation_id"]]["issues"].append({"type": issue["type"], "score": issue["score"]})
+            aid = issue["annotation_id"]
+            entry = removed.setdefault(aid, {"annotation": dict(by_id[aid]), "issues": []})
+            entry["issues"].append({"type": issue["type"], "score": issue["score"]})
     next_id = max([a["id"] for a in annotations if isinstance(a["id"], int)] + [0]) + 1
     added = []
     for issue in issues:
