@@ -13,11 +13,18 @@ them (``gfocal.model_zoo.get_config``) from any directory.
 
 import glob
 import os
+import re
 import shutil
 
 from setuptools import setup
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def version():
+    """The one version number, from gfocal_runtime/__init__.py (gfocal imports it from there)."""
+    with open(os.path.join(HERE, "projects", "GFocal", "runtime", "gfocal_runtime", "__init__.py")) as f:
+        return re.search(r'^__version__ = "([^"]+)"', f.read(), re.M).group(1)
 
 
 def packaged_configs():
@@ -38,7 +45,7 @@ def packaged_configs():
 
 setup(
     name="gfocal",
-    version="0.2.0",
+    version=version(),
     description="Generalized Focal Loss (GFL v1/v2) detectors as a Detectron2 project, and a torch-free runtime",
     package_dir={"": "projects/GFocal", "gfocal_runtime": "projects/GFocal/runtime/gfocal_runtime"},
     packages=[

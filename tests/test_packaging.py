@@ -110,6 +110,9 @@ def test_runtime_wheel_requires_no_torch(tmp_path):
     )
     assert res.returncode == 0, res.stderr[-2000:]
     (wheel,) = tmp_path.glob("gfocal_runtime-*.whl")
+    import gfocal
+
+    assert wheel.name.split("-")[1] == gfocal.__version__  # one version number for both packages
     with zipfile.ZipFile(wheel) as z:
         names = z.namelist()
         metadata = z.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()

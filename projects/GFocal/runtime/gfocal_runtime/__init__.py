@@ -18,3 +18,6 @@ from .detector import Detector
 from .spec import ExportSpec
 
 __all__ = ["Detector", "DEFAULT_BACKENDS", "ExportSpec"]
+
+# The one version number of GFocal: gfocal, gfocal_runtime and both distributions.
+__version__ = "0.4.0"
