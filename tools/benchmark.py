@@ -34,11 +34,11 @@ optimised eager, ONNX Runtime / OpenVINO fp32, OpenVINO bf16, int8 on both back-
 """
 
 import argparse
+import functools
 import itertools
 import json
 import logging
 import os
-import statistics
 import sys
 import time
 
@@ -59,7 +59,7 @@ from detectron2.utils.events import EventStorage
 from gfocal.checkpoint import load_for_inference, require_weights
 from gfocal.cli import checked_parser, run
 from gfocal.config import load_config
-from gfocal.engine import FastCOCOEvaluator, LazyPredictor, build_trainer, cpu_has_bf16, cpu_name
+from gfocal.engine import FastCOCOEvaluator, LazyPredictor, build_trainer, cpu_has_bf16, cpu_name, interleaved_medians
 from gfocal.errors import ConfigError
 from gfocal.export import DEPLOYMENT_PATHS, deployment_paths
 from gfocal.modeling import optimize_for_inference
@@ -95,27 +95,6 @@ def synthetic_inputs(batch: int, height: int, width: int, device: str, seed: int
     return inputs
 
 
-def timed(fn, device: str) -> float:
-    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    sync()
-    start = time.perf_counter()
-    fn()
-    sync()
-    return time.perf_counter() - start
-
-
-def interleaved_medians(fns, rounds: int, warmup: int):
-    """name -> median seconds of ``fn()``, round-robin over the names so that machine drift hits
-    all of them alike."""
-    times = {name: [] for name in fns}
-    for i in range(warmup + rounds):
-        for name, fn in fns.items():
-            t = fn()
-            if i >= warmup:
-                times[name].append(t)
-    return {name: statistics.median(v) for name, v in times.items()}
-
-
 def run_models(args):
     infer_inputs = synthetic_inputs(1, args.height, args.width, args.device)
     train_inputs = synthetic_inputs(args.train_batch, args.height, args.width, args.device, seed=1)
@@ -137,7 +116,7 @@ def run_models(args):
                 with torch.inference_mode(), torch.autocast(device_type, enabled=args.amp):
                     net(infer_inputs)
 
-            infer[name] = lambda f=infer_once: timed(f, args.device)
+            infer[name] = infer_once
 
         def train_once(model=model, trainer=trainer):
             model.train()
@@ -149,9 +128,9 @@ def run_models(args):
         except RuntimeError as e:
             train_failures[key] = str(e).splitlines()[0]
             continue
-        train[key] = lambda f=train_once: timed(f, args.device)
-    infer = interleaved_medians(infer, args.infer_iters, args.warmup)
-    train = interleaved_medians(train, args.train_iters, args.warmup)
+        train[key] = train_once
+    infer = interleaved_medians(infer, args.infer_iters, args.warmup, args.device)
+    train = interleaved_medians(train, args.train_iters, args.warmup, args.device)
     base = "fcos" if "fcos" in args.models else None
     train_base = base if base in train else None
     device_name = torch.cuda.get_device_name(args.device) if device_type == "cuda" else cpu_name()
@@ -230,7 +209,7 @@ def run_train(args):
                     trainer.run_step()
                     losses[variant] = {k: v.latest() for k, v in trainer.storage.histories().items() if "loss" in k}
 
-            steps[variant] = lambda f=step: timed(f, "cpu")
+            steps[variant] = step
         medians = interleaved_medians(steps, args.train_iters, args.warmup)
         for variant, t in medians.items():
             delta = max(abs(losses[variant][k] - v) / max(abs(v), 1e-6) for k, v in losses["fp32"].items())
@@ -305,9 +284,7 @@ def run_deploy(args, paths):
     image = np.random.default_rng(0).integers(0, 256, (args.height, args.width, 3), dtype=np.uint8)
     counts = {name: len(fn(image)) for name, fn in runs.items()}
     medians = interleaved_medians(
-        {name: lambda fn=fn: timed(lambda: fn(image), "cpu") for name, fn in runs.items()},
-        args.infer_iters,
-        args.warmup,
+        {name: functools.partial(fn, image) for name, fn in runs.items()}, args.infer_iters, args.warmup
     )
     flops, peak, base = gflops(gfl, args.height, args.width), conv_peak_gflops(), medians.get("fcos-eager")
     print(
@@ -328,17 +305,6 @@ def run_deploy(args, paths):
     return {"median_s": medians, "gflops": flops, "conv_peak_gflops": peak, "detections": counts}
 
 
-class _PathModel:
-    """A deployment path as the model ``inference_on_dataset`` calls: dataset dicts in, the
-    path's detections on each file (read as BGR, EXIF applied) out."""
-
-    def __init__(self, fn):
-        self.fn = fn
-
-    def __call__(self, inputs):
-        return [{"instances": self.fn(read_image(x["file_name"], format="BGR"))} for x in inputs]
-
-
 def run_ap(args, paths):
     cfg = load_config(args.config_file)
     model = instantiate(cfg.model).eval()
@@ -348,8 +314,12 @@ def run_ap(args, paths):
     loader = build_detection_test_loader(dataset=DatasetCatalog.get(name), mapper=lambda record: record, num_workers=0)
     results = {}
     for path, fn in runs.items():
+
+        def path_model(inputs, fn=fn):  # the path as inference_on_dataset calls a model (files read as BGR, EXIF applied)
+            return [{"instances": fn(read_image(x["file_name"], format="BGR"))} for x in inputs]
+
         start = time.perf_counter()
-        box = inference_on_dataset(_PathModel(fn), loader, FastCOCOEvaluator(name))["bbox"]
+        box = inference_on_dataset(path_model, loader, FastCOCOEvaluator(name))["bbox"]
         results[path] = {k: box[k] for k in ("AP", "AP50", "AP75")} | {"seconds": time.perf_counter() - start}
     print(f"\nquick-start val box AP, {os.path.basename(args.config_file)}, {args.weights}")
     rows = [

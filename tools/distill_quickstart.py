@@ -16,11 +16,10 @@ between them (default 2: on two cores that finishes sooner than one after the ot
 """
 
 import argparse
+import functools
 import json
 import os
-import statistics
 import sys
-import time
 
 import gfocal  # noqa: F401  (first: registers GFL and the datasets, imports Detectron2 quietly)
 
@@ -36,7 +35,7 @@ from gfocal.analysis.plotting import final_metrics, training_minutes
 from gfocal.checkpoint import load_for_inference
 from gfocal.cli import checked_parser, run
 from gfocal.config import load_config
-from gfocal.engine import LazyPredictor, TrainingRun, cpu_name, train_unless_finished
+from gfocal.engine import LazyPredictor, TrainingRun, cpu_name, interleaved_medians, train_unless_finished
 from gfocal.errors import CheckpointError, GFocalError
 from gfocal.export import deployment_paths
 
@@ -83,19 +82,14 @@ def inference_paths(config: str, weights: str, export_root: str, overrides=()):
 
 def time_side_by_side(models, images, rounds: int = 5):
     """Median ms per image of every path of ``models`` ({model: {path: callable on a list of
-    images}}), measured round-robin (each path over all images once per round), so that a slow
-    spell of the machine falls on every path alike and the ratios hold."""
+    images}}), after one batch of warm-up, measured round-robin (each path over all images once per
+    round: :func:`gfocal.engine.interleaved_medians`), so that the ratios hold."""
     for paths in models.values():
         for fn in paths.values():
             fn(images[:BATCH])
-    times = {(who, path): [] for who, paths in models.items() for path in paths}
-    for _ in range(rounds):
-        for who, paths in models.items():
-            for path, fn in paths.items():
-                start = time.perf_counter()
-                fn(images)
-                times[who, path].append((time.perf_counter() - start) / len(images) * 1000)
-    return {who: {path: statistics.median(times[who, path]) for path in paths} for who, paths in models.items()}
+    fns = {(who, path): functools.partial(fn, images) for who, paths in models.items() for path, fn in paths.items()}
+    seconds = interleaved_medians(fns, rounds)
+    return {who: {path: seconds[who, path] / len(images) * 1000 for path in paths} for who, paths in models.items()}
 
 
 def main(argv=None) -> int:

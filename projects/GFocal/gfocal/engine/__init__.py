@@ -17,6 +17,7 @@ from .precision import (
     cpu_has_bf16,
     cpu_name,
     describe_precision,
+    interleaved_medians,
     uses_channels_last,
 )
 from .predictor import LazyPredictor, evaluation_input, evaluation_metadata, instances_from_runtime
@@ -52,6 +53,7 @@ __all__ = [
     "evaluation_metadata",
     "faster_cocoeval",
     "instances_from_runtime",
+    "interleaved_medians",
     "run_trainings",
     "train_unless_finished",
     "uses_channels_last",

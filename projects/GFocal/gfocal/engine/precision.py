@@ -10,10 +10,15 @@
 
 Scores, losses and their normalisers are computed in float32 under either (``.float()`` islands
 in :mod:`gfocal.modeling`); weights, gradients and optimizer state stay float32.
+
+The benchmarks' side of it: the CPU's name and units (:func:`cpu_name`) and round-robin timing
+(:func:`interleaved_medians`).
 """
 
 import platform
+import statistics
 import time
+from typing import Callable, Dict, Hashable
 
 import torch
 
@@ -25,6 +30,7 @@ __all__ = [
     "cpu_has_bf16",
     "cpu_name",
     "describe_precision",
+    "interleaved_medians",
     "uses_channels_last",
 ]
 
@@ -48,6 +54,26 @@ def cpu_name() -> str:
         pass
     units = [u for u in ("avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16") if u in flags]
     return f"{model} ({', '.join(units) or 'no AVX-512'})"
+
+
+def interleaved_medians(
+    fns: Dict[Hashable, Callable[[], object]], rounds: int, warmup: int = 0, device: str = "cpu"
+) -> Dict[Hashable, float]:
+    """Key -> median seconds of one ``fn()``, measured round-robin over the keys (``warmup`` untimed
+    rounds first) so that a slow spell of the machine falls on all of them alike. On a CUDA
+    ``device`` the GPU is synchronised before and after each call."""
+    sync = torch.cuda.synchronize if str(device).startswith("cuda") else (lambda: None)
+    times = {key: [] for key in fns}
+    for i in range(warmup + rounds):
+        for key, fn in fns.items():
+            sync()
+            start = time.perf_counter()
+            fn()
+            sync()
+            elapsed = time.perf_counter() - start
+            if i >= warmup:
+                times[key].append(elapsed)
+    return {key: statistics.median(t) for key, t in times.items()}
 
 
 def uses_channels_last(device: str) -> bool:
