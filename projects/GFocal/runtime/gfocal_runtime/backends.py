@@ -4,6 +4,7 @@ A back-end is called with the (1, 3, Hp, Wp) float32 input and returns a dict of
 keyed by output name ("scores", "boxes" and possibly "dists").
 """
 
+import contextlib
 import importlib
 from typing import Dict, Optional
 
@@ -99,13 +100,10 @@ def load_backend(name: Optional[str], model_path: str, precision: Optional[str] 
             default's) is missing, with the line that installs it.
     """
     if name is None:
-        for candidate in DEFAULT_BACKENDS:
-            try:
-                _import(candidate)
-            except ImportError:
-                continue
-            name = candidate
-            break
+        for name in DEFAULT_BACKENDS:
+            with contextlib.suppress(ImportError):
+                _import(name)
+                break
         else:
             hints = "; ".join(INSTALL_HINTS[n] for n in DEFAULT_BACKENDS)
             tried = list(DEFAULT_BACKENDS)

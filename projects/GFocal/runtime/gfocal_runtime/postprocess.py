@@ -2,7 +2,7 @@
 
 Each step mirrors one piece of the PyTorch model (CPU):
 
-* :func:`select_candidates` - ``GFL._decode_level`` / ``DenseDetector._decode_per_level_predictions``:
+* :func:`select_candidates` - ``GFL.candidates_single_image`` (``_select_level``):
   per level, (location, class) pairs with score > threshold, the top-k of them by score.
 * :func:`clip_boxes` - ``Boxes.clip``.
 * :func:`batched_nms` - ``torchvision.ops.batched_nms`` on the CPU, float32 arithmetic included.
@@ -250,34 +250,27 @@ def postprocess_outputs(
         "boxes" (M, 4) float32, "scores" (M,) float32, "classes" (M,) int64, and with
         distributions "dists" (M, 4, n+1) float32 and "strides" (M,) float32; by descending score.
     """
-    scores = _check_output(outputs, "scores")
-    boxes = _check_output(outputs, "boxes")
     sizes = [h * w for h, w in level_sizes(input_hw, spec.strides)]
     num_r = sum(sizes)
-    if scores.shape != (num_r, spec.num_classes):
-        raise ValueError(
-            f"output 'scores' has shape {scores.shape[0:]} per image, expected ({num_r}, "
-            f"{spec.num_classes}) for a {input_hw[0]}x{input_hw[1]} input with strides "
-            f"{list(spec.strides)} and {spec.num_classes} classes"
-        )
-    if boxes.shape != (num_r, 4):
-        raise ValueError(f"output 'boxes' has shape {boxes.shape} per image, expected ({num_r}, 4)")
-    dists = None
+    expected = {"scores": (num_r, spec.num_classes), "boxes": (num_r, 4)}
     if spec.with_distributions:
-        dists = _check_output(outputs, "dists")
-        if dists.shape != (num_r, 4, spec.reg_max + 1):
+        expected["dists"] = (num_r, 4, spec.reg_max + 1)
+    arrays = {name: _check_output(outputs, name) for name in expected}
+    for name, shape in expected.items():
+        if arrays[name].shape != shape:
             raise ValueError(
-                f"output 'dists' has shape {dists.shape} per image, expected ({num_r}, 4, {spec.reg_max + 1})"
+                f"output {name!r} has shape {arrays[name].shape} per image, expected {shape} for a {input_hw[0]}x"
+                f"{input_hw[1]} input with strides {list(spec.strides)}, {spec.num_classes} classes and reg_max "
+                f"{spec.reg_max}"
             )
-
+    scores, boxes, dists = arrays["scores"], arrays["boxes"], arrays.get("dists")
     if candidates is None:
         candidates = select_candidates(scores, sizes, spec.score_thresh, spec.topk_per_level)
     locs, classes, cand_scores, levels = candidates
     cand_boxes = boxes[locs].astype(np.float32, copy=False)
     finite = np.isfinite(cand_boxes).all(axis=1)
     if not finite.all():
-        locs, classes, cand_scores, levels = locs[finite], classes[finite], cand_scores[finite], levels[finite]
-        cand_boxes = cand_boxes[finite]
+        locs, classes, cand_scores, levels, cand_boxes = (a[finite] for a in (*candidates, cand_boxes))
     cand_boxes = clip_boxes(cand_boxes, image_hw)
     keep = batched_nms(cand_boxes, cand_scores, classes, spec.nms_thresh, spec.max_detections)
     out_boxes, nonempty, stride_scale = rescale_boxes(cand_boxes[keep], image_hw, output_hw)

@@ -75,8 +75,6 @@ class GFocalDetectionModel(DetectionModel):
             load_at_init=load_at_init,
         )
 
-    # ------------------------------------------------------------------ loading
-
     def load_model(self) -> None:
         path = self.model_path
         if path is None:
@@ -120,8 +118,6 @@ class GFocalDetectionModel(DetectionModel):
     @property
     def category_names(self) -> List[str]:
         return list(self.category_mapping.values())
-
-    # ---------------------------------------------------------------- inference
 
     def _detect(self, images_rgb: List[np.ndarray]) -> List[Dict[str, np.ndarray]]:
         """The model on RGB images (one batch), -> numpy detections in each image's pixels."""

@@ -67,6 +67,10 @@ SPREAD_FLOOR_PX2 = 1e-2
 MAX_MERGE_CANDIDATES = 4000
 
 
+def _is_number(value, kinds) -> bool:
+    return isinstance(value, kinds) and not isinstance(value, bool)
+
+
 @dataclass(frozen=True)
 class SlicingSettings:
     """How an image is sliced and its views merged (checked; see :meth:`parse`).
@@ -86,22 +90,17 @@ class SlicingSettings:
     batch_size: int = 8
 
     def __post_init__(self):
-        size, overlap = self.size, self.overlap
-        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+        size, overlap, batch = self.size, self.overlap, self.batch_size
+        if not (_is_number(size, (int, np.integer)) and size >= 1):
             raise ValueError(f"slicing size must be a positive integer (a tile's side in pixels), got {size!r}")
-        if (
-            isinstance(overlap, bool)
-            or not isinstance(overlap, (int, float, np.integer, np.floating))
-            or not 0 <= overlap < 1
-        ):
+        if not (_is_number(overlap, (int, float, np.integer, np.floating)) and 0 <= overlap < 1):
             raise ValueError(f"slicing overlap must be a number in [0, 1) (a share of the tile size), got {overlap!r}")
         if self.merge not in MERGES:
             raise ValueError(f"slicing merge must be one of {', '.join(MERGES)}, got {self.merge!r}")
         if not isinstance(self.whole_image, bool):
             raise ValueError(f"slicing whole_image must be True or False, got {self.whole_image!r}")
-        batch = self.batch_size
-        if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
-            raise ValueError(f"slicing batch_size must be a positive integer, got {self.batch_size!r}")
+        if not (_is_number(batch, (int, np.integer)) and batch >= 1):
+            raise ValueError(f"slicing batch_size must be a positive integer, got {batch!r}")
 
     @classmethod
     def parse(cls, settings: Optional[Mapping]) -> Optional["SlicingSettings"]:
@@ -152,15 +151,7 @@ def cut_sides(boxes: np.ndarray, views: np.ndarray, image_hw, margin: float = CU
     height, width = image_hw
     views = views.astype(np.float32)
     inner = np.stack([views[:, 0] > 0, views[:, 1] > 0, views[:, 2] < width, views[:, 3] < height], 1)
-    near = np.stack(
-        [
-            boxes[:, 0] - views[:, 0] <= margin,
-            boxes[:, 1] - views[:, 1] <= margin,
-            views[:, 2] - boxes[:, 2] <= margin,
-            views[:, 3] - boxes[:, 3] <= margin,
-        ],
-        1,
-    )
+    near = np.concatenate([boxes[:, :2] - views[:, :2], views[:, 2:] - boxes[:, 2:]], 1) <= margin
     return inner & near
 
 
@@ -263,26 +254,24 @@ def merge_detections(
     group = np.searchsorted(leaders, leader)  # each detection's group (leaders are sorted)
     out = {k: v[leaders] for k, v in dets.items()}
     if merge == "greedy":
-        merged = np.empty((len(leaders), 4), np.float32)
-        merged[:, :2], merged[:, 2:] = np.inf, -np.inf
-        np.minimum.at(merged[:, :2], group, boxes[:, :2])
-        np.maximum.at(merged[:, 2:], group, boxes[:, 2:])
-        out["boxes"] = merged
+        out["boxes"] = _enclosing(boxes, group, len(leaders))
         return {k: v[:max_detections] for k, v in out.items()}
     out["boxes"], out["scores"] = _distribution_merge(dets, cut, group, leaders)
     best = np.argsort(-out["scores"], kind="stable")[:max_detections]
     return {k: v[best] for k, v in out.items()}
 
 
-def _distribution_merge(dets, cut, group, leaders):
-    """Each group's box and score for the ``distribution`` merge: (G, 4) boxes, (G,) scores.
+def _enclosing(boxes: np.ndarray, group: np.ndarray, num_groups: int) -> np.ndarray:
+    """(G, 4) float32 box enclosing each group's members ((N,) ``group`` of (N, 4) ``boxes``)."""
+    lows, highs = np.full((num_groups, 2), np.inf), np.full((num_groups, 2), -np.inf)
+    np.minimum.at(lows, group, boxes[:, :2])
+    np.maximum.at(highs, group, boxes[:, 2:])
+    return np.concatenate([lows, highs], 1).astype(np.float32)
 
-    A side is the mean of the members' edges for it, weighted by score / (its standard
-    deviation in pixels^2 + SPREAD_FLOOR_PX2), over the members that saw it uncut and scored at
-    least MIN_SCORE_RATIO of the group's best (else those that saw it uncut); one that every
-    member has cut is the farthest of their edges (a cut edge says the object goes at least
-    that far). The score is the best among the members that saw the object whole (no side
-    cut), else the group's best: a truncated box's score rates the part its view showed."""
+
+def _distribution_merge(dets, cut, group, leaders):
+    """Each group's box and score for the ``distribution`` merge (the module docstring's rule):
+    (G, 4) float32 boxes, (G,) float32 scores."""
     boxes, scores = dets["boxes"].astype(np.float64), dets["scores"].astype(np.float64)
     num_groups, n = len(leaders), len(scores)
     if "dists" in dets and "strides" in dets:
@@ -301,11 +290,7 @@ def _distribution_merge(dets, cut, group, leaders):
     np.add.at(den, group, weight)
     merged = (num / np.maximum(den, 1e-300)).astype(np.float32)
     # Sides cut in every member: the farthest edge (min for left/top, max for right/bottom).
-    lows, highs = np.full((num_groups, 2), np.inf), np.full((num_groups, 2), -np.inf)
-    np.minimum.at(lows, group, boxes[:, :2])
-    np.maximum.at(highs, group, boxes[:, 2:])
-    farthest = np.concatenate([lows, highs], 1).astype(np.float32)
-    merged = np.where(best_tier == 2, farthest, merged)
+    merged = np.where(best_tier == 2, _enclosing(boxes, group, num_groups), merged)
     first = boxes[leaders].astype(np.float32)
     inverted = (merged[:, 2] <= merged[:, 0]) | (merged[:, 3] <= merged[:, 1])
     merged[inverted] = first[inverted]
