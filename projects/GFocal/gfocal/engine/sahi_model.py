@@ -20,6 +20,7 @@ from gfocal_runtime.sahi_model import GFocalDetectionModel as ExportedDetectionM
 
 from ..config import load_config
 from ..modeling import GFLWithSlicing
+from ..modeling.slicing import numpy_detections
 from .predictor import LazyPredictor
 
 __all__ = ["GFocalDetectionModel"]
@@ -62,11 +63,4 @@ class GFocalDetectionModel(ExportedDetectionModel):
         predictor = self.model
         with torch.inference_mode():
             outputs = predictor.model([predictor.preprocess(image) for image in images_bgr])
-        return [
-            {
-                "boxes": inst.pred_boxes.tensor.float().cpu().numpy(),
-                "scores": inst.scores.float().cpu().numpy(),
-                "classes": inst.pred_classes.cpu().numpy(),
-            }
-            for inst in (out["instances"] for out in outputs)
-        ]
+        return [numpy_detections(out["instances"]) for out in outputs]

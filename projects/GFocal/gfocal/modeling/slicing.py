@@ -25,7 +25,7 @@ from gfocal_runtime.slicing import MERGES, OnceWarning, SlicingSettings, sliced_
 from ..errors import ConfigError
 from .gfl import GFL
 
-__all__ = ["GFLWithSlicing", "slicing_settings", "MERGES"]
+__all__ = ["GFLWithSlicing", "slicing_settings", "numpy_detections", "MERGES"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +37,17 @@ def slicing_settings(settings: Optional[Mapping], where: str = "dataloader.test.
         return SlicingSettings.parse(None if settings is None else dict(settings))
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{where}: {e}") from None
+
+
+def numpy_detections(instances: Instances) -> Dict[str, np.ndarray]:
+    """``Instances`` in the runtime's form (as ``gfocal_runtime.Detector`` returns them): numpy
+    "boxes" (M, 4) float32, "scores" (M,) float32, "classes" (M,), and "dists" (M, 4, n+1) and
+    "strides" (M,) float32 when it has them."""
+    dets = {"boxes": instances.pred_boxes.tensor.float(), "scores": instances.scores.float()}
+    dets["classes"] = instances.pred_classes
+    if instances.has("pred_dists"):
+        dets.update(dists=instances.pred_dists.float(), strides=instances.pred_strides.float())
+    return {k: v.cpu().numpy() for k, v in dets.items()}
 
 
 class GFLWithSlicing(nn.Module):
@@ -76,17 +87,7 @@ class GFLWithSlicing(nn.Module):
     @torch.no_grad()
     def _detect_batch(self, views: List[np.ndarray]) -> List[Dict[str, np.ndarray]]:
         """The model on a batch of (h, w, C) views -> numpy detections in each view's pixels."""
-        outputs = self.model([self._view_input(v) for v in views])
-        return [
-            {
-                "boxes": inst.pred_boxes.tensor.float().cpu().numpy(),
-                "scores": inst.scores.float().cpu().numpy(),
-                "classes": inst.pred_classes.cpu().numpy(),
-                "dists": inst.pred_dists.float().cpu().numpy(),
-                "strides": inst.pred_strides.float().cpu().numpy(),
-            }
-            for inst in (out["instances"] for out in outputs)
-        ]
+        return [numpy_detections(out["instances"]) for out in self.model([self._view_input(v) for v in views])]
 
     @torch.no_grad()
     def predict(self, image: torch.Tensor) -> Instances:
