@@ -8,10 +8,13 @@ and per-category AP as pycocotools (tested to 1e-6 on the built-in val split).
 """
 
 import itertools
+import json
 import logging
+import os
 from typing import Optional
 
 from detectron2.evaluation import COCOEvaluator
+from detectron2.utils.file_io import PathManager
 
 __all__ = ["FastCOCOEvaluator", "faster_cocoeval"]
 
@@ -72,24 +75,11 @@ class FastCOCOEvaluator(COCOEvaluator):
                     )
                 result["category_id"] = reverse[result["category_id"]]
         if self._output_dir:
-            self._save_results(coco_results)
+            path = os.path.join(self._output_dir, "coco_instances_results.json")
+            self._logger.info(f"Saving results to {path}")
+            with PathManager.open(path, "w") as f:
+                f.write(json.dumps(coco_results))
         logger.info("Evaluating predictions with faster-coco-eval ...")
-        evaluation = (
-            faster_cocoeval(self._coco_api.dataset, coco_results, img_ids, self._max_dets_per_image)
-            if coco_results
-            else None
-        )
-        self._results["bbox"] = self._derive_coco_results(
-            evaluation, "bbox", class_names=self._metadata.get("thing_classes")
-        )
-
-    def _save_results(self, coco_results) -> None:
-        import json
-        import os
-
-        from detectron2.utils.file_io import PathManager
-
-        path = os.path.join(self._output_dir, "coco_instances_results.json")
-        self._logger.info(f"Saving results to {path}")
-        with PathManager.open(path, "w") as f:
-            f.write(json.dumps(coco_results))
+        evaluation = faster_cocoeval(self._coco_api.dataset, coco_results, img_ids) if coco_results else None
+        classes = self._metadata.get("thing_classes")
+        self._results["bbox"] = self._derive_coco_results(evaluation, "bbox", class_names=classes)

@@ -60,13 +60,18 @@ class LazyPredictor:
     one image at a time with the config's test-time input (:func:`evaluation_input`), so it sees
     what evaluation sees.
 
-    By default it runs an inference-optimised copy of the model (batch norms folded into the
-    convolutions, channels_last, ``torch.inference_mode``; see :mod:`gfocal.modeling.optimize`), whose
-    outputs equal the plain model's to float rounding; ``optimize=False`` runs the model as built.
-
-    With slicing (the config's ``dataloader.test.slicing`` when enabled, or ``slicing=dict(size=...,
-    overlap=..., merge=..., whole_image=...)``), each image runs on overlapping tiles plus the whole
-    image and the views are merged (:class:`gfocal.modeling.slicing.GFLWithSlicing`), as sliced evaluation.
+    Args:
+        cfg: a lazy config (model, test data, ``train.init_checkpoint``, ``train.device``).
+        weights: a checkpoint to load instead of ``train.init_checkpoint``.
+        device: instead of ``train.device``.
+        optimize: run an inference-optimised copy of the model (batch norms folded into the
+            convolutions, channels_last, ``torch.inference_mode``; see :mod:`gfocal.modeling.optimize`),
+            whose outputs equal the plain model's to float rounding; False: the model as built.
+        model: an already built model with its weights (then nothing is loaded).
+        slicing: instead of ``dataloader.test.slicing`` (a dict, ``dict(size=..., overlap=..., merge=...,
+            whole_image=...)``; ``dict(enabled=False)`` turns the config's off). With slicing on, each
+            image runs on overlapping tiles plus the whole image and the views are merged
+            (:class:`gfocal.modeling.slicing.GFLWithSlicing`), as sliced evaluation.
 
     Example::
 
@@ -83,16 +88,6 @@ class LazyPredictor:
         model: Optional[torch.nn.Module] = None,
         slicing: Optional[Dict] = None,
     ):
-        """
-        Args:
-            cfg: a lazy config (model, test data, ``train.init_checkpoint``, ``train.device``).
-            weights: a checkpoint to load instead of ``train.init_checkpoint``.
-            device: instead of ``train.device``.
-            optimize: run the inference-optimised copy of the model.
-            model: an already built model with its weights (then nothing is loaded).
-            slicing: sliced inference settings instead of ``dataloader.test.slicing`` (a dict;
-                ``dict(enabled=False)`` turns the config's off).
-        """
         self.device = device or cfg.train.get("device", "cpu")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             logger.warning("CUDA is not available; running on the CPU")
@@ -135,13 +130,8 @@ class LazyPredictor:
         return {"image": tensor.to(self.device), "height": height, "width": width}
 
     def __call__(self, image_bgr: np.ndarray) -> Dict:
-        """
-        Args:
-            image_bgr: (H, W, 3) uint8 image in BGR order (as cv2.imread gives).
-
-        Returns:
-            the model's output for the image: {"instances": Instances in (H, W) coordinates}.
-        """
+        """The model's output for one (H, W, 3) uint8 BGR image (as :meth:`preprocess` takes):
+        {"instances": Instances in (H, W) coordinates}."""
         inputs = self.preprocess(image_bgr)
         with torch.inference_mode():
             instances = self.model([inputs])[0]["instances"]

@@ -25,7 +25,7 @@ from ..data import check_num_classes
 from ..errors import CheckpointError, ConfigError, GFocalError
 from ..modeling.optimize import optimize_for_inference
 from ..modeling.slicing import GFLWithSlicing, slicing_settings
-from ..modeling.tta import GFLWithTTA
+from ..modeling.tta import GFLWithTTA, check_tta_settings
 from .ema import EMAHook, ModelEMA, ema_settings
 from .precision import build_trainer, cpu_has_bf16, describe_precision, uses_channels_last
 from .predictor import evaluation_input
@@ -97,18 +97,16 @@ def do_train(cfg, resume: bool = False):
     ema = ModelEMA(model, settings["decay"], settings["warmup"]) if settings["enabled"] else None
     checkpointer = GFLCheckpointer(model, cfg.train.output_dir, trainer=trainer, **({"ema": ema} if ema else {}))
     evaluated = ema.module if ema else model  # evaluation during training: the average when there is one
+    main = comm.is_main_process()
     trainer.register_hooks(
         [
             hooks.IterationTimer(),
             EMAHook(ema) if ema else None,  # before the checkpointer and evaluation, which read it
             hooks.LRScheduler(scheduler=instantiate(cfg.lr_multiplier)),
-            hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer) if comm.is_main_process() else None,
+            hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer) if main else None,
             hooks.EvalHook(cfg.train.eval_period, lambda: do_test(cfg, evaluated)),
-            hooks.PeriodicWriter(
-                default_writers(cfg.train.output_dir, cfg.train.max_iter),
-                period=cfg.train.log_period,
-            )
-            if comm.is_main_process()
+            hooks.PeriodicWriter(default_writers(cfg.train.output_dir, cfg.train.max_iter), cfg.train.log_period)
+            if main
             else None,
         ]
     )
@@ -116,11 +114,8 @@ def do_train(cfg, resume: bool = False):
     checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=resume)
     if ema and not ema.restored:  # fine-tuning, a fresh start, or a checkpoint saved without EMA
         ema.reset(model)
-    if resume and checkpointer.has_checkpoint():
-        # The checkpoint stores the iteration that just finished; start at the next one.
-        start_iter = trainer.iter + 1
-    else:
-        start_iter = 0
+    # The checkpoint stores the iteration that just finished; start at the next one.
+    start_iter = trainer.iter + 1 if resume and checkpointer.has_checkpoint() else 0
     trainer.train(start_iter, cfg.train.max_iter)
     return trainer
 
@@ -198,8 +193,6 @@ def check_inputs(cfg, eval_only: bool = False, processes: int = 1) -> None:
         require_weights(cfg.train.init_checkpoint)
         tta = cfg.dataloader.get("tta", {})
         if tta.get("enabled", False):
-            from ..modeling.tta import check_tta_settings
-
             check_tta_settings(list(tta.min_sizes), tta.max_size)
         return
     weights = cfg.get("distill", {}).get("teacher", {}).get("weights", None)

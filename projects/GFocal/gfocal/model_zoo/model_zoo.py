@@ -129,20 +129,8 @@ def get_config_file(name: str) -> str:
     return path
 
 
-def _cache_dir(cache_dir: Optional[str]) -> str:
-    root = cache_dir or os.getenv("GFOCAL_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "gfocal"))
-    os.makedirs(root, exist_ok=True)
-    return root
-
-
 # The hash prefix official file names carry, as torch.hub reads it: "...-25944287.pth".
 _HASH_IN_NAME = re.compile(r"-([a-f0-9]{8,})\.\w+$")
-
-
-def _check_url(url: str) -> None:
-    scheme = urllib.parse.urlparse(url).scheme
-    if scheme not in ("https", "file"):
-        raise CheckpointError(f"refusing to download {url}: only https:// (or a local file://) URLs are used")
 
 
 def _key(*parts: str) -> str:
@@ -152,7 +140,8 @@ def _key(*parts: str) -> str:
 def _download(url: str, root: str) -> str:
     """``url`` into ``root/downloads/<key of the url>/``, once, checked against the sha256
     prefix its file name carries (if any)."""
-    _check_url(url)
+    if urllib.parse.urlparse(url).scheme not in ("https", "file"):
+        raise CheckpointError(f"refusing to download {url}: only https:// (or a local file://) URLs are used")
     folder = os.path.join(root, "downloads", _key(url))
     path = os.path.join(folder, os.path.basename(urllib.parse.urlparse(url).path))
     match = _HASH_IN_NAME.search(os.path.basename(path))
@@ -199,7 +188,8 @@ def get_checkpoint(
     if name not in MODELS:
         raise ConfigError(f"{name!r} has no published checkpoint; known models: {', '.join(MODELS)}")
     entry = MODELS[name]
-    root = _cache_dir(cache_dir)
+    root = cache_dir or os.getenv("GFOCAL_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "gfocal"))
+    os.makedirs(root, exist_ok=True)
     stem = os.path.splitext(os.path.basename(name))[0]
     if checkpoint is None:
         url = url or entry.url
@@ -236,9 +226,7 @@ def get(name: str, trained: bool = True, device: Optional[str] = None, **kwargs)
     """The model of ``name`` in eval mode, with the official weights when ``trained``."""
     cfg = get_config(name, trained=trained, **kwargs)
     model = instantiate(cfg.model)
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    model.to(device).eval()
+    model.to(device or ("cuda" if torch.cuda.is_available() else "cpu")).eval()
     if trained:
         load_for_inference(model, cfg.train.init_checkpoint, cfg)
     return model
