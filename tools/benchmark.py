@@ -181,12 +181,10 @@ def train_workloads(args):
     quick = load_config(args.config_file)
     batch = next(iter(instantiate(quick.dataloader.train)))
     r50 = model_config("gfl")
+    r50_batch = synthetic_inputs(args.train_batch, args.height, args.width, "cpu", seed=1)
     return {
         f"quick start, batch {len(batch)}": (quick, batch),
-        f"GFL R-50-FPN, batch {args.train_batch} x {args.height}x{args.width}": (
-            r50,
-            synthetic_inputs(args.train_batch, args.height, args.width, "cpu", seed=1),
-        ),
+        f"GFL R-50-FPN, batch {args.train_batch} x {args.height}x{args.width}": (r50, r50_batch),
     }
 
 
@@ -315,7 +313,9 @@ def run_ap(args, paths):
     results = {}
     for path, fn in runs.items():
 
-        def path_model(inputs, fn=fn):  # the path as inference_on_dataset calls a model (files read as BGR, EXIF applied)
+        def path_model(
+            inputs, fn=fn
+        ):  # the path as inference_on_dataset calls a model (files read as BGR, EXIF applied)
             return [{"instances": fn(read_image(x["file_name"], format="BGR"))} for x in inputs]
 
         start = time.perf_counter()

@@ -102,24 +102,6 @@ def evaluate(gt, border_gt, results, image_ids):
     return {"AP": 100 * stats[0], "APs": 100 * stats[3], "APm": 100 * stats[4], "AP_border": 100 * border[0]}
 
 
-def ensure_weights(args, cfg) -> str:
-    if args.weights:
-        if not os.path.isfile(args.weights):
-            raise ConfigError(f"--weights: no such file {args.weights!r}")
-        return args.weights
-    run = TrainingRun("train on slices", cfg.train.output_dir, args.config_file, args.opts)
-    return train_unless_finished([run], os.path.join(REPO, "train_net.py"))[0]
-
-
-def export(cfg_file, weights, folder, opts, int8=False, calib=None):
-    """The model exported with its distributions into ``folder`` (once), as ``tools/export_model.py`` would."""
-    overrides = [f"train.init_checkpoint={weights}", *opts]
-    source = {"config": cfg_file, "weights": weights, "overrides": overrides}
-    cfg = load_config(cfg_file, overrides)
-    kwargs = dict(int8=True, calib_images=calib) if int8 else {}
-    return export_unless_exported(cfg, folder, with_distributions=True, source=source, **kwargs)
-
-
 def calibration_crops(records, folder, size, count=64, seed=0):
     """``count`` random ``size`` px crops of train images (what the model sees when sliced)."""
     if os.path.isdir(folder) and len(os.listdir(folder)) >= count:
@@ -145,7 +127,10 @@ def main(argv=None) -> int:
         settings = SlicingSettings(size=base.get("size", 256), overlap=base.get("overlap", 0.25))
     except ValueError as e:
         raise ConfigError(f"--size/--overlap: {e}") from None
-    weights = ensure_weights(args, cfg)
+    if args.weights and not os.path.isfile(args.weights):
+        raise ConfigError(f"--weights: no such file {args.weights!r}")
+    training = TrainingRun("train on slices", cfg.train.output_dir, args.config_file, args.opts)
+    weights = args.weights or train_unless_finished([training], os.path.join(REPO, "train_net.py"))[0]
     os.makedirs(args.output, exist_ok=True)
 
     from sahi.predict import get_sliced_prediction
@@ -251,18 +236,21 @@ def main(argv=None) -> int:
         "sahi": f"sliced + whole, sahi 0.12.8 itself (GREEDYNMM, scores >= {GREEDY_SCORE_THRESH})",
         "distribution": "sliced + whole, distribution-aware merge",
     }
-    for key in ["whole", "nms", "greedy", "sahi", "distribution"]:
+    for key, label in labels.items():
         metrics = evaluate(gt, border_gt, rows[key]["results"], image_ids)
-        table[labels[key]] = dict(metrics, seconds_per_image=rows[key]["seconds"] / len(records))
+        table[label] = dict(metrics, seconds_per_image=rows[key]["seconds"] / len(records))
 
     runtime = {}
     if not args.skip_runtime:
         train_records = DatasetCatalog.get(first_dataset_name(cfg.dataloader.train.dataset.names))
         calib = calibration_crops(train_records, os.path.join(args.output, "calib"), settings.size)
-        for kind in ("fp32", "int8"):
-            folder = export(
-                args.config_file, weights, os.path.join(args.output, f"onnx_{kind}"), args.opts, kind == "int8", calib
-            )
+        # The model exported with its distributions (once), as tools/export_model.py would.
+        overrides = [f"train.init_checkpoint={weights}", *args.opts]
+        source = {"config": args.config_file, "weights": weights, "overrides": overrides}
+        for kind, options in (("fp32", {}), ("int8", dict(int8=True, calib_images=calib))):
+            folder = os.path.join(args.output, f"onnx_{kind}")
+            export_cfg = load_config(args.config_file, overrides)
+            export_unless_exported(export_cfg, folder, with_distributions=True, source=source, **options)
             sliced = Detector(folder, slicing=dict(size=settings.size, overlap=settings.overlap, merge="distribution"))
             results, seconds, tile_seconds = [], 0.0, []
             for rec in records:
@@ -289,17 +277,8 @@ def main(argv=None) -> int:
 
     cpu = cpu_name()
     header = ["", "AP", "AP_small", "AP_medium", "AP border-crossing", "s / image"]
-    lines = [
-        [
-            k,
-            f"{v['AP']:.1f}",
-            f"{v['APs']:.1f}",
-            f"{v['APm']:.1f}",
-            f"{v['AP_border']:.1f}",
-            f"{v['seconds_per_image']:.2f}",
-        ]
-        for k, v in table.items()
-    ]
+    columns = ("AP", "APs", "APm", "AP_border")
+    lines = [[k, *(f"{v[m]:.1f}" for m in columns), f"{v['seconds_per_image']:.2f}"] for k, v in table.items()]
     text = tabulate(lines, header, tablefmt="github")
     on_val = np.isin([a["image_id"] for a in gt["annotations"]], image_ids)
     notes = [
