@@ -137,7 +137,7 @@ def main(argv=None) -> int:
 
     from gfocal.engine import LazyPredictor, evaluation_input
     from gfocal.engine.sahi_model import GFocalDetectionModel
-    from gfocal.modeling import GFLWithSlicing
+    from gfocal.modeling.slicing import GFLWithSlicing, numpy_detections
     from gfocal_runtime import Detector
 
     name = first_dataset_name(cfg.dataloader.test.dataset.names)
@@ -173,12 +173,7 @@ def main(argv=None) -> int:
         start = time.perf_counter()
         inst = predictor(bgr)["instances"]
         rows["whole"]["seconds"] += time.perf_counter() - start
-        dets = {
-            "boxes": inst.pred_boxes.tensor.numpy(),
-            "scores": inst.scores.numpy(),
-            "classes": inst.pred_classes.numpy(),
-        }
-        rows["whole"]["results"] += coco_results(rec["image_id"], dets, category_ids)
+        rows["whole"]["results"] += coco_results(rec["image_id"], numpy_detections(inst), category_ids)
         image = np.ascontiguousarray(bgr[:, :, ::-1]) if rgb_input else bgr
         num_tiles.append(len(settings.tiles(*image.shape[:2])))
         cache = []
