@@ -36,14 +36,19 @@ import gfocal  # noqa: F401  (first: registers GFL and the datasets, imports Det
 import cv2
 import numpy as np
 
+from detectron2.data import Metadata
 from detectron2.data.detection_utils import read_image
 from detectron2.utils.logger import setup_logger
 
 from gfocal.cli import checked_parser, run
 from gfocal.config import load_config
+from gfocal.engine import LazyPredictor, instances_from_runtime
 from gfocal.errors import ConfigError
+from gfocal.export.quantize import IMAGE_EXTS
+from gfocal.modeling import slicing_settings
+from gfocal_runtime import Detector
+from gfocal_runtime.slicing import SlicingSettings
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_EXTS = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "mp4v"}
 logger = logging.getLogger("gfocal.demo")
 
@@ -147,13 +152,9 @@ def slicing_from_args(args, cfg):
             raise ConfigError("--overlap, --merge and --no-whole-image go with --slice SIZE; give --slice too")
         return None
     base = dict(cfg.dataloader.test.get("slicing", {})) if cfg is not None else {}
-    slicing = dict(enabled=True, size=args.slice, overlap=base.get("overlap", 0.25), merge=base.get("merge"))
-    slicing["merge"] = args.merge or slicing["merge"] or "distribution"
-    if args.overlap is not None:
-        slicing["overlap"] = args.overlap
-    slicing["whole_image"] = not args.no_whole_image
-    from gfocal.modeling import slicing_settings
-
+    overlap = base.get("overlap", SlicingSettings.overlap) if args.overlap is None else args.overlap
+    merge = args.merge or base.get("merge") or SlicingSettings.merge
+    slicing = dict(enabled=True, size=args.slice, overlap=overlap, merge=merge, whole_image=not args.no_whole_image)
     slicing_settings(slicing, where="--slice/--overlap/--merge")  # checked before anything is built
     return slicing
 
@@ -165,10 +166,6 @@ class Demo:
     def __init__(self, cfg, args):
         self.args = args
         if args.exported:
-            from detectron2.data import Metadata
-
-            from gfocal_runtime import Detector
-
             try:
                 self.detector = Detector(args.exported, backend=args.backend, slicing=args.slicing)
             except (ValueError, ImportError) as e:  # a bad model.json, a torch-export folder, no runtime
@@ -181,16 +178,12 @@ class Demo:
                     "--with-distributions to draw them); drawing boxes only"
                 )
         else:
-            from gfocal.engine import LazyPredictor
-
             self.predictor = LazyPredictor(cfg, optimize=not args.no_optimize, slicing=args.slicing)
             self.metadata = self.predictor.metadata
 
     def predict(self, image_bgr: np.ndarray):
         if not self.args.exported:
             return self.predictor(image_bgr)["instances"]
-        from gfocal.engine import instances_from_runtime
-
         return instances_from_runtime(self.detector(image_bgr), image_bgr.shape[:2])
 
     def render(self, image_bgr: np.ndarray) -> tuple:

@@ -51,7 +51,6 @@ def main(argv=None) -> int:
     setup_logger(name="gfocal")
     cfg = load_config(args.config_file, args.opts)
     calibration = check_export(cfg, args.format, args.output, args.int8, args.calib_images)
-    weights = cfg.train.init_checkpoint
     spec = export_model(
         cfg,
         load_model(cfg),
@@ -60,7 +59,7 @@ def main(argv=None) -> int:
         int8=args.int8,
         calib_images=calibration,
         with_distributions=args.with_distributions,
-        source={"config": args.config_file, "weights": weights or None, "overrides": list(args.opts)},
+        source={"config": args.config_file, "weights": cfg.train.init_checkpoint or None, "overrides": list(args.opts)},
     )
     diffs = ", ".join(f"{k} {v:.2g}" for k, v in spec.parity["max_abs_diff"].items())
     print(

@@ -10,15 +10,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-__all__ = [
-    "xywh_to_xyxy",
-    "xyxy_to_xywh",
-    "pairwise_iou",
-    "pairwise_ios",
-    "greedy_nms",
-    "side_std",
-    "coco_detections",
-]
+__all__ = ["xywh_to_xyxy", "xyxy_to_xywh", "pairwise_iou", "pairwise_ios", "greedy_nms", "side_std", "coco_detections"]
 
 
 def xywh_to_xyxy(boxes) -> np.ndarray:
