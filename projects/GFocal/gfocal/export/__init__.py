@@ -22,4 +22,16 @@ from .exporter import (
     load_model,
 )
 
-__all__ = [k for k in globals().keys() if not k.startswith("_")]
+__all__ = [
+    "DEPLOYMENT_PATHS",
+    "FORMATS",
+    "GFLExportModule",
+    "check_export",
+    "deployment_paths",
+    "export_model",
+    "export_onnx",
+    "export_spec",
+    "export_torch_program",
+    "export_unless_exported",
+    "load_model",
+]
