@@ -342,9 +342,7 @@ def export_unless_exported(cfg, output_dir: str, model: Optional[GFL] = None, fm
     delete the folder to export again). ``model`` defaults to :func:`load_model` of ``cfg``; ``kwargs``
     go to :func:`export_model`. Returns ``output_dir``."""
     if not os.path.isfile(os.path.join(output_dir, "model.json")):
-        print(
-            f"exporting {os.path.basename(output_dir)} {'ONNX' if fmt == 'onnx' else fmt} to {output_dir} ...",
-            flush=True,
-        )
+        kind = "ONNX" if fmt == "onnx" else fmt
+        print(f"exporting {os.path.basename(output_dir)} {kind} to {output_dir} ...", flush=True)
         export_model(cfg, model if model is not None else load_model(cfg), output_dir, fmt, **kwargs)
     return output_dir

@@ -113,11 +113,10 @@ def quantize_int8(
 
     class Reader(CalibrationDataReader):
         def __init__(self, batches):
-            self._batches = iter(batches)
+            self._feeds = ({"images": batch} for batch in batches)
 
         def get_next(self):
-            batch = next(self._batches, None)
-            return None if batch is None else {"images": batch}
+            return next(self._feeds, None)
 
     graph = onnx.load(fp32_path, load_external_data=False).graph
     convs = [n for n in graph.node if n.op_type == "Conv"]
