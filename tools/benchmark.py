@@ -68,6 +68,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS = {
     "gfl": ("GFL v1", os.path.join(REPO, "configs/COCO-Detection/gfl_R_50_FPN_1x.py")),
     "gflv2": ("GFL v2", os.path.join(REPO, "configs/COCO-Detection/gflv2_R_50_FPN_1x.py")),
+    "gfl_nano": ("GFocal-Nano", os.path.join(REPO, "configs/COCO-Detection/gfl_nano_416.py")),
     "fcos": ("D2 FCOS", "COCO-Detection/fcos_R_50_FPN_1x.py"),
     "retinanet": ("D2 RetinaNet", "COCO-Detection/retinanet_R_50_FPN_1x.py"),
 }

@@ -34,7 +34,8 @@ On a CUDA machine this script would, in about 6 minutes, write $REPORT_DIR/gpu_c
      iterations): first/last losses, NaN check, iterations/s, val box AP (at least 50); then LD
      (a student under that model, 200 iterations, AMP) and its test-time-augmented evaluation;
   4. tools/benchmark.py --device cuda at 800x1333 (GFL v1, v2, D2 FCOS; inference batch 1
-     eager and optimised, train step batch 2), in float32 and with --amp.
+     eager and optimised, train step batch 2), in float32 and with --amp; GFocal-Nano at
+     416x416 with its COCO batch of 96 (AMP).
 Missing packages come from $WHEELS/ (bash tools/gpu_wheels.sh, where pip works).
 EOF
   exit 0
@@ -63,7 +64,7 @@ step() {
   return "$status"
 }
 NEEDED="torch torchvision numpy cv2 PIL yaml tabulate cloudpickle tqdm tensorboard pkg_resources pytest
-  fvcore iopath omegaconf hydra pycocotools faster_coco_eval termcolor detectron2"
+  fvcore iopath omegaconf hydra pycocotools faster_coco_eval termcolor detectron2 timm"
 missing() {
   "$PY" -c "import importlib.util as u, sys; print(' '.join(m for m in sys.argv[1:] if u.find_spec(m) is None))" \
     $NEEDED 2>/dev/null
@@ -162,6 +163,9 @@ section "GFL vs Detectron2 FCOS, R-50-FPN, 800x1333, float32"
 step 90 "$PY" "${BENCH[@]}" --json "$REPORT_DIR/benchmark_fp32.json"
 section "GFL vs Detectron2 FCOS, R-50-FPN, 800x1333, AMP (fp16 autocast)"
 step 90 "$PY" "${BENCH[@]}" --amp --json "$REPORT_DIR/benchmark_amp.json"
+section "GFocal-Nano, COCO recipe at 416x416: train step at the config's batch 96, AMP"
+step 90 "$PY" tools/benchmark.py --device cuda --models gfl_nano --height 416 --width 416 --train-batch 96 \
+  --infer-iters 20 --train-iters 10 --warmup 3 --amp --json "$REPORT_DIR/benchmark_nano_amp.json"
 
 echo "gpu_check: report in $REPORT ($([ "$FAILED" = 0 ] && echo "every step passed" || echo "a step failed"))" >&2
 rm -rf "$WORK"

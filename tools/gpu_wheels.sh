@@ -13,7 +13,8 @@ DEST=.gpu-wheels
 # tensorboard, Pillow, PyYAML and pytest: see the device's KINDS.md.) setuptools < 81 brings
 # pkg_resources, which detectron2.model_zoo imports.
 PURE=(fvcore==0.1.5.post20221221 iopath==0.1.10 yacs==0.1.8 omegaconf==2.3.1 hydra-core==1.3.8
-  antlr4-python3-runtime==4.9.3 termcolor==3.3.0 portalocker==4.4.2 "setuptools<81")
+  antlr4-python3-runtime==4.9.3 termcolor==3.3.0 portalocker==4.4.2 "setuptools<81"
+  timm==1.0.31)  # the light models' backbones (its hub client is optional: no weights are fetched there)
 BINARY=(pycocotools==2.0.11 faster-coco-eval==1.8.0)
 PLATFORMS=(manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64)
 
