@@ -115,7 +115,7 @@ def _float32_threshold(threshold: float) -> np.float32:
     return f
 
 
-MATRIX_NMS_MAX_BOXES = 1024  # up to this many boxes of a class, NMS reads one IoU matrix (4 MB)
+NMS_BLOCK = 128  # NMS visits the boxes of a class this many at a time
 
 
 def _coordinates(boxes: np.ndarray) -> Tuple[np.ndarray, ...]:
@@ -128,44 +128,39 @@ def _nms_single(boxes: np.ndarray, order: np.ndarray, iou_threshold: float, max_
     (M,) indices ``order`` (by descending score); returns the kept indices in that order.
 
     Float32 IoU = inter / ((area_i + area_j) - inter); j is suppressed when IoU > threshold
-    with the threshold a double; a NaN IoU (0/0) does not suppress. Up to
-    :data:`MATRIX_NMS_MAX_BOXES` boxes the IoUs of all pairs are computed at once (the same
-    float32 operations, so the same values) and the greedy pass reads rows of that matrix;
-    beyond, it loops over the kept boxes computing one row at a time.
+    with the threshold a double; a NaN IoU (0/0) does not suppress. The boxes are visited
+    :data:`NMS_BLOCK` at a time: a block first loses those that a box kept before it suppresses
+    (one (kept, block) IoU matrix), then its greedy pass reads the (block, block) IoUs of the
+    rest. The same float32 operations give the same values, so the same decisions, as one
+    pass over all pairs, at a fraction of the pairs.
     """
     thresh = _float32_threshold(iou_threshold)
     zero = np.float32(0)
-    keep: List[int] = []
+    x1, y1, x2, y2, areas = _coordinates(boxes[order])  # (M,) each, by descending score
+
+    def suppresses(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """(len(rows), len(cols)) bool: the box at each row position suppresses each column's."""
+        w = np.maximum(zero, np.minimum(x2[rows, None], x2[cols]) - np.maximum(x1[rows, None], x1[cols]))
+        h = np.maximum(zero, np.minimum(y2[rows, None], y2[cols]) - np.maximum(y1[rows, None], y1[cols]))
+        inter = w * h
+        return inter / ((areas[rows, None] + areas[cols]) - inter) > thresh  # NaN (0/0) suppresses nothing
+
+    kept: List[int] = []  # positions in ``order``
     with np.errstate(invalid="ignore", divide="ignore"):
-        if order.shape[0] <= MATRIX_NMS_MAX_BOXES:
-            x1, y1, x2, y2, areas = (c[:, None] for c in _coordinates(boxes[order]))  # (M, 1) each
-            w = np.maximum(zero, np.minimum(x2, x2.T) - np.maximum(x1, x1.T))
-            h = np.maximum(zero, np.minimum(y2, y2.T) - np.maximum(y1, y1.T))
-            inter = w * h
-            suppresses = inter / ((areas + areas.T) - inter) > thresh  # (M, M): row i suppresses column j
-            removed = np.zeros(order.shape[0], dtype=bool)
-            for i in range(order.shape[0]):
+        for start in range(0, order.shape[0], NMS_BLOCK):
+            block = np.arange(start, min(start + NMS_BLOCK, order.shape[0]))
+            if kept:
+                block = block[~suppresses(np.asarray(kept), block).any(axis=0)]
+            within = suppresses(block, block)
+            removed = np.zeros(block.shape[0], dtype=bool)
+            for i in range(block.shape[0]):
                 if removed[i]:
                     continue
-                keep.append(int(order[i]))
-                if max_keep is not None and len(keep) >= max_keep:
-                    break
-                removed |= suppresses[i]  # its columns before i are decided already
-            return keep
-        x1, y1, x2, y2, areas = _coordinates(boxes)
-        rest = order
-        while rest.shape[0]:
-            i = rest[0]
-            keep.append(int(i))
-            if max_keep is not None and len(keep) >= max_keep:
-                break
-            rest = rest[1:]
-            w = np.maximum(zero, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]))
-            h = np.maximum(zero, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]))
-            inter = w * h
-            iou = inter / ((areas[i] + areas[rest]) - inter)
-            rest = rest[~(iou > thresh)]  # not ``iou <= t``: NaN keeps
-    return keep
+                kept.append(int(block[i]))
+                if max_keep is not None and len(kept) >= max_keep:
+                    return order[kept].tolist()
+                removed |= within[i]  # its columns before i are decided already
+    return order[kept].tolist()
 
 
 def batched_nms(
