@@ -105,7 +105,7 @@ def postprocess_settings(spec):
 )
 def test_nms_equals_torchvision(n, num_classes, thresh):
     # 600/999 boxes: torchvision's coordinate-trick path; 1500/2500/1300: its per-class path.
-    # Ours visits 128 boxes of a class at a time: 60 boxes one block, 400 and 1300 of one class many.
+    # Ours visits 128 boxes at a time, all classes in one score order: 60 boxes one block, 2500 many.
     rng = np.random.default_rng(n + num_classes)
     boxes, scores, classes = random_boxes(rng, n, num_classes)
     # Zero-area boxes in pairs on one point: their IoU is 0/0 (NaN), which suppresses nothing.

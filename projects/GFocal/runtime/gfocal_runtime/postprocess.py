@@ -115,7 +115,7 @@ def _float32_threshold(threshold: float) -> np.float32:
     return f
 
 
-NMS_BLOCK = 128  # NMS visits the boxes of a class this many at a time
+NMS_BLOCK = 128  # NMS visits the boxes this many at a time
 
 
 def _coordinates(boxes: np.ndarray) -> Tuple[np.ndarray, ...]:
@@ -123,27 +123,34 @@ def _coordinates(boxes: np.ndarray) -> Tuple[np.ndarray, ...]:
     return x1, y1, x2, y2, (x2 - x1) * (y2 - y1)
 
 
-def _nms_single(boxes: np.ndarray, order: np.ndarray, iou_threshold: float, max_keep: Optional[int]) -> List[int]:
-    """Greedy NMS as torchvision's CPU kernel over (N, 4) float32 XYXY ``boxes``, visiting the
-    (M,) indices ``order`` (by descending score); returns the kept indices in that order.
+def _greedy_nms(
+    boxes: np.ndarray, classes: np.ndarray, order: np.ndarray, iou_threshold: float, max_keep: Optional[int]
+) -> np.ndarray:
+    """Class-wise greedy NMS as torchvision's CPU kernel over (N, 4) float32 XYXY ``boxes`` of
+    (N,) ``classes``, visiting the (M,) indices ``order`` (by descending score) across classes;
+    returns the kept indices in that order, stopping at ``max_keep``.
 
-    Float32 IoU = inter / ((area_i + area_j) - inter); j is suppressed when IoU > threshold
-    with the threshold a double; a NaN IoU (0/0) does not suppress. The boxes are visited
-    :data:`NMS_BLOCK` at a time: a block first loses those that a box kept before it suppresses
-    (one (kept, block) IoU matrix), then its greedy pass reads the (block, block) IoUs of the
-    rest. The same float32 operations give the same values, so the same decisions, as one
-    pass over all pairs, at a fraction of the pairs.
+    Float32 IoU = inter / ((area_i + area_j) - inter); j is suppressed by a kept box of its class
+    when IoU > threshold with the threshold a double; a NaN IoU (0/0) does not suppress. A
+    class's decisions do not depend on the other classes, so visiting all in one score order
+    gives each class's greedy result, and the kept boxes come out in the final order: the pass
+    stops at the ``max_keep``-th. The boxes are visited :data:`NMS_BLOCK` at a time: a block
+    first loses those that a box kept before it suppresses (one (kept, block) IoU matrix), then
+    its greedy pass reads the (block, block) IoUs of the rest; the same float32 operations give
+    the same values, so the same decisions, as a pass over all pairs.
     """
     thresh = _float32_threshold(iou_threshold)
     zero = np.float32(0)
     x1, y1, x2, y2, areas = _coordinates(boxes[order])  # (M,) each, by descending score
+    cls = classes[order]
 
     def suppresses(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """(len(rows), len(cols)) bool: the box at each row position suppresses each column's."""
         w = np.maximum(zero, np.minimum(x2[rows, None], x2[cols]) - np.maximum(x1[rows, None], x1[cols]))
         h = np.maximum(zero, np.minimum(y2[rows, None], y2[cols]) - np.maximum(y1[rows, None], y1[cols]))
         inter = w * h
-        return inter / ((areas[rows, None] + areas[cols]) - inter) > thresh  # NaN (0/0) suppresses nothing
+        iou = inter / ((areas[rows, None] + areas[cols]) - inter)
+        return (iou > thresh) & (cls[rows, None] == cls[cols])  # NaN (0/0) suppresses nothing
 
     kept: List[int] = []  # positions in ``order``
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -158,9 +165,9 @@ def _nms_single(boxes: np.ndarray, order: np.ndarray, iou_threshold: float, max_
                     continue
                 kept.append(int(block[i]))
                 if max_keep is not None and len(kept) >= max_keep:
-                    return order[kept].tolist()
+                    return order[kept]
                 removed |= within[i]  # its columns before i are decided already
-    return order[kept].tolist()
+    return order[kept]
 
 
 def batched_nms(
@@ -191,13 +198,7 @@ def batched_nms(
         offsets = classes.astype(np.float32) * (max_coordinate + np.float32(1))
         boxes = boxes + offsets[:, None]
     order = np.argsort(-scores, kind="stable")
-    ordered_classes = classes[order]
-    keep: List[int] = []
-    for c in np.unique(ordered_classes):
-        keep.extend(_nms_single(boxes, order[ordered_classes == c], iou_threshold, max_keep))
-    keep_arr = np.sort(np.asarray(keep, dtype=np.int64))
-    keep_arr = keep_arr[np.argsort(-scores[keep_arr], kind="stable")]
-    return keep_arr if max_keep is None else keep_arr[:max_keep]
+    return _greedy_nms(boxes, classes, order, iou_threshold, max_keep).astype(np.int64)
 
 
 def rescale_boxes(
