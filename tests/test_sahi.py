@@ -11,8 +11,8 @@ from slicing_testing import OracleGFL, drawn_large_image, iou
 
 from gfocal.config import load_config
 from gfocal.engine import LazyPredictor, evaluation_input
-from gfocal.modeling import GFLWithSlicing
 from gfocal.engine.sahi_model import GFocalDetectionModel
+from gfocal.modeling import GFLWithSlicing
 from gfocal_runtime.slicing import SlicingSettings
 
 LARGE = f"{REPO}/configs/Quickstart/gfl_shapes_large.py"
