@@ -17,11 +17,11 @@ that import (entry points silence them for good with
 
 import warnings
 
-from gfocal_runtime import __version__  # noqa: F401  (one version for both packages)
-
 from .cli import quiet_third_party_warnings
 
 with warnings.catch_warnings():
     quiet_third_party_warnings()
+    from gfocal_runtime import __version__  # noqa: F401  (one version for both packages)
+
     from . import data, modeling  # noqa: F401  (register the built-in datasets and GFL)
     from .modeling import GFL, ATSSMatcher, GFLHead  # noqa: F401
