@@ -194,3 +194,24 @@ def test_nano_exported_to_onnx_gives_the_pytorch_detections(tmp_path):
         assert_same_detections(ours, predictor(image)["instances"], dist_atol=5e-5)
     timings = detector.profile(image, repeats=2)
     assert set(timings) == {"preprocess", "model", "select", "nms", "total"} and min(timings.values()) > 0
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("model.backbone.bottom_up.model_name=lcnet_75", "unknown timm model 'lcnet_75'; closest: lcnet_075"),
+        ("model.backbone.bottom_up.out_indices=[2,3,9]", r"out_indices=\[2, 3, 9\] for lcnet_075"),
+    ],
+)
+def test_a_wrong_timm_backbone_fails_before_a_run_writes_anything(override, message, tmp_path):
+    """check_inputs (train_net.py and the quick start, before their output folder exists) reads
+    every TimmBackbone of the config: the mistake is one ConfigError, and no folder is made."""
+    from gfocal.config import load_config
+    from gfocal.engine import check_inputs
+
+    out, config = tmp_path / "run", os.path.join(REPO, "configs/Quickstart/gfl_nano_shapes.py")
+    cfg = load_config(config, [override, f"train.output_dir={out}"])
+    with pytest.raises(ConfigError, match=message):
+        check_inputs(cfg)
+    assert not out.exists()
+    check_inputs(load_config(config))  # the config as shipped

@@ -37,7 +37,7 @@ from gfocal.analysis.visualization import draw_predictions
 from gfocal.cli import checked_parser, run
 from gfocal.config import load_config
 from gfocal.data import first_dataset_name
-from gfocal.engine import LazyPredictor, check_device, describe_precision, do_train
+from gfocal.engine import LazyPredictor, check_inputs, describe_precision, do_train
 from gfocal.errors import ConfigError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -77,7 +77,7 @@ def main(argv=None):
     start = time.perf_counter()
 
     cfg = load_config(args.config_file, args.opts)
-    check_device(cfg)
+    check_inputs(cfg)  # device, slicing, timm backbones, a teacher: before anything is written
     if args.pictures < 1:
         raise ConfigError(f"--pictures must be at least 1, got {args.pictures}")
     default_setup(cfg, args)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, List, Optional, Sequence
 
 import torch
+from omegaconf import DictConfig, ListConfig
 
 from detectron2.config import LazyConfig, instantiate
 from detectron2.engine import default_writers, hooks
@@ -25,6 +26,7 @@ from ..data import check_num_classes
 from ..errors import CheckpointError, ConfigError, GFocalError
 from ..modeling.optimize import optimize_for_inference
 from ..modeling.slicing import GFLWithSlicing, slicing_settings
+from ..modeling.timm_backbone import TimmBackbone
 from ..modeling.tta import GFLWithTTA, check_tta_settings
 from .ema import EMAHook, ModelEMA, ema_settings
 from .precision import build_trainer, cpu_has_bf16, describe_precision, uses_channels_last
@@ -176,12 +178,34 @@ def check_device(cfg) -> None:
         )
 
 
+def _check_timm_backbones(node) -> None:
+    """:meth:`TimmBackbone.check_settings` of every TimmBackbone in a model config (a wrong timm
+    name or index then fails before the output folder is written)."""
+    if isinstance(node, DictConfig):
+        target = node.get("_target_", None)
+        if target is TimmBackbone or target == f"{TimmBackbone.__module__}.{TimmBackbone.__name__}":
+            TimmBackbone.check_settings(
+                node.model_name,
+                node.get("out_indices", (2, 3, 4)),
+                node.get("pretrained", False),
+                node.get("checkpoint_path", None),
+            )
+        children = node.values()
+    elif isinstance(node, ListConfig):
+        children = node
+    else:
+        return
+    for child in children:
+        _check_timm_backbones(child)
+
+
 def check_inputs(cfg, eval_only: bool = False, processes: int = 1) -> None:
     """What a run reads from outside, checked before anything is built or written: the device
     (for ``processes`` workers in all), the sliced evaluation's settings, and for ``--eval-only``
     the weights and the test-time augmentation, else a distillation config's teacher weights."""
     check_device(cfg)
     _test_slicing(cfg)
+    _check_timm_backbones(cfg.model)
     device = str(cfg.train.get("device", "cuda"))
     if processes > 1 and device.startswith("cpu") and torch.cuda.is_available():
         raise ConfigError(

@@ -60,25 +60,7 @@ class TimmBackbone(Backbone):
     ):
         super().__init__()
         timm = _timm()
-        names = timm.list_models()
-        if model_name not in names:
-            close = difflib.get_close_matches(model_name, names, n=5, cutoff=0.5)
-            hint = f"; closest: {', '.join(close)}" if close else ""
-            raise ConfigError(f"unknown timm model {model_name!r}{hint} (timm.list_models() lists them)")
-        if checkpoint_path and not pretrained:
-            raise ConfigError(f"TimmBackbone: checkpoint_path={checkpoint_path!r} is read only with pretrained=True")
-        probe = timm.create_model(model_name, pretrained=False, features_only=True)
-        levels = len(probe.feature_info)
-        out_indices = tuple(int(i) for i in out_indices)
-        valid = all(0 <= i < levels for i in out_indices) and list(out_indices) == sorted(set(out_indices))
-        if not out_indices or not valid:
-            strides = [info["reduction"] for info in probe.feature_info.get_dicts()]
-            raise ConfigError(
-                f"TimmBackbone: out_indices={list(out_indices)} for {model_name}, which has {levels} feature levels "
-                f"(strides {strides}): give increasing indices in [0, {levels - 1}]"
-            )
-        if checkpoint_path and not os.path.isfile(checkpoint_path):
-            raise ConfigError(f"TimmBackbone: checkpoint_path={checkpoint_path!r} is not a file")
+        out_indices = self.check_settings(model_name, out_indices, pretrained, checkpoint_path)
         overlay = {"file": checkpoint_path} if checkpoint_path else None
         try:
             self.body = timm.create_model(
@@ -110,6 +92,33 @@ class TimmBackbone(Backbone):
                 f"TimmBackbone: out_indices={list(out_indices)} of {model_name} give two levels of one stride "
                 f"({self._out_features}); pick one index per stride"
             )
+
+    @staticmethod
+    def check_settings(model_name: str, out_indices: Sequence[int], pretrained: bool = False, checkpoint_path=None):
+        """Raise ConfigError for a name timm lacks (with the closest ones), ``out_indices`` the
+        model lacks, or a ``checkpoint_path`` that cannot be read; no weights are built or
+        fetched. Returns the indices as a tuple of ints."""
+        timm = _timm()
+        names = timm.list_models()
+        if model_name not in names:
+            close = difflib.get_close_matches(model_name, names, n=5, cutoff=0.5)
+            hint = f"; closest: {', '.join(close)}" if close else ""
+            raise ConfigError(f"unknown timm model {model_name!r}{hint} (timm.list_models() lists them)")
+        if checkpoint_path and not pretrained:
+            raise ConfigError(f"TimmBackbone: checkpoint_path={checkpoint_path!r} is read only with pretrained=True")
+        probe = timm.create_model(model_name, pretrained=False, features_only=True)
+        levels = len(probe.feature_info)
+        out_indices = tuple(int(i) for i in out_indices)
+        valid = all(0 <= i < levels for i in out_indices) and list(out_indices) == sorted(set(out_indices))
+        if not out_indices or not valid:
+            strides = [info["reduction"] for info in probe.feature_info.get_dicts()]
+            raise ConfigError(
+                f"TimmBackbone: out_indices={list(out_indices)} for {model_name}, which has {levels} feature levels "
+                f"(strides {strides}): give increasing indices in [0, {levels - 1}]"
+            )
+        if checkpoint_path and not os.path.isfile(checkpoint_path):
+            raise ConfigError(f"TimmBackbone: checkpoint_path={checkpoint_path!r} is not a file")
+        return out_indices
 
     def forward(self, x: Tensor) -> Dict[str, Tensor]:
         """(N, 3, H, W) normalised images -> {name: (N, C_i, H / s_i, W / s_i)}."""
