@@ -37,7 +37,8 @@ MOVED_MODULES = {
 
 
 def load_config(config_file: str, overrides: Sequence[str] = ()):
-    """``LazyConfig.load(config_file)`` with ``overrides`` applied and checked.
+    """``LazyConfig.load(config_file)`` with ``overrides`` applied and checked, and dataset specs
+    (``FORMAT:PATH...``) registered and replaced by their names (:func:`gfocal.data.resolve_dataset_specs`).
 
     Raises:
         ConfigError: the file is missing or cannot be loaded, or an override is wrong.
@@ -51,7 +52,10 @@ def load_config(config_file: str, overrides: Sequence[str] = ()):
     except Exception as e:  # a user's config with an error in it: say where, in one line
         raise ConfigError(f"cannot load config {config_file}: {type(e).__name__}: {e}") from e
     _rewrite_moved_targets(cfg, config_file)
-    return apply_overrides(cfg, overrides)
+    cfg = apply_overrides(cfg, overrides)
+    from .data.specs import resolve_dataset_specs  # here: gfocal.data imports Detectron2's data stack
+
+    return resolve_dataset_specs(cfg, overrides)
 
 
 def _rewrite_moved_targets(cfg, config_file: str) -> None:
@@ -197,7 +201,9 @@ def apply_overrides(cfg, overrides: Sequence[str]):
         try:
             (override,) = parser.parse_overrides([text])
         except HydraException:
-            raise ConfigError(f"cannot parse override {text!r}: expected key.sub=value") from None
+            key, _, value = text.partition("=")
+            hint = f" (quote a value with : # ? or spaces: {key}='{value}')" if any(c in value for c in ":#? ") else ""
+            raise ConfigError(f"cannot parse override {text!r}: expected key.sub=value{hint}") from None
         if override.is_delete():
             raise ConfigError(f"override {text!r}: deleting keys (~key) is not supported")
         key, value = override.key_or_group, override.value()

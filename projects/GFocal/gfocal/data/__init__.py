@@ -5,6 +5,9 @@
 - ``gfocal_shapes_large_train`` / ``gfocal_shapes_large_val``: 1024x768 images with many small
   objects, for slicing (:mod:`gfocal.data.shapes_large`).
 
+Users' own data in YOLO, Pascal VOC, CVAT, Label Studio or COCO is named by a spec
+(``FORMAT:PATH[?images=DIR][#SPLIT]``) wherever a config names a dataset: see :mod:`.specs`.
+
 Each is written under ``$DETECTRON2_DATASETS`` the first time one of its splits is requested
 (``DatasetCatalog.get``), and reused afterwards.
 """
@@ -22,8 +25,11 @@ from .checks import check_image_files, check_num_classes, checked_dataset_dicts,
 from .shapes import CLASS_NAMES, ShapesSpec, ensure_shapes_dataset, generate_image, shapes_root
 from .shapes_large import LargeShapesSpec, ensure_large_shapes_dataset
 from .slice_training import SliceTrainingMapper
+from .specs import register_dataset, resolve_dataset_specs
 
 __all__ = [
+    "register_dataset",
+    "resolve_dataset_specs",
     "register_shapes",
     "register_large_shapes",
     "SliceTrainingMapper",

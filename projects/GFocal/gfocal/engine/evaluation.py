@@ -11,8 +11,11 @@ import itertools
 import json
 import logging
 import os
+import tempfile
 from typing import Optional
 
+from detectron2.data import MetadataCatalog
+from detectron2.data.datasets.coco import convert_to_coco_json
 from detectron2.evaluation import COCOEvaluator
 from detectron2.utils.file_io import PathManager
 
@@ -57,6 +60,13 @@ class FastCOCOEvaluator(COCOEvaluator):
         self, dataset_name: str, tasks=None, distributed: bool = True, output_dir: Optional[str] = None, **kwargs
     ):
         kwargs["use_fast_impl"] = False  # Detectron2's C++ evaluator is not available here
+        metadata = MetadataCatalog.get(dataset_name)
+        if output_dir is None and not hasattr(metadata, "json_file") and hasattr(metadata, "label_spec"):
+            # A dataset registered from a spec: its COCO form is cached by name, and the name
+            # changes with the labels (gfocal.data.register_dataset), so the cache is never stale.
+            cache = os.path.join(tempfile.gettempdir(), "gfocal_coco_cache", f"{dataset_name}_coco_format.json")
+            convert_to_coco_json(dataset_name, cache)
+            metadata.json_file = cache
         super().__init__(dataset_name, tasks, distributed, output_dir, **kwargs)
 
     def _eval_predictions(self, predictions, img_ids=None):

@@ -1,0 +1,193 @@
+"""Dataset specs (FORMAT:PATH[?images=DIR][#SPLIT]): the grammar, format detection, COCO json
+read and written back, and registration with Detectron2 (gfocal.data.register_dataset), down to a
+config that names a spec, trains a few iterations and evaluates."""
+
+import json
+import os
+
+import pytest
+from gfl_testing import REPO
+from PIL import Image
+
+from detectron2.data import DatasetCatalog, MetadataCatalog
+
+from gfocal.config import load_config
+from gfocal.data import register_dataset
+from gfocal.errors import DatasetError
+from gfocal_runtime.formats import DatasetSpec, LabelFormatError, detect_format, parse_spec, read_labels, write_labels
+
+COCO = {
+    "images": [
+        {"id": 3, "file_name": "a.png", "width": 40, "height": 30},
+        {"id": 9, "file_name": "sub/b.png", "width": 40, "height": 30},
+    ],
+    "annotations": [
+        {"id": 1, "image_id": 3, "category_id": 7, "bbox": [1, 2, 10, 20], "area": 200, "iscrowd": 0, "extra": "x"},
+        {"id": 2, "image_id": 3, "category_id": 5, "bbox": [5, 5, 4, 4], "area": 16, "iscrowd": 1},
+        {"id": 4, "image_id": 9, "category_id": 7, "bbox": [0, 0, 40, 30], "area": 1200, "iscrowd": 0},
+    ],
+    "categories": [{"id": 7, "name": "dog"}, {"id": 5, "name": "cat"}],
+}
+
+
+def _coco(tmp_path, data=COCO):
+    for image in data["images"]:
+        path = tmp_path / "img" / image["file_name"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (image["width"], image["height"])).save(path)
+    path = tmp_path / "ann.json"
+    path.write_text(json.dumps(data, indent=1))
+    return path
+
+
+def test_spec_grammar(tmp_path):
+    path = _coco(tmp_path)
+    assert parse_spec(f"coco:{path}?images={tmp_path / 'img'}") == DatasetSpec("coco", str(path), str(tmp_path / "img"))
+    assert parse_spec(f"{path}#all") == DatasetSpec("coco", str(path), None, "all")  # detected, split kept
+    (tmp_path / "x#1").mkdir()
+    (tmp_path / "x#1" / "data.yaml").write_text("names: [a]\n")
+    # '#' and '?' are read from the right: a path may hold them before the last one
+    assert parse_spec(f"yolo:{tmp_path / 'x#1' / 'data.yaml'}#val") == DatasetSpec(
+        "yolo", str(tmp_path / "x#1" / "data.yaml"), None, "val"
+    )
+    for text, message in [
+        (f"yml:{path}", "unknown format 'yml'; expected one of yolo, voc, cvat, labelstudio, coco"),
+        (f"coco:{tmp_path / 'missing.json'}", "missing.json does not exist"),
+        (f"coco:{path}?images={tmp_path / 'nope'}", "images folder"),
+        (f"coco:{path}?imgs=x", "the only option is ?images=DIR"),
+        ("", "expected FORMAT:PATH[?images=DIR][#SPLIT]"),
+    ]:
+        with pytest.raises(LabelFormatError, match=message.replace("?", r"\?").replace("[", r"\[")):
+            parse_spec(text)
+
+
+def test_format_detection(tmp_path):
+    (tmp_path / "data.yaml").write_text("names: [a, b]\ntrain: images\n")
+    (tmp_path / "other.yaml").write_text("lr: 0.1\n")
+    (tmp_path / "ls.json").write_text(json.dumps([{"id": 1, "data": {"image": "a.png"}, "annotations": []}]))
+    (tmp_path / "cvat.xml").write_text("<?xml version='1.0'?>\n<annotations><version>1.1</version></annotations>")
+    (tmp_path / "one.xml").write_text("<annotation><filename>a.jpg</filename></annotation>")
+    (tmp_path / "voc" / "Annotations").mkdir(parents=True)
+    assert detect_format(str(tmp_path / "data.yaml")) == "yolo"
+    assert detect_format(str(_coco(tmp_path))) == "coco"
+    assert detect_format(str(tmp_path / "ls.json")) == "labelstudio"
+    assert detect_format(str(tmp_path / "cvat.xml")) == "cvat"
+    assert detect_format(str(tmp_path / "voc")) == "voc"
+    with pytest.raises(LabelFormatError, match="is not a dataset of a known format; name the format"):
+        detect_format(str(tmp_path / "other.yaml"))
+    (tmp_path / "voc" / "data.yaml").write_text("names: [a]\n")
+    with pytest.raises(LabelFormatError, match=r"fits several formats \(voc, yolo\)"):
+        detect_format(str(tmp_path / "voc"))
+
+
+def test_coco_reads_exactly_and_writes_back_in_place(tmp_path):
+    path = _coco(tmp_path)
+    labels = read_labels(f"coco:{path}?images={tmp_path / 'img'}")
+    assert labels.classes == ["cat", "dog"]  # categories in id order, as Detectron2's load_coco_json
+    a, b = labels.splits["all"]
+    assert a["file_name"] == str(tmp_path / "img/a.png") and b["file_name"] == str(tmp_path / "img/sub/b.png")
+    assert [(x["bbox"], x["category_id"], x["iscrowd"]) for x in a["annotations"]] == [
+        ([1.0, 2.0, 11.0, 22.0], 1, 0),
+        ([5.0, 5.0, 9.0, 9.0], 0, 1),
+    ]
+    write_labels(labels, str(tmp_path / "same"))
+    assert (tmp_path / "same/ann.json").read_bytes() == path.read_bytes()  # nothing changed: identical
+    a["annotations"][0]["bbox"][3] = 12.0  # move the bottom side
+    a["annotations"].pop(1)  # drop the crowd box
+    b["annotations"].append({"bbox": [1.0, 1.0, 3.0, 4.0], "category_id": 0, "score": 0.75})  # a suggestion
+    write_labels(labels, str(tmp_path / "out"))
+    out = json.loads((tmp_path / "out/ann.json").read_text())
+    assert out["images"] == COCO["images"] and out["categories"] == COCO["categories"]
+    assert out["annotations"] == [
+        {
+            "id": 1,
+            "image_id": 3,
+            "category_id": 7,
+            "bbox": [1.0, 2.0, 10.0, 10.0],
+            "area": 100.0,
+            "iscrowd": 0,
+            "extra": "x",
+        },
+        COCO["annotations"][2],
+        {
+            "id": 5,
+            "image_id": 9,
+            "category_id": 5,
+            "bbox": [1.0, 1.0, 2.0, 3.0],
+            "area": 6.0,
+            "iscrowd": 0,
+            "score": 0.75,
+        },
+    ]
+    with pytest.raises(LabelFormatError, match="annotation 1: category_id 8 is not in 'categories'"):
+        bad = dict(COCO, annotations=[dict(COCO["annotations"][0], category_id=8)])
+        read_labels(f"coco:{_coco(tmp_path / 'bad', bad)}")
+
+
+def _forget(names):
+    for name in names:
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
+
+
+def test_register_dataset_names_follow_the_labels(tmp_path):
+    path = _coco(tmp_path)
+    spec = f"coco:{path}?images={tmp_path / 'img'}"
+    names = register_dataset(spec)
+    assert list(names) == ["all"] and names["all"].startswith("coco_") and register_dataset(spec) == names
+    dicts = DatasetCatalog.get(names["all"])
+    assert [d["image_id"] for d in dicts] == [3, 9] and MetadataCatalog.get(names["all"]).thing_classes == [
+        "cat",
+        "dog",
+    ]
+    _forget(names.values())
+    assert register_dataset(spec) == names  # the same labels: the same name in a new process
+    data = json.loads(path.read_text())
+    data["annotations"][0]["bbox"][0] = 2
+    path.write_text(json.dumps(data))
+    _forget(names.values())
+    assert register_dataset(spec)["all"] != names["all"]  # edited labels: a new name (no stale cache)
+    with pytest.raises(DatasetError, match="no split 'train'; this coco dataset has 'all'"):
+        register_dataset(f"{spec}#train")
+
+
+def test_config_with_a_spec_trains_evaluates_and_reloads(tmp_path):
+    """Two classes from a YOLO yaml: model.num_classes follows, train_net trains and evaluates,
+    and the saved config.yaml loads again in a new process (its specs registered again)."""
+    root = tmp_path / "data"
+    for split, n in (("train", 6), ("val", 2)):
+        for i in range(n):
+            (root / "images" / split).mkdir(parents=True, exist_ok=True)
+            (root / "labels" / split).mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (64, 64), (40 * i, 80, 120)).save(root / "images" / split / f"{i}.png")
+            (root / "labels" / split / f"{i}.txt").write_text(f"{i % 2} 0.5 0.5 0.4 0.3\n")
+    (root / "data.yaml").write_text("path: .\ntrain: images/train\nval: images/val\nnames: [cat, dog]\n")
+    overrides = [
+        f"dataloader.train.dataset.names='yolo:{root / 'data.yaml'}#train'",
+        f"dataloader.test.dataset.names='yolo:{root / 'data.yaml'}#val'",
+        "dataloader.train.total_batch_size=2",
+        "dataloader.train.num_workers=0",
+        "dataloader.test.num_workers=0",
+        "train.max_iter=2",
+        f"train.output_dir={tmp_path / 'out'}",
+    ]
+    config = os.path.join(REPO, "configs/Quickstart/gfl_shapes.py")
+    cfg = load_config(config, overrides)
+    assert cfg.model.num_classes == 2
+    assert cfg.dataloader.train.dataset.names.startswith("yolo_data-data_train_")
+    import train_net
+
+    assert train_net.invoke_main(["--config-file", config, *overrides]) == 0
+    results = json.loads((tmp_path / "out/metrics.json").read_text().splitlines()[-1])
+    assert "bbox/AP" in results
+    saved = str(tmp_path / "out/config.yaml")
+    _forget(cfg.dataloader.dataset_specs)
+    again = load_config(saved)
+    assert again.dataloader.test.dataset.names in DatasetCatalog.list()
+    (root / "labels/val/0.txt").write_text("1 0.5 0.5 0.4 0.3\n")
+    _forget(cfg.dataloader.dataset_specs)
+    with pytest.raises(DatasetError, match="changed since this config was saved"):
+        load_config(saved)
+    with pytest.raises(DatasetError, match="data/labels/val/0.txt:1: class 2 is outside names"):
+        (root / "labels/val/0.txt").write_text("2 0.5 0.5 0.4 0.3\n")
+        load_config(config, overrides)
