@@ -9,6 +9,7 @@
     python demo/demo.py --exported output/export/gfl_onnx --input IMAGES --output DIR --show-distributions
     python demo/demo.py --config-file configs/Quickstart/gfl_shapes_large.py --input BIG.jpg --output out.png \\
         --slice 256 --overlap 0.25 --merge distribution train.init_checkpoint=...   # sliced, plus the whole image
+    python demo/demo.py --exported DIR --input my/images --output out --save-labels cvat   # pre-annotations
 
 Flags follow Detectron2's demo; config overrides (``key=value``) come last. Weights come from
 ``train.init_checkpoint``; resizing, input format and class names from the config's test data.
@@ -19,7 +20,11 @@ without it the config's ``dataloader.test.slicing`` applies when enabled.
 
 With ``--exported DIR`` the pictures come from an exported model run by ``gfocal_runtime``
 (ONNX Runtime or OpenVINO), without building the PyTorch model. Images are read with their EXIF
-orientation applied; unreadable files are reported and skipped. With several inputs, pictures
+orientation applied; unreadable files are reported and skipped. ``--save-labels FORMAT`` (yolo, voc,
+cvat, labelstudio, coco) also writes the detections at or above ``--confidence-threshold`` to
+``OUTPUT/labels/`` as that format's pre-annotations (YOLO lines with a confidence column, Label
+Studio ``predictions``, CVAT boxes marked automatic, COCO json with scores), to import and correct
+in the annotation tool. With several inputs, pictures
 mirror the inputs' folders under ``--output`` so that equal file names never collide.
 """
 
@@ -47,6 +52,7 @@ from gfocal.errors import ConfigError
 from gfocal.export.quantize import IMAGE_EXTS
 from gfocal.modeling import slicing_settings
 from gfocal_runtime import Detector
+from gfocal_runtime.formats import FORMATS, save_predictions
 from gfocal_runtime.slicing import SlicingSettings
 
 VIDEO_EXTS = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "mp4v"}
@@ -85,6 +91,13 @@ def get_parser():
         nargs=argparse.REMAINDER,
         default=[],
         help="config overrides, as in Detectron2's demo",
+    )
+    parser.add_argument(
+        "--save-labels",
+        metavar="FORMAT",
+        choices=FORMATS,
+        help=f"with --input and --output DIR: also write the detections (>= --confidence-threshold) as "
+        f"pre-annotations to DIR/labels/ in one of {', '.join(FORMATS)}",
     )
     parser.add_argument("opts", nargs=argparse.REMAINDER, default=[], help="config overrides key=value, last")
     return checked_parser(parser)
@@ -165,6 +178,7 @@ class Demo:
 
     def __init__(self, cfg, args):
         self.args = args
+        self.predictions = []  # (file, (height, width), arrays) per image, for --save-labels
         if args.exported:
             try:
                 self.detector = Detector(args.exported, backend=args.backend, slicing=args.slicing)
@@ -187,7 +201,7 @@ class Demo:
         return instances_from_runtime(self.detector(image_bgr), image_bgr.shape[:2])
 
     def render(self, image_bgr: np.ndarray) -> tuple:
-        """BGR frame -> (BGR picture, number of drawn instances)."""
+        """BGR frame -> (BGR picture, number of drawn instances, the instances)."""
         from gfocal.analysis.visualization import draw_predictions
 
         instances = self.predict(image_bgr)
@@ -199,7 +213,7 @@ class Demo:
             show_distributions=self.args.show_distributions,
         )
         count = int((instances.scores >= self.args.confidence_threshold).sum())
-        return np.ascontiguousarray(picture[:, :, ::-1]), count
+        return np.ascontiguousarray(picture[:, :, ::-1]), count, instances
 
     def run_images(self, files) -> int:
         failed = 0
@@ -213,7 +227,9 @@ class Demo:
                 failed += 1
                 continue
             start = time.perf_counter()
-            picture, count = self.render(image)
+            picture, count, instances = self.render(image)
+            if self.args.save_labels:
+                self.predictions.append((path, image.shape[:2], _as_arrays(instances)))
             logger.info(f"{path}: {count} detections in {time.perf_counter() - start:.2f}s")
             if dst:
                 os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
@@ -222,6 +238,13 @@ class Demo:
             else:
                 show(picture)
         logger.info(f"processed {len(files) - failed} of {len(files)} files ({failed} skipped)")
+        if self.args.save_labels and self.predictions:
+            out = os.path.join(self.args.output, "labels")
+            names = self.metadata.thing_classes
+            written = save_predictions(
+                self.predictions, names, self.args.save_labels, out, min_score=self.args.confidence_threshold
+            )
+            logger.info(f"{self.args.save_labels} pre-annotations: {out} ({len(written)} files)")
         return failed
 
     def run_video(self, capture, dst=None) -> int:
@@ -231,7 +254,7 @@ class Demo:
             ok, frame = capture.read()
             if not ok:
                 break
-            picture, _ = self.render(frame)
+            picture, _, _ = self.render(frame)
             frames += 1
             if dst:
                 if writer is None:
@@ -244,6 +267,15 @@ class Demo:
             writer.release()
         logger.info(f"processed {frames} frames" + (f" -> {dst}" if dst else ""))
         return frames
+
+
+def _as_arrays(instances) -> dict:
+    """Detectron2 ``Instances`` -> the runtime's output dict (numpy boxes, scores, classes)."""
+    return {
+        "boxes": instances.pred_boxes.tensor.cpu().numpy(),
+        "scores": instances.scores.cpu().numpy(),
+        "classes": instances.pred_classes.cpu().numpy(),
+    }
 
 
 def open_video_writer(dst, fps, size_hw):
@@ -278,6 +310,10 @@ def main(argv=None) -> int:
         raise ConfigError("--backend chooses the runtime of an --exported model; give --exported DIR")
     if not 0.0 <= args.confidence_threshold <= 1.0:
         raise ConfigError(f"--confidence-threshold must be in [0, 1], got {args.confidence_threshold}")
+    if args.save_labels and not (args.input and args.output and not os.path.splitext(args.output)[1]):
+        raise ConfigError(
+            "--save-labels needs --input IMAGES and --output DIR (a folder: the labels go to DIR/labels/)"
+        )
     cfg = load_config(args.config_file, args.opts) if args.config_file else None
     args.slicing = slicing_from_args(args, cfg)
     files = expand_inputs(args.input) if args.input else None

@@ -13,7 +13,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from gfocal.config import load_config
 from gfocal.data import register_dataset
-from gfocal.errors import DatasetError
+from gfocal.errors import DatasetError, InputError
 from gfocal_runtime.formats import DatasetSpec, LabelFormatError, detect_format, parse_spec, read_labels, write_labels
 
 COCO = {
@@ -191,3 +191,86 @@ def test_config_with_a_spec_trains_evaluates_and_reloads(tmp_path):
     with pytest.raises(DatasetError, match="data/labels/val/0.txt:1: class 2 is outside names"):
         (root / "labels/val/0.txt").write_text("2 0.5 0.5 0.4 0.3\n")
         load_config(config, overrides)
+
+
+def _yolo_set(root, labels):
+    for i, text in enumerate(labels):
+        (root / "images").mkdir(parents=True, exist_ok=True)
+        (root / "labels").mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (100, 50)).save(root / "images" / f"{i}.png")
+        (root / "labels" / f"{i}.txt").write_text(text)
+    (root / "data.yaml").write_text("train: images\nnames: [cat, dog]\n")
+    return f"yolo:{root / 'data.yaml'}"
+
+
+def test_label_check_corrections_go_back_in_the_input_format(tmp_path):
+    """The check's corrected json, applied to a YOLO spec: the moved box's line changes, the
+    spurious one goes, the missing one is appended, the untouched file stays byte-identical."""
+    from gfocal.label_check import apply_issues, spec_to_coco, write_corrections
+
+    spec = _yolo_set(tmp_path / "data", ["0 0.5 0.5 0.2 0.2\n1 0.1 0.1 0.1 0.1\n", "1 0.5 0.5 0.5 0.5\n"])
+    out = tmp_path / "check"
+    json_file, root = spec_to_coco(spec, str(out))
+    coco = json.loads(open(json_file).read())
+    assert root == str(tmp_path / "data/images")
+    expected = [[40.0, 20.0, 20.0, 10.0], [5.0, 2.5, 10.0, 5.0], [25.0, 12.5, 50.0, 25.0]]
+    assert [a["bbox"] for a in coco["annotations"]] == [pytest.approx(b) for b in expected]
+    issues = [
+        {"type": "location", "annotation_id": 1, "score": 0.9, "suggested_bbox": [40.0, 20.0, 30.0, 10.0]},
+        {"type": "spurious", "annotation_id": 2, "score": 0.8},
+        {"type": "missing", "image_id": 1, "score": 0.7, "suggested_bbox": [0, 0, 10, 5], "suggested_category_id": 2},
+    ]
+    with open(out / "corrected.json", "w") as f:
+        json.dump(apply_issues(coco, issues), f)
+    write_corrections(str(out), str(out / "corrected.json"), "corrected")
+    assert (out / "corrected/labels/0.txt").read_text() == "0.550000 0.500000 0.300000 0.200000\n".join(
+        ["0 ", "1 0.050000 0.050000 0.100000 0.100000\n"]
+    )
+    assert (out / "corrected/labels/1.txt").read_bytes() == (tmp_path / "data/labels/1.txt").read_bytes()
+    (tmp_path / "data/labels/1.txt").write_text("0 0.5 0.5 0.5 0.5\n")  # edited since the check
+    with pytest.raises(InputError, match="changed since the check"):
+        write_corrections(str(out), str(out / "corrected.json"), "corrected")
+
+
+@pytest.mark.parametrize("fmt", ["yolo", "voc", "cvat", "labelstudio", "coco"])
+def test_predictions_as_pre_annotations(tmp_path, fmt):
+    """Detector outputs -> each format's pre-annotations, carrying the boxes, classes and scores."""
+    import numpy as np
+
+    from gfocal_runtime.formats import save_predictions
+
+    files = []
+    for i in range(2):
+        files.append(str(tmp_path / "img" / f"{i}.png"))
+        os.makedirs(os.path.dirname(files[-1]), exist_ok=True)
+        Image.new("RGB", (80, 60)).save(files[-1])
+    outputs = [
+        {
+            "boxes": np.array([[10.0, 5.0, 30.0, 25.0], [0.0, 0.0, 8.0, 8.0]]),
+            "scores": np.array([0.9, 0.2]),
+            "classes": np.array([1, 0]),
+        },
+        {"boxes": np.zeros((0, 4)), "scores": np.zeros(0), "classes": np.zeros(0, int)},
+    ]
+    written = save_predictions(
+        [(f, (60, 80), o) for f, o in zip(files, outputs)], ["cat", "dog"], fmt, str(tmp_path / "out"), 0.5
+    )
+    assert written and all(os.path.isfile(p) for p in written)
+    text = "".join(open(p, encoding="utf-8").read() for p in written if not p.endswith(".yaml"))
+    if fmt == "yolo":
+        assert "1 0.250000 0.250000 0.250000 0.333333 0.900000\n" in text  # Ultralytics' save_conf line
+    elif fmt == "labelstudio":
+        tasks = json.loads(open(written[0]).read())
+        (result,) = tasks[0]["predictions"][0]["result"]
+        assert result["value"]["rectanglelabels"] == ["dog"] and result["score"] == pytest.approx(0.9)
+        assert result["value"]["x"] == pytest.approx(12.5) and tasks[1]["predictions"][0]["result"] == []
+    else:
+        spec = {"voc": str(tmp_path / "out"), "cvat": f"{written[0]}?images={tmp_path / 'img'}", "coco": written[0]}[
+            fmt
+        ]
+        records = read_labels(f"{fmt}:{spec}").split(None)
+        boxes = {
+            os.path.basename(r["file_name"]): [(b["bbox"], b["category_id"]) for b in r["annotations"]] for r in records
+        }
+        assert boxes == {"0.png": [([10.0, 5.0, 30.0, 25.0], 1)], "1.png": []}
+        assert "0.9" in text  # the score goes with the box

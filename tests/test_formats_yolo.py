@@ -129,9 +129,10 @@ def test_round_trip_and_removed_and_added_boxes(tmp_path):
     d["annotations"].pop(0)  # the polygon goes
     d["annotations"].append({"bbox": [0.0, 0.0, 10.0, 10.0], "category_id": 1, "score": 0.5})  # a suggestion
     write_labels(labels, str(tmp_path / "out"))
-    assert (tmp_path / "out/valid/labels/d.txt").read_text() == (
-        "0 0.75 0.5 0.500010 0.4\n1 0.250000 0.125000 0.500000 0.250000 0.500000\n"
-    )
+    # a suggestion is written as a label (5 columns: the corrected labels train as they are)
+    assert (
+        tmp_path / "out/valid/labels/d.txt"
+    ).read_text() == "0 0.75 0.5 0.500010 0.4\n1 0.250000 0.125000 0.500000 0.250000\n"
     # unchanged: read -> write -> read gives the same boxes
     again = read_labels(str(tmp_path / "in/data.yaml"))
     write_labels(again, str(tmp_path / "copy"))

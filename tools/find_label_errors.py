@@ -6,6 +6,7 @@ for each, a score, what to change, and a review page.
     python tools/find_label_errors.py --config-file configs/Quickstart/gfl_shapes.py \\
         --json my/annotations.json --image-root my/images --output output/label_check
     python tools/find_label_errors.py --config-file ... --dataset gfocal_shapes_train --output DIR
+    python tools/find_label_errors.py --config-file ... --dataset yolo:my/data.yaml#train --output DIR
     python tools/find_label_errors.py --config-file ... --json ... --image-root ... --output DIR \\
         --weights model_final.pth                   # the quick look: one given model scores all
     python tools/find_label_errors.py --apply DIR/decisions.json --output DIR
@@ -22,6 +23,9 @@ scored issue, highest score first, ``flagged`` at ``--threshold``), predictions.
 detections in COCO results format), corrected.json (the input with every flagged issue applied),
 index.html + images/ (the review page), run.json (settings, digests, times). ``--apply`` reads
 the decisions saved from the page and writes DIR/corrected_reviewed.json with the accepted ones.
+``--dataset`` given as a spec (``FORMAT:PATH[?images=DIR][#SPLIT]``: YOLO, VOC, CVAT, Label
+Studio, COCO) also writes DIR/corrected/ (and DIR/corrected_reviewed/) in the input's own format
+and layout, every untouched file byte-identical (see gfocal.label_check.native).
 """
 
 import argparse
@@ -30,8 +34,16 @@ import os
 import sys
 
 from gfocal.cli import checked_parser, run
+from gfocal.data import looks_like_spec
 from gfocal.errors import ConfigError, InputError
-from gfocal.label_check import ISSUE_TYPES, apply_decisions, check_labels, dataset_files
+from gfocal.label_check import (
+    ISSUE_TYPES,
+    apply_decisions,
+    check_labels,
+    dataset_files,
+    spec_to_coco,
+    write_corrections,
+)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -41,7 +53,10 @@ def get_parser():
     parser.add_argument("--config-file", help="the training recipe (a lazy config)")
     parser.add_argument("--json", help="COCO detection json to check")
     parser.add_argument("--image-root", help="folder the json's file_name entries are relative to")
-    parser.add_argument("--dataset", help="a registered Detectron2 dataset with json_file metadata, instead of --json")
+    parser.add_argument(
+        "--dataset",
+        help="a dataset spec (FORMAT:PATH[?images=DIR][#SPLIT]) or a registered COCO dataset, instead of --json",
+    )
     parser.add_argument("--output", required=True, help="output folder")
     parser.add_argument("--folds", type=int, default=2, help="out-of-fold models to train (default 2)")
     parser.add_argument("--weights", help="score with this one model instead of training folds (fast, less fair)")
@@ -104,9 +119,16 @@ def main(argv=None) -> int:
     if args.apply:
         out, accepted, rejected = apply_decisions(args.output, args.apply)
         print(f"{accepted} accepted, {rejected} rejected issues: {out}")
+        if os.path.isfile(os.path.join(args.output, "native.json")):
+            written = write_corrections(args.output, out, "corrected_reviewed")
+            print(f"in the input's format: {os.path.join(args.output, 'corrected_reviewed')} ({len(written)} files)")
         return 0
     check(args)
-    json_file, image_root = (args.json, args.image_root) if args.json else dataset_files(args.dataset)
+    native = bool(args.dataset) and looks_like_spec(args.dataset)
+    if args.json:
+        json_file, image_root = args.json, args.image_root
+    else:
+        json_file, image_root = spec_to_coco(args.dataset, args.output) if native else dataset_files(args.dataset)
     train_args = ["--num-gpus", str(args.num_gpus), "--num-machines", str(args.num_machines)]
     train_args += ["--machine-rank", str(args.machine_rank)] + (["--dist-url", args.dist_url] if args.dist_url else [])
     summary, scored, cards = check_labels(
@@ -131,6 +153,9 @@ def main(argv=None) -> int:
     out = args.output
     print(f"review page: {os.path.join(out, 'index.html')} ({cards} cards)")
     print(f"issues: {os.path.join(out, 'label_issues.json')}; corrected: {os.path.join(out, 'corrected.json')}")
+    if native:
+        written = write_corrections(out, os.path.join(out, "corrected.json"), "corrected")
+        print(f"in the input's format: {os.path.join(out, 'corrected')} ({len(written)} files)")
     print(f"time: {summary['minutes']['total']:.1f} min")
     return 0
 

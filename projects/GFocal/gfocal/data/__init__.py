@@ -25,10 +25,11 @@ from .checks import check_image_files, check_num_classes, checked_dataset_dicts,
 from .shapes import CLASS_NAMES, ShapesSpec, ensure_shapes_dataset, generate_image, shapes_root
 from .shapes_large import LargeShapesSpec, ensure_large_shapes_dataset
 from .slice_training import SliceTrainingMapper
-from .specs import register_dataset, resolve_dataset_specs
+from .specs import looks_like_spec, register_dataset, resolve_dataset_specs
 
 __all__ = [
     "register_dataset",
+    "looks_like_spec",
     "resolve_dataset_specs",
     "register_shapes",
     "register_large_shapes",

@@ -12,12 +12,15 @@
 
 from .benchmark import evaluate_issues
 from .evidence import collect_evidence
+from .native import spec_to_coco, write_corrections
 from .noise import inject_noise
 from .pipeline import apply_decisions, check_labels, dataset_files, read_coco
 from .review import write_review_page
 from .scoring import ISSUE_TYPES, apply_issues, find_label_issues
 
 __all__ = [
+    "spec_to_coco",
+    "write_corrections",
     "ISSUE_TYPES",
     "apply_decisions",
     "apply_issues",

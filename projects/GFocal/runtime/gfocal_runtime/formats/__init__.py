@@ -45,6 +45,7 @@ __all__ = [
     "make_box",
     "parse_spec",
     "read_labels",
+    "save_predictions",
     "write_labels",
     "IMAGE_EXTENSIONS",
 ]
@@ -196,3 +197,37 @@ def write_labels(labels: LabelSet, out_dir: str, predictions: bool = False, fmt:
     records without ``source`` get new files. ``predictions``: boxes carry ``score`` and are
     written as the format's pre-annotations. Returns the paths written."""
     return _module(fmt or labels.format).write(labels, out_dir, predictions=predictions)
+
+
+def save_predictions(predictions, class_names, fmt: str, out_dir: str, min_score: float = 0.0) -> List[str]:
+    """Write detections as pre-annotations in format ``fmt`` under ``out_dir`` (model-assisted
+    labelling: import them into the annotation tool and correct them there).
+
+    Args:
+        predictions: ``(file_name, (height, width), output)`` per image, ``output`` as
+            ``gfocal_runtime.Detector`` returns it: ``boxes`` (M, 4) XYXY pixels, ``scores`` (M,),
+            ``classes`` (M,).
+        class_names: the model's classes.
+        min_score: detections below it are left out.
+
+    Returns:
+        the paths written.
+    """
+    records = []
+    for image_id, (file_name, (height, width), output) in enumerate(predictions):
+        boxes = [
+            make_box(box, cls, score=float(score))
+            for box, score, cls in zip(output["boxes"], output["scores"], output["classes"])
+            if score >= min_score
+        ]
+        records.append(
+            {
+                "file_name": os.path.abspath(file_name),
+                "height": int(height),
+                "width": int(width),
+                "image_id": image_id,
+                "annotations": boxes,
+            }
+        )
+    labels = LabelSet("predictions", os.path.abspath(out_dir), [str(c) for c in class_names], {"all": records})
+    return write_labels(labels, out_dir, predictions=True, fmt=fmt)

@@ -175,7 +175,7 @@ def _line(box: dict, width: int, height: int, predictions: bool) -> str:
     x0, y0, x1, y1 = box["bbox"]
     values = ((x0 + x1) / 2 / width, (y0 + y1) / 2 / height, (x1 - x0) / width, (y1 - y0) / height)
     text = f"{int(box['category_id'])} " + " ".join(f"{v:.6f}" for v in values)
-    if predictions or "score" in box:
+    if predictions:  # a label file keeps 5 columns: a suggestion's score is not written back
         text += f" {float(box.get('score', 1.0)):.6f}"
     return text
 
