@@ -3,7 +3,7 @@
 #   make test         set up .venv if needed, then run the test suite
 PY := .venv/bin/python
 
-.PHONY: setup test quickstart benchmark clean
+.PHONY: setup test quickstart benchmark yolo-env clean
 
 setup:
 	@bash tools/setup_env.sh
@@ -18,6 +18,10 @@ quickstart: setup
 
 benchmark: setup
 	$(PY) tools/benchmark.py
+
+# Benchmark-only: Ultralytics (AGPL) in its own venv for `tools/benchmark.py --mode frontier`.
+yolo-env:
+	@bash tools/setup_yolo_env.sh
 
 clean:
 	rm -rf output

@@ -21,6 +21,11 @@ sends its top 1000 (location, class) pairs to NMS and each path returns 100 dete
 post-processing of a busy image. Medians, ratios to FCOS eager, achieved GFLOP/s (fvcore's
 count, 1 multiply-add = 1 flop) beside the measured fp32 peak of a large 3x3 convolution.
 
+``--mode frontier``: GFocal's light and quick-start models against Ultralytics YOLO11n / YOLO26n
+trained for the same wall time (1x, 2x, 4x the quick start's training time) on the built-in data:
+val AP by the same evaluator, batch-1 ms through each one's ONNX export, parameters, peak memory,
+and an AP-vs-ms plot with the Pareto front (:mod:`frontier`; YOLO needs ``make yolo-env``).
+
 ``--mode ap``: quick-start val box AP of a trained quick-start model (``--weights``) through
 each deployment path (Detectron2's ``inference_on_dataset`` with the configs' evaluator): eager,
 optimised eager, ONNX Runtime / OpenVINO fp32, OpenVINO bf16, int8 on both back-ends
@@ -31,6 +36,7 @@ optimised eager, ONNX Runtime / OpenVINO fp32, OpenVINO bf16, int8 on both back-
     python tools/benchmark.py --mode train --height 512 --width 768   # CPU training precisions
     python tools/benchmark.py --mode deploy                 # deployment paths (exports cached)
     python tools/benchmark.py --mode ap --weights output/quickstart/gfl/model_final.pth
+    python tools/benchmark.py --mode frontier --budgets 1 2 4 --jobs 2   # vs YOLO (make yolo-env)
 """
 
 import argparse
@@ -333,7 +339,7 @@ def run_ap(args, paths):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--mode", default="models", choices=["models", "train", "deploy", "ap"])
+    parser.add_argument("--mode", default="models", choices=["models", "train", "deploy", "ap", "frontier"])
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--paths", nargs="+", choices=list(PATHS), help="deploy/ap: only these paths")
     parser.add_argument("--device", default="cpu")
@@ -364,6 +370,15 @@ def main(argv=None):
         help="ap: trained quick-start weights",
     )
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument(
+        "--budgets", nargs="+", type=float, default=[1, 2, 4], help="frontier: x the quick start's time"
+    )
+    parser.add_argument("--contenders", nargs="+", default=["quickstart", "nano", "yolo11n", "yolo26n"])
+    parser.add_argument("--jobs", type=int, default=2, help="frontier: trainings side by side (one thread each at 2)")
+    parser.add_argument("--latency-images", type=int, default=100, help="frontier: val images timed at batch 1")
+    parser.add_argument(
+        "--output-dir", default=os.path.join(REPO, "output", "frontier"), help="frontier: runs kept here"
+    )
     args = checked_parser(parser).parse_args(argv)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"--device {args.device}: this machine has no CUDA device")
@@ -374,7 +389,13 @@ def main(argv=None):
     paths = [p for p in (args.paths or PATHS) if p != "openvino-bf16" or "bf16" in cpu_name()]
     logging.disable(logging.WARNING)
     torch.manual_seed(0)
-    if args.mode == "ap":
+    if args.mode == "frontier":
+        if args.jobs < 1 or args.latency_images < 1:
+            raise ConfigError("--jobs and --latency-images must be >= 1")
+        from frontier import run_frontier  # tools/frontier.py, beside this script
+
+        results = run_frontier(args)
+    elif args.mode == "ap":
         args.export_root = os.path.join(
             args.export_root, "quickstart-" + os.path.splitext(os.path.basename(args.config_file))[0]
         )
