@@ -274,3 +274,36 @@ def test_predictions_as_pre_annotations(tmp_path, fmt):
         }
         assert boxes == {"0.png": [([10.0, 5.0, 30.0, 25.0], 1)], "1.png": []}
         assert "0.9" in text  # the score goes with the box
+
+
+def test_built_in_data_in_every_format_reads_back_the_same(tmp_path):
+    """The quick-start data written in each format reads back to the COCO json's boxes and
+    classes, within the format's rounding (YOLO 6 decimals, VOC integer pixels, CVAT 2 decimals)."""
+    from gfocal.data import ShapesSpec, ensure_shapes_dataset
+
+    root = ensure_shapes_dataset(ShapesSpec(num_train=6, num_val=3, seed=4), str(tmp_path / "shapes"))
+    source = read_labels(f"coco:{root}/annotations/train.json?images={root}/train")
+    source.format = "coco-json"  # written as a conversion, not back in place
+    expected = {os.path.basename(r["file_name"]): r for r in source.splits["all"]}
+    tolerance = {"yolo": 128 * 1e-6, "voc": 0.5, "cvat": 0.005, "labelstudio": 1e-6, "coco": 0}
+    for fmt, tol in tolerance.items():
+        out = tmp_path / fmt
+        written = write_labels(source, str(out), fmt=fmt)
+        spec = {
+            "yolo": f"yolo:{out / 'data.yaml'}",
+            "voc": f"voc:{out}",
+            "cvat": f"cvat:{written[0]}?images={root}/train",
+            "labelstudio": f"labelstudio:{written[0]}?images={root}/train",
+            "coco": f"coco:{written[0]}",
+        }[fmt]
+        labels = read_labels(spec)
+        assert labels.classes == source.classes, fmt
+        records = {os.path.basename(r["file_name"]): r for r in labels.split(None)}
+        assert records.keys() == expected.keys(), fmt
+        for name, record in records.items():
+            want = expected[name]["annotations"]
+            got = record["annotations"]
+            assert (record["width"], record["height"]) == (expected[name]["width"], expected[name]["height"])
+            assert [b["category_id"] for b in got] == [b["category_id"] for b in want], (fmt, name)
+            for b, w in zip(got, want):
+                assert b["bbox"] == pytest.approx(w["bbox"], abs=tol), (fmt, name)

@@ -8,27 +8,10 @@ import warnings
 from xml.etree import ElementTree
 
 import pytest
-from PIL import Image
+from formats_testing import draw_wide_image as _image
+from formats_testing import write_text as _text
 
 from gfocal_runtime.formats import LabelFormatError, LabelSet, cvat, detect_format, make_box, read_labels, write_labels
-
-
-def _image(path, size=(40, 20), exif_orientation=None):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    image = Image.new("RGB", size, (90, 120, 150))
-    if exif_orientation is None:
-        image.save(path)
-    else:
-        exif = Image.Exif()
-        exif[0x0112] = exif_orientation
-        image.save(path, exif=exif)
-
-
-def _text(path, text):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w", encoding="utf-8", newline="") as f:
-        f.write(text)
-
 
 META = """<?xml version="1.0" encoding="utf-8"?>
 <annotations>
@@ -100,7 +83,7 @@ def _export(root, images=IMAGES):
     """CVAT's export layout: annotations.xml with images/ beside it; c.jpg carries EXIF orientation 6."""
     _image(str(root / "images/a.jpg"))
     _image(str(root / "images/sub/b.png"), size=(20, 16))
-    _image(str(root / "images/c.jpg"), exif_orientation=6)  # stored 40 x 20, shown 20 x 40
+    _image(str(root / "images/c.jpg"), orientation=6)  # stored 40 x 20, shown 20 x 40
     _image(str(root / "images/d.png"), size=(20, 16))
     _text(root / "annotations.xml", META + images)
     return str(root / "annotations.xml")
@@ -237,8 +220,8 @@ ONE = (
         ),
         (ONE.format('<box xtl="1" ytl="1" xbr="2" ybr="2"/>'), "<box> #0: label None is not among"),
         (ONE.format('<polygon label="cat" points="1,1;2"/>'), "<polygon> #0: points='1,1;2'; expected 'x,y;x,y;...'"),
-        (ONE.format('<box label="cat" xtl="1" ytl="a" xbr="2" ybr="2"/>'), "<box> #0: ytl='a'; expected a number"),
-        (ONE.format('<box label="cat" xtl="1" ytl="1" xbr="nan" ybr="2"/>'), "<box> #0: xbr='nan'; expected a number"),
+        (ONE.format('<box label="cat" xtl="1" ytl="a" xbr="2" ybr="2"/>'), "<box> #0: ytl 'a' is not a number"),
+        (ONE.format('<box label="cat" xtl="1" ytl="1" xbr="nan" ybr="2"/>'), "<box> #0: xbr 'nan' is not a number"),
         (ONE.format('<box label="cat" xtl="3" ytl="1" xbr="2" ybr="2"/>'), "xbr < xtl or ybr < ytl"),
         (ONE.format("").replace('name="a.jpg"', 'name="gone.jpg"'), '<image name="gone.jpg"> not found; looked for'),
         (ONE.format("").replace(' name="a.jpg"', ""), "<image id='0'> has no name"),

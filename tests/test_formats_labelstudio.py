@@ -7,7 +7,7 @@ import logging
 import os
 
 import pytest
-from PIL import Image
+from formats_testing import draw_image as _image
 
 from gfocal_runtime.formats import (
     LabelFormatError,
@@ -20,17 +20,6 @@ from gfocal_runtime.formats import (
 )
 
 LS = "gfocal_runtime.formats.labelstudio"
-
-
-def _image(path, size=(20, 16), orientation=None):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    image = Image.new("RGB", size, (90, 120, 150))
-    if orientation:
-        exif = Image.Exif()
-        exif[0x0112] = orientation
-        image.save(path, exif=exif)
-    else:
-        image.save(path)
 
 
 def _rect(rid, label, x, y, w, h, rotation=0, size=(20, 16), **extra):

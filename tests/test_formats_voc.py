@@ -4,7 +4,8 @@ import logging
 import os
 
 import pytest
-from PIL import Image
+from formats_testing import draw_image as image
+from formats_testing import write_text
 
 from gfocal_runtime.formats import LabelFormatError, LabelSet, detect_format, make_box, read_labels, voc
 
@@ -36,23 +37,6 @@ def annotation(filename, objects, size=(20, 16)):
         f"\t<source>\n\t\t<database>Drawn</database>\n\t</source>\n{size_xml}"
         f"\t<!-- kept as it is -->\n\t<segmented>0</segmented>\n{''.join(objects)}</annotation>\n"
     )
-
-
-def image(path, size=(20, 16), orientation=None):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    picture = Image.new("RGB", size, (90, 120, 30))
-    if orientation:
-        exif = Image.Exif()
-        exif[0x0112] = orientation
-        picture.save(path, exif=exif)
-    else:
-        picture.save(path)
-
-
-def write_text(path, text):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w", encoding="utf-8", newline="") as f:
-        f.write(text)
 
 
 def read_bytes(path):

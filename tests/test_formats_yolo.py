@@ -4,26 +4,10 @@ write-back in place, and one clear line for each kind of bad input."""
 import os
 
 import pytest
-from PIL import Image
+from formats_testing import draw_wide_image as _image
+from formats_testing import write_text as _text
 
 from gfocal_runtime.formats import LabelFormatError, LabelSet, read_labels, write_labels
-
-
-def _image(path, size=(40, 20), exif_orientation=None):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    image = Image.new("RGB", size, (90, 120, 150))
-    if exif_orientation is None:
-        image.save(path)
-    else:
-        exif = Image.Exif()
-        exif[0x0112] = exif_orientation
-        image.save(path, exif=exif)
-
-
-def _text(path, text):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w", newline="") as f:
-        f.write(text)
 
 
 def _roboflow(root):
@@ -34,7 +18,7 @@ def _roboflow(root):
     _image(str(root / "train/images/b.png"))
     _text(root / "train/labels/b.txt", "")  # empty: background
     _image(str(root / "train/images/c.png"))  # no label file: background
-    _image(str(root / "valid/images/d.jpg"), size=(40, 20), exif_orientation=6)  # shown as 20 x 40
+    _image(str(root / "valid/images/d.jpg"), size=(40, 20), orientation=6)  # shown as 20 x 40
     # a polygon (a triangle) and a box whose right side is 1.000005 (an exporter's rounding)
     _text(root / "valid/labels/d.txt", "1 0.1 0.2 0.6 0.2 0.3 0.7\n0 0.75 0.5 0.500010 0.4\n")
 

@@ -26,6 +26,10 @@ trained for the same wall time (1x, 2x, 4x the quick start's training time) on t
 val AP by the same evaluator, batch-1 ms through each one's ONNX export, parameters, peak memory,
 and an AP-vs-ms plot with the Pareto front (:mod:`frontier`; YOLO needs ``make yolo-env``).
 
+``--mode formats``: reading a YOLO dataset of ``--files`` label files (default 100,000; tiny
+generated images, 4 boxes per file, written once under output/benchmark/yolo_read) with
+``gfocal_runtime.formats.read_labels``: seconds and files per second.
+
 ``--mode ap``: quick-start val box AP of a trained quick-start model (``--weights``) through
 each deployment path (Detectron2's ``inference_on_dataset`` with the configs' evaluator): eager,
 optimised eager, ONNX Runtime / OpenVINO fp32, OpenVINO bf16, int8 on both back-ends
@@ -37,6 +41,7 @@ optimised eager, ONNX Runtime / OpenVINO fp32, OpenVINO bf16, int8 on both back-
     python tools/benchmark.py --mode deploy                 # deployment paths (exports cached)
     python tools/benchmark.py --mode ap --weights output/quickstart/gfl/model_final.pth
     python tools/benchmark.py --mode frontier --budgets 1 2 4 --jobs 2   # vs YOLO (make yolo-env)
+    python tools/benchmark.py --mode formats --files 100000             # reading YOLO labels
 """
 
 import argparse
@@ -337,9 +342,39 @@ def run_ap(args, paths):
     return results
 
 
+def run_formats(files: int, root: str) -> dict:
+    """Seconds to read a YOLO dataset of ``files`` label files (generated once under ``root``)."""
+    import cv2
+
+    from gfocal_runtime.formats import read_labels
+
+    yaml_path = os.path.join(root, f"data_{files}.yaml")
+    if not os.path.isfile(yaml_path):
+        os.makedirs(os.path.join(root, "images"), exist_ok=True)
+        os.makedirs(os.path.join(root, "labels"), exist_ok=True)
+        ok, png = cv2.imencode(".png", np.full((48, 64, 3), 127, np.uint8))
+        lines = "".join(f"{k % 4} 0.{k + 2} 0.{k + 3} 0.1{k} 0.2{k}\n" for k in range(4)).encode()
+        for i in range(files):
+            for path, data in ((f"images/{i:07d}.png", png.tobytes()), (f"labels/{i:07d}.txt", lines)):
+                if not os.path.isfile(os.path.join(root, path)):
+                    with open(os.path.join(root, path), "wb") as f:
+                        f.write(data)
+        with open(os.path.join(root, f"list_{files}.txt"), "w") as f:
+            f.write("".join(f"./images/{i:07d}.png\n" for i in range(files)))
+        with open(yaml_path, "w") as f:
+            f.write(f"train: list_{files}.txt\nnames: [a, b, c, d]\n")
+    start = time.perf_counter()
+    labels = read_labels(f"yolo:{yaml_path}")
+    seconds = time.perf_counter() - start
+    boxes = sum(len(r["annotations"]) for r in labels.splits["train"])
+    print(f"read {files:,} YOLO label files ({boxes:,} boxes) in {seconds:.1f} s: {files / seconds:,.0f} files/s")
+    print(f"CPU: {cpu_name()}")
+    return {"files": files, "boxes": boxes, "seconds": seconds}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--mode", default="models", choices=["models", "train", "deploy", "ap", "frontier"])
+    parser.add_argument("--mode", default="models", choices=["models", "train", "deploy", "ap", "frontier", "formats"])
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--paths", nargs="+", choices=list(PATHS), help="deploy/ap: only these paths")
     parser.add_argument("--device", default="cpu")
@@ -370,6 +405,7 @@ def main(argv=None):
         help="ap: trained quick-start weights",
     )
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--files", type=int, default=100_000, help="formats: YOLO label files to read")
     parser.add_argument(
         "--budgets", nargs="+", type=float, default=[1, 2, 4], help="frontier: x the quick start's time"
     )
@@ -389,7 +425,11 @@ def main(argv=None):
     paths = [p for p in (args.paths or PATHS) if p != "openvino-bf16" or "bf16" in cpu_name()]
     logging.disable(logging.WARNING)
     torch.manual_seed(0)
-    if args.mode == "frontier":
+    if args.mode == "formats":
+        if args.files < 1:
+            raise ConfigError(f"--files must be >= 1, got {args.files}")
+        results = run_formats(args.files, os.path.join(REPO, "output", "benchmark", "yolo_read"))
+    elif args.mode == "frontier":
         if args.jobs < 1 or args.latency_images < 1:
             raise ConfigError("--jobs and --latency-images must be >= 1")
         from frontier import run_frontier  # tools/frontier.py, beside this script

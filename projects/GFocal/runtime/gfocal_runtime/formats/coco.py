@@ -15,17 +15,13 @@ import os
 import shutil
 from typing import List, Optional
 
-from .records import LabelFormatError, LabelSet, box_changed, make_box
+from .records import LabelFormatError, LabelSet, box_changed, load_json, make_box
 
 __all__ = ["read", "write"]
 
 
 def _load(path: str) -> dict:
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except ValueError as e:
-        raise LabelFormatError(f"{path}: not valid JSON ({e})") from None
+    data = load_json(path)
     if not isinstance(data, dict) or not all(isinstance(data.get(k), list) for k in ("images", "annotations")):
         raise LabelFormatError(f"{path}: a COCO json needs 'images' and 'annotations' lists")
     return data

@@ -48,13 +48,21 @@ read from CVAT): read it back with ``?images=`` that folder. CVAT has no crowd f
 import math
 import os
 import re
-import shutil
 import warnings
 from collections import Counter
 from typing import Dict, List, Optional
 from xml.sax.saxutils import escape
 
-from .records import LabelFormatError, LabelSet, box_changed, image_size, make_box, relative_to
+from .records import (
+    LabelFormatError,
+    LabelSet,
+    box_changed,
+    finite_number,
+    image_size,
+    make_box,
+    relative_to,
+    write_bytes_or_copy,
+)
 
 __all__ = ["read", "write"]
 
@@ -110,15 +118,7 @@ def _meta_classes(root) -> Optional[List[str]]:
 
 def _number(element, key: str, where: str, default: Optional[float] = None) -> float:
     text = element.get(key)
-    if text is None and default is not None:
-        return default
-    try:
-        value = float(text)
-    except (TypeError, ValueError):
-        value = math.nan
-    if not math.isfinite(value):
-        raise LabelFormatError(f"{where}: {key}={text!r}; expected a number")
-    return value
+    return default if text is None and default is not None else finite_number(text, where, key)
 
 
 def _shape_box(element, where: str) -> tuple:
@@ -449,14 +449,7 @@ def write(labels: LabelSet, out_dir: str, predictions: bool = False) -> List[str
     out_dir = os.path.abspath(out_dir)
     if labels.format == "cvat" and not predictions:
         target = os.path.join(out_dir, os.path.basename(labels.path))
-        data = _write_back(labels)
-        os.makedirs(out_dir, exist_ok=True)
-        if data is None:
-            shutil.copyfile(labels.path, target)
-        else:
-            with open(target, "wb") as f:
-                f.write(data)
-        return [target]
+        return [write_bytes_or_copy(labels.path, target, _write_back(labels))]
     target = os.path.join(out_dir, "annotations.xml")
     text = _fresh(labels, predictions)
     os.makedirs(out_dir, exist_ok=True)

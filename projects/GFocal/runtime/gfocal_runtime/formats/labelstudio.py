@@ -52,11 +52,10 @@ import logging
 import math
 import os
 import re
-import shutil
 from typing import Dict, List, Optional, Tuple
 from urllib.parse import quote, unquote, urlsplit
 
-from .records import LabelFormatError, LabelSet, box_changed, image_size, make_box
+from .records import LabelFormatError, LabelSet, box_changed, image_size, load_json, make_box, write_bytes_or_copy
 
 __all__ = ["read", "write"]
 
@@ -70,11 +69,7 @@ _DEFAULT_NAMES = {"type": "rectanglelabels", "from_name": "label", "to_name": "i
 
 
 def _load(path: str) -> list:
-    try:
-        with open(path, encoding="utf-8-sig") as f:
-            tasks = json.load(f)
-    except ValueError as e:
-        raise LabelFormatError(f"{path}: not valid JSON ({e})") from None
+    tasks = load_json(path)
     if not isinstance(tasks, list):
         raise LabelFormatError(f"{path}: expected a Label Studio JSON export, a list of tasks [{{'data': ...}}, ...]")
     for i, task in enumerate(tasks):
@@ -428,14 +423,7 @@ def write(labels: LabelSet, out_dir: str, predictions: bool = False) -> List[str
     _check(labels, records)
     if labels.format == "labelstudio" and not predictions and all("source" in r for r in records):
         target = os.path.join(out_dir, os.path.basename(labels.path))
-        content = _write_back(labels, records)
-        os.makedirs(out_dir, exist_ok=True)
-        if content is None:
-            shutil.copyfile(labels.path, target)
-        else:
-            with open(target, "wb") as f:
-                f.write(content)
-        return [target]
+        return [write_bytes_or_copy(labels.path, target, _write_back(labels, records))]
     content = json.dumps(_new_tasks(labels, records, predictions), ensure_ascii=False, indent=2)
     target = os.path.join(out_dir, "tasks.json")
     os.makedirs(out_dir, exist_ok=True)

@@ -21,7 +21,10 @@ no Detectron2. Mistakes in the input raise :class:`LabelFormatError` with one li
 file (and line) and what was expected.
 """
 
+import json
+import math
 import os
+import shutil
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
@@ -33,6 +36,9 @@ __all__ = [
     "box_changed",
     "image_size",
     "IMAGE_EXTENSIONS",
+    "finite_number",
+    "load_json",
+    "write_bytes_or_copy",
 ]
 
 FORMATS = ("yolo", "voc", "cvat", "labelstudio", "coco")
@@ -118,6 +124,38 @@ def image_size(path: str) -> tuple:
     except (UnidentifiedImageError, OSError) as e:
         raise LabelFormatError(f"{path}: not a readable image ({e})") from None
     return width, height
+
+
+def finite_number(text, where: str, what: str) -> float:
+    """``float(text)``, or one line saying that ``what`` at ``where`` is not a finite number."""
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not math.isfinite(value):
+        raise LabelFormatError(f"{where}: {what} {text!r} is not a number")
+    return value
+
+
+def load_json(path: str):
+    """A json file's content; invalid JSON is one line naming the file."""
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            return json.load(f)
+    except ValueError as e:
+        raise LabelFormatError(f"{path}: not valid JSON ({e})") from None
+
+
+def write_bytes_or_copy(source: str, target: str, content: Optional[bytes]) -> str:
+    """Write ``content`` to ``target`` (its folder made), or copy ``source`` byte for byte when
+    ``content`` is None (nothing changed); returns ``target``."""
+    os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
+    if content is None:
+        shutil.copyfile(source, target)
+    else:
+        with open(target, "wb") as f:
+            f.write(content)
+    return target
 
 
 def relative_to(path: str, root: str) -> str:

@@ -56,7 +56,7 @@ from typing import Dict, List, Optional, Tuple
 from xml.parsers import expat
 from xml.sax.saxutils import escape
 
-from .records import IMAGE_EXTENSIONS, LabelFormatError, LabelSet, box_changed, image_size, make_box
+from .records import IMAGE_EXTENSIONS, LabelFormatError, LabelSet, box_changed, finite_number, image_size, make_box
 
 __all__ = ["read", "write", "VOC_CLASSES"]
 
@@ -108,14 +108,7 @@ def _objects(root, path: str) -> List[dict]:
             raise LabelFormatError(f"{where}: no <bndbox>; expected <bndbox> with xmin, ymin, xmax, ymax")
         coords = []
         for tag in _COORDS:
-            text = bndbox.findtext(tag)
-            try:
-                value = float(text)
-            except (TypeError, ValueError):
-                value = math.nan
-            if not math.isfinite(value):
-                raise LabelFormatError(f"{where}: <{tag}> {text!r} is not a number")
-            coords.append(value)
+            coords.append(finite_number(bndbox.findtext(tag), where, f"<{tag}>"))
         xmin, ymin, xmax, ymax = coords
         if xmax < xmin or ymax < ymin:
             raise LabelFormatError(
