@@ -15,6 +15,8 @@ max_iter, amp.enabled, ddp, checkpointer, eval_period, log_period, device). Trai
 every ``train.eval_period`` iterations (0: at the end only). ``--eval-only`` evaluates an
 inference-optimised copy of the model (``--no-optimize``: the model as built). Mistakes in the
 input end with one line on stderr and exit status 2 (``--debug`` shows the traceback).
+``--metric voc07|voc12`` evaluates Pascal VOC AP50 (11-point / all-point) from the test set's
+records instead of COCO AP (``--metric coco``, the default: the config's own evaluator).
 """
 
 import sys
@@ -22,13 +24,14 @@ import sys
 import gfocal  # noqa: F401  (first: registers GFL and the datasets, imports Detectron2 quietly)
 
 # isort: split
+from detectron2.config import LazyCall as L
 from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from gfocal.cli import checked_parser, run
 from gfocal.config import load_config
-from gfocal.engine import check_inputs, do_train, evaluate_checkpoint
+from gfocal.engine import VOCEvaluator, check_inputs, do_train, evaluate_checkpoint
 
 
 def get_parser():
@@ -38,11 +41,19 @@ def get_parser():
         action="store_true",
         help="--eval-only: evaluate the model as built, not its inference-optimised copy",
     )
+    parser.add_argument(
+        "--metric",
+        choices=("coco", "voc07", "voc12"),
+        default="coco",
+        help="coco: the config's evaluator; voc07/voc12: Pascal VOC AP50, 11-point/all-point (default: coco)",
+    )
     return checked_parser(parser)
 
 
 def main(args):
     cfg = load_config(args.config_file, args.opts)
+    if args.metric != "coco":
+        cfg.dataloader.evaluator = L(VOCEvaluator)(dataset_name="${..test.dataset.names}", metric=args.metric)
     default_setup(cfg, args)
     # Our own warnings (data checks, fine-tuning, resume) go to the console and log.txt too.
     setup_logger(cfg.train.output_dir, distributed_rank=comm.get_rank(), name="gfocal")

@@ -4,13 +4,13 @@
   several trainings side by side and "train unless finished" over it;
 - :mod:`.precision`: the trainer for mixed precision (CPU bfloat16, CUDA float16);
 - :mod:`.ema`: a moving average of the weights, as a hook;
-- :mod:`.evaluation`: COCO box AP with faster-coco-eval;
+- :mod:`.evaluation`: COCO box AP with faster-coco-eval, Pascal VOC AP50 from a dataset's records;
 - :mod:`.predictor`: a single-image predictor for lazy configs and the test-time input that
   evaluation, the demo and the exporter share.
 """
 
 from .ema import EMAHook, ModelEMA, ema_settings
-from .evaluation import FastCOCOEvaluator, faster_cocoeval
+from .evaluation import FastCOCOEvaluator, VOCEvaluator, faster_cocoeval, voc_average_precision
 from .precision import (
     CPUAutocastTrainer,
     build_trainer,
@@ -39,6 +39,7 @@ __all__ = [
     "LazyPredictor",
     "ModelEMA",
     "TrainingRun",
+    "VOCEvaluator",
     "build_trainer",
     "check_device",
     "check_inputs",
@@ -57,4 +58,5 @@ __all__ = [
     "run_trainings",
     "train_unless_finished",
     "uses_channels_last",
+    "voc_average_precision",
 ]
