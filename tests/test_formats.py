@@ -61,6 +61,15 @@ def test_spec_grammar(tmp_path):
             parse_spec(text)
 
 
+def test_specs_and_registered_names_are_told_apart(tmp_path):
+    from gfocal_runtime.formats import looks_like_spec
+
+    assert looks_like_spec("yolo:data.yaml") and looks_like_spec("pascal:/data/x")  # a wrong format is a spec
+    (tmp_path / "ann.json").write_text("{}")
+    assert looks_like_spec(str(tmp_path / "ann.json"))
+    assert not looks_like_spec("gfocal_shapes_train") and not looks_like_spec("coco_2017_val")
+
+
 def test_format_detection(tmp_path):
     (tmp_path / "data.yaml").write_text("names: [a, b]\ntrain: images\n")
     (tmp_path / "other.yaml").write_text("lr: 0.1\n")

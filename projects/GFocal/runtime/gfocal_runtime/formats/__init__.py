@@ -70,12 +70,14 @@ class DatasetSpec:
 
 
 def looks_like_spec(text) -> bool:
-    """True for a string that names a dataset by spec (a known format prefix, or an existing
-    path), False for a registered Detectron2 dataset name."""
+    """True for a string that names a dataset by spec (a format prefix, even a wrong one, before
+    a path, or an existing path), False for a registered Detectron2 dataset name."""
     if not isinstance(text, str):
         return False
-    prefix, sep, _ = text.partition(":")
-    return bool(sep and prefix in FORMATS) or os.path.exists(text.split("?images=")[0].rsplit("#", 1)[0])
+    prefix, sep, rest = text.partition(":")
+    if sep and (prefix in FORMATS or (prefix.isidentifier() and rest[:1] in ("/", ".", "~"))):
+        return True
+    return os.path.exists(text.split("?images=")[0].rsplit("#", 1)[0])
 
 
 def parse_spec(text: str) -> DatasetSpec:
