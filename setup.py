@@ -59,10 +59,20 @@ setup(
         "gfocal.model_zoo",
         "gfocal.modeling",
         "gfocal_runtime",
+        "gfocal_runtime.formats",
     ],
     package_data={"gfocal": packaged_configs()},
     python_requires=">=3.9",
-    install_requires=["fvcore", "pycocotools>=2.0.2", "faster-coco-eval==1.8.0", "numpy<2", "opencv-python", "Pillow"],
+    install_requires=[
+        "fvcore",
+        "pycocotools>=2.0.2",
+        "faster-coco-eval==1.8.0",
+        "numpy<2",
+        "opencv-python",
+        "Pillow",
+        "PyYAML",  # YOLO data.yaml (gfocal_runtime.formats)
+        "defusedxml",  # VOC and CVAT XML from outside, parsed safely
+    ],
     extras_require={
         "deploy": ["onnx==1.23.2", "onnxscript==0.7.2", "onnxruntime==1.32.0", "openvino==2026.4.1"],
         # tools/benchmark_label_errors.py compares with cleanlab's ObjectLab; never needed otherwise.

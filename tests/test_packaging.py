@@ -16,6 +16,9 @@ def test_installed_wheel_finds_every_config_outside_the_checkout(tmp_path):
     """`pip install .` (here: the wheel it builds, installed into a folder of its own) works
     from any directory: the configs ship inside the package."""
     wheels, site = tmp_path / "wheels", tmp_path / "site"
+    import shutil
+
+    shutil.rmtree(os.path.join(REPO, "build"), ignore_errors=True)  # a stale build/lib would hide a missing package
     res = run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels), REPO]
     )
@@ -28,6 +31,8 @@ def test_installed_wheel_finds_every_config_outside_the_checkout(tmp_path):
         f"assert gfocal.__file__.startswith({str(site)!r}), gfocal.__file__\n"
         f"assert gfocal_runtime.__file__.startswith({str(site)!r})\n"
         "import gfocal.label_check, gfocal.checkpoint, gfocal.engine, gfocal.export, gfocal.modeling\n"
+        "import gfocal_runtime.formats.yolo, gfocal_runtime.formats.voc, gfocal_runtime.formats.cvat\n"
+        "import gfocal_runtime.formats.labelstudio, gfocal_runtime.formats.coco\n"
         "from gfocal import model_zoo\n"
         "for name in [*model_zoo.MODELS, *model_zoo.DISTILLED]:\n"
         "    model_zoo.get_config(name)\n"
@@ -120,7 +125,8 @@ def test_runtime_wheel_requires_no_torch(tmp_path):
     plain = sorted(r for r in requires if "extra ==" not in r)
     extras = sorted(r.split(";")[0].strip() for r in requires if "extra ==" in r)
     assert plain == ["Pillow", "numpy", "opencv-python"], requires
-    assert [e.split(">")[0] for e in extras] == ["onnxruntime", "openvino"], requires
+    assert [e.split(">")[0] for e in extras] == ["PyYAML", "defusedxml", "onnxruntime", "openvino"], requires
+    assert "gfocal_runtime/formats/labelstudio.py" in names  # subpackages ship too
     assert {n.split("/")[0] for n in names} == {
         "gfocal_runtime",
         wheel.name.split("-")[0] + "-" + wheel.name.split("-")[1] + ".dist-info",
