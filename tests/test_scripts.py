@@ -313,3 +313,19 @@ def test_benchmark_script_smoke(tmp_path):
     assert "1.000x" in res.stdout
     results = json.load(open(tmp_path / "bench.json"))["results"]
     assert results["gfl"]["inference_s"] > 0 and results["fcos"]["train_step_s"] > 0
+
+
+def test_frontier_without_ultralytics_is_one_line_before_anything_runs(tmp_path, monkeypatch):
+    """tools/benchmark.py --mode frontier with a YOLO contender and no .venv-yolo: one line on how
+    to install the benchmark-only extra, and no output folder (nothing trained or written)."""
+    from gfocal.errors import ConfigError
+
+    monkeypatch.syspath_prepend(os.path.join(REPO, "tools"))  # as when the script runs
+    benchmark = load_script("tools/benchmark.py", "benchmark_tool")
+    import frontier
+
+    monkeypatch.setattr(frontier, "REPO", str(tmp_path))  # no .venv-yolo there
+    out = tmp_path / "frontier"
+    with pytest.raises(ConfigError, match=r"make yolo-env.*AGPL"):
+        benchmark.main(["--mode", "frontier", "--contenders", "nano", "yolo11n", "--output-dir", str(out)])
+    assert not out.exists()

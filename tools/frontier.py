@@ -250,6 +250,8 @@ def run_frontier(args) -> dict:
         raise ConfigError(
             f"--budgets must be positive multiples of the quick start's training time, got {args.budgets}"
         )
+    if any(c in YOLO for c in args.contenders):
+        yolo_python()  # before anything trains or is written
     out_dir = os.path.abspath(args.output_dir)
     outs = train_all(args.contenders, args.budgets, out_dir, args.jobs)
     results, commands = {}, {}
