@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import logging
 import os
 import re
 import subprocess
@@ -326,6 +327,9 @@ def test_frontier_without_ultralytics_is_one_line_before_anything_runs(tmp_path,
 
     monkeypatch.setattr(frontier, "REPO", str(tmp_path))  # no .venv-yolo there
     out = tmp_path / "frontier"
-    with pytest.raises(ConfigError, match=r"make yolo-env.*AGPL"):
-        benchmark.main(["--mode", "frontier", "--contenders", "nano", "yolo11n", "--output-dir", str(out)])
+    try:
+        with pytest.raises(ConfigError, match=r"make yolo-env.*AGPL"):
+            benchmark.main(["--mode", "frontier", "--contenders", "nano", "yolo11n", "--output-dir", str(out)])
+    finally:
+        logging.disable(logging.NOTSET)  # the tool quiets logging for its own process
     assert not out.exists()
