@@ -53,9 +53,8 @@ def main(argv) -> int:
     if len(argv) >= 4 and argv[0] == "latency":
         print(json.dumps(time_runtime(argv[1], argv[2], argv[3:])))
         return 0
-    print(
-        __doc__.strip().splitlines()[-2:] and "usage:\n" + "\n".join(__doc__.strip().splitlines()[-2:]), file=sys.stderr
-    )
+    expected = "'peak-rss OUT -- COMMAND...' or 'latency EXPORT BACKEND IMAGES...'"
+    print(f"error: expected {expected}, got {' '.join(argv)!r}", file=sys.stderr)
     return 2
 
 
