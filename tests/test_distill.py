@@ -21,7 +21,7 @@ from detectron2.utils.events import EventStorage
 from gfocal.checkpoint import GFLCheckpointer, load_checkpoint_file
 from gfocal.data import ShapesSpec, register_shapes
 from gfocal.errors import ConfigError, GFocalError
-from gfocal.modeling import ATSSMatcher, LocalizationDistiller, localization_distillation_loss
+from gfocal.modeling import ATSSMatcher, LocalizationDistiller, fold_distribution, localization_distillation_loss
 
 
 def reference_ld(pred, target, temperature):
@@ -198,13 +198,69 @@ def test_mismatched_reg_max_or_strides_is_one_clear_error():
     from gfl_testing import small_gfl_cfg
 
     cfg = small_gfl_cfg()
-    cfg.head.reg_max = 8
+    cfg.head.reg_max = 8  # a teacher with a shorter distribution than the student's
     with pytest.raises(ConfigError, match=r"reg_max 8, the student .* and 16"):
         small_gfl().set_distiller(LocalizationDistiller(instantiate(cfg).eval()))
     cfg = small_gfl_cfg()
-    cfg.anchor_generator.strides = [8, 16, 32, 64, 64]
+    cfg.anchor_generator.strides = [8, 16, 32, 64, 64]  # the student's 128 is not among them
     with pytest.raises(ConfigError, match=r"strides \[8, 16, 32, 64, 64\]"):
         small_gfl().set_distiller(LocalizationDistiller(instantiate(cfg).eval()))
+    cfg = small_gfl_cfg()
+    cfg.anchor_generator.offset = 0.5
+    with pytest.raises(ConfigError, match=r"anchor offsets 0.5 and 0.0"):
+        small_gfl().set_distiller(LocalizationDistiller(instantiate(cfg).eval()))
+
+
+def test_fold_distribution_by_hand():
+    """Bins 0..4 onto 0..2: p0 and p1 stay, p2 + p3 + p4 land on the last bin; per side."""
+    logits = torch.tensor([0.3, -1.0, 2.0, 0.5, -0.2] * 2 + [1.0, 1.0, 1.0, 1.0, 1.0] * 2)
+    folded = fold_distribution(logits, 4, 2).unflatten(-1, (4, 3)).softmax(-1)
+    exps = [math.exp(x) for x in (0.3, -1.0, 2.0, 0.5, -0.2)]
+    p = [e / sum(exps) for e in exps]
+    assert folded[0].tolist() == pytest.approx([p[0], p[1], p[2] + p[3] + p[4]], rel=1e-6)
+    assert folded[1].tolist() == pytest.approx(folded[0].tolist(), rel=1e-6)
+    assert folded[2].tolist() == pytest.approx([0.2, 0.2, 0.6], rel=1e-6)
+    assert fold_distribution(logits, 4, 4) is logits
+    with pytest.raises(ConfigError, match="shorter"):
+        fold_distribution(logits, 4, 5)
+
+
+def test_a_larger_teacher_teaches_through_its_levels_at_the_students_strides():
+    """A student with the levels p4-p7 and reg_max 7 under a p3-p7, reg_max 16 teacher: the LD
+    term reads the teacher's p4-p7 locations (not its first rows) with each side's mass beyond
+    7 put on bin 7, against an independent sum."""
+    from gfl_testing import small_gfl_cfg
+
+    cfg = small_gfl_cfg()
+    cfg.head_in_features = ["p4", "p5", "p6", "p7"]
+    cfg.anchor_generator.sizes = [[128], [256], [512], [1024]]
+    cfg.anchor_generator.strides = [16, 32, 64, 128]
+    cfg.head.input_shape = cfg.head.input_shape[:4]
+    cfg.head.reg_max = 7
+    torch.manual_seed(0)
+    student = instantiate(cfg)
+    teacher = small_gfl(seed=1).eval()
+    student.set_distiller(LocalizationDistiller(teacher))
+    inputs = batch()
+    with EventStorage():
+        losses = student(inputs)
+    with torch.no_grad():
+        images = student.preprocess_image(inputs)
+        feats, outputs = student.dense_outputs(images.tensor)
+        dists = student.transposed_outputs(outputs)[1].double()
+        quality = student.transposed_outputs(outputs)[0].double().sigmoid().amax(-1)
+        t_out = teacher.dense_outputs(images.tensor)[1].dist_logits[1:]  # p4-p7
+        t_probs = torch.cat([x.permute(0, 2, 3, 1).flatten(1, 2) for x in t_out], 1).double()
+        t_probs = t_probs.unflatten(-1, (4, 17)).softmax(-1)
+        t_probs = torch.cat([t_probs[..., :7], t_probs[..., 7:].sum(-1, keepdim=True)], -1)
+        labels, _ = student.label_anchors(student.anchor_generator(feats), [x["instances"] for x in inputs])
+    pos = torch.stack(labels) != student.num_classes
+    p_s = (dists.unflatten(-1, (4, 8)) / 10).log_softmax(-1)
+    p_t = t_probs ** (1 / 10)
+    p_t = p_t / p_t.sum(-1, keepdim=True)
+    side_ld = (100 * (p_t * (p_t.log() - p_s)).mean(-1)).mean(-1)
+    assert int(pos.sum()) > 3
+    assert losses["loss_ld"].item() == pytest.approx(0.25 * (side_ld * quality)[pos].sum().item(), rel=1e-4)
 
 
 # ---------------------------------------------------------------------- end to end, train_net
@@ -258,9 +314,23 @@ def test_ld_training_runs_resumes_and_saves_only_the_student(teacher_weights, ca
     assert [r["iteration"] for r in records if "loss_ld" in r][-2:] == [3, 4]
 
 
+def test_nano_learns_from_the_quick_start_model(teacher_weights):
+    """configs/Quickstart/ld_nano_shapes.py: GFocal-Nano (strides 8-64, reg_max 7, LCNet + PAN)
+    under the quick-start model (strides 8-128, reg_max 16, ResNet + FPN) trains with a finite,
+    non-zero LD term, and saves the nano model alone."""
+    out = teacher_weights / "nano"
+    config = os.path.join(REPO, "configs/Quickstart/ld_nano_shapes.py")
+    overrides = [*TINY, f"distill.teacher.weights={teacher_weights / 'teacher.pth'}", f"train.output_dir={out}"]
+    assert train_net().invoke_main(["--config-file", config, *overrides, "train.max_iter=2"]) == 0
+    trained = [json.loads(line) for line in open(out / "metrics.json") if "loss_ld" in line]
+    assert len(trained) == 2 and all(math.isfinite(r["loss_ld"]) and r["loss_ld"] > 0 for r in trained)
+    saved = load_checkpoint_file(str(out / "model_final.pth"))["model"]
+    assert saved.keys() == instantiate(train_net().load_config(config).model).state_dict().keys()
+
+
 def test_missing_or_mismatched_teacher_is_one_line(teacher_weights, capsys):
     """A teacher's weights that are not there: one line before anything is written; a teacher
-    with another reg_max than the student: one line naming both."""
+    with a shorter distribution than the student: one line naming both."""
     config = os.path.join(REPO, "configs/Quickstart/ld_shapes.py")
     base = ["--config-file", config, *TINY, "train.max_iter=1"]
     out = teacher_weights / "o1"
@@ -270,9 +340,9 @@ def test_missing_or_mismatched_teacher_is_one_line(teacher_weights, capsys):
     assert not out.exists()
     weights = f"distill.teacher.weights={teacher_weights / 'teacher.pth'}"
     out = teacher_weights / "o2"
-    assert train_net().invoke_main([*base, f"train.output_dir={out}", "model.head.reg_max=8", weights]) == 2
+    assert train_net().invoke_main([*base, f"train.output_dir={out}", "model.head.reg_max=20", weights]) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "reg_max 16, the student" in errors[0] and "and 8" in errors[0], errors
+    assert len(errors) == 1 and "reg_max 16, the student" in errors[0] and "and 20" in errors[0], errors
 
 
 def test_ld_configs_mirror_the_published_ones():

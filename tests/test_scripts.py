@@ -333,3 +333,44 @@ def test_frontier_without_ultralytics_is_one_line_before_anything_runs(tmp_path,
     finally:
         logging.disable(logging.NOTSET)  # the tool quiets logging for its own process
     assert not out.exists()
+
+
+def test_frontier_student_trains_under_its_teacher_of_the_same_budget_and_after_it(tmp_path, monkeypatch):
+    """The LD contender reads the quick-start run of its own budget (its probe: the quick-start
+    probe's) and waits for it when it is not there yet; without the teacher's run or the
+    quickstart contender it is one line before anything runs; --only-finished trains nothing."""
+    from gfocal.errors import ConfigError
+
+    monkeypatch.syspath_prepend(os.path.join(REPO, "tools"))
+    import frontier
+
+    out = str(tmp_path / "fr")
+    argv = frontier._gfocal_argv("nano_ld", os.path.join(out, "nano_ld_2x"), 10)
+    assert f"distill.teacher.weights={os.path.join(out, 'quickstart_2x', 'model_final.pth')}" in argv
+    argv = frontier._gfocal_argv("nano_ld", os.path.join(out, "probe", "nano_ld"), 10)
+    assert f"distill.teacher.weights={os.path.join(out, 'probe', 'quickstart', 'model_final.pth')}" in argv
+    assert not any(a.startswith("distill.") for a in frontier._gfocal_argv("nano", os.path.join(out, "nano_1x"), 10))
+
+    waves = []
+    monkeypatch.setattr(frontier, "run_trainings", lambda todo, jobs: waves.append([t[0] for t in todo]))
+    todo = [
+        ("nano_ld 1x", frontier._gfocal_argv("nano_ld", os.path.join(out, "nano_ld_1x"), 10), ""),
+        ("quickstart 1x", frontier._gfocal_argv("quickstart", os.path.join(out, "quickstart_1x"), 10), ""),
+        ("nano 1x", frontier._gfocal_argv("nano", os.path.join(out, "nano_1x"), 10), ""),
+    ]
+    frontier._in_waves(todo, 2)
+    assert waves == [["quickstart 1x", "nano 1x"], ["nano_ld 1x"]]
+    os.makedirs(os.path.join(out, "quickstart_1x"))
+    open(os.path.join(out, "quickstart_1x", "model_final.pth"), "w").close()
+    waves.clear()
+    frontier._in_waves(todo, 2)  # the teacher is there: the student trains beside the others
+    assert waves == [["nano_ld 1x", "quickstart 1x", "nano 1x"], []]
+
+    waves.clear()
+    with pytest.raises(ConfigError, match=r"add quickstart to --contenders \(no quickstart_2x in "):
+        frontier.train_all(["nano_ld"], [1.0, 2.0], out, 2)
+    assert waves == [] and not os.path.isdir(os.path.join(out, "probe"))
+    assert frontier.train_all(["nano_ld", "quickstart"], [1.0, 2.0], out, 2, only_finished=True) == {
+        ("quickstart", 1.0): os.path.join(out, "quickstart_1x")
+    }
+    assert waves == []

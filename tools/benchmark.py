@@ -410,6 +410,9 @@ def main(argv=None):
         "--budgets", nargs="+", type=float, default=[1, 2, 4], help="frontier: x the quick start's time"
     )
     parser.add_argument("--contenders", nargs="+", default=["quickstart", "nano", "yolo11n", "yolo26n"])
+    parser.add_argument(
+        "--only-finished", action="store_true", help="frontier: train nothing; evaluate and time the finished runs"
+    )
     parser.add_argument("--jobs", type=int, default=2, help="frontier: trainings side by side (one thread each at 2)")
     parser.add_argument("--latency-images", type=int, default=100, help="frontier: val images timed at batch 1")
     parser.add_argument(

@@ -39,7 +39,11 @@ GFOCAL = {
     "quickstart": ("quick-start GFL", "configs/Quickstart/gfl_shapes.py"),
     "nano": ("GFocal-Nano", "configs/Quickstart/gfl_nano_shapes.py"),
     "nano_v2": ("GFocal-Nano v2", "configs/Quickstart/gflv2_nano_shapes.py"),
+    "nano_ld": ("GFocal-Nano + LD", "configs/Quickstart/ld_nano_shapes.py"),
 }
+# A student trains after its teacher, the quick-start model of the same budget (its probe: the
+# quick-start probe's); the teacher's training time is not in the student's budget.
+TEACHER = {"nano_ld": "quickstart"}
 YOLO = {"yolo11n": "YOLO11n", "yolo26n": "YOLO26n"}
 CONTENDERS = list(GFOCAL) + list(YOLO)
 BASE_ITERS = 1500  # the quick-start schedule: its training time is the 1x budget
@@ -102,10 +106,28 @@ def _with_peak_rss(argv, out: str):
 
 def _gfocal_argv(key: str, out: str, iters: int):
     config = os.path.join(REPO, GFOCAL[key][1])
-    return [
+    argv = [
         sys.executable, os.path.join(REPO, "train_net.py"), "--resume", "--config-file", config,
         f"train.max_iter={iters}", f"train.output_dir={out}", "train.eval_period=0", "train.checkpointer.period=500",
     ]  # fmt: skip
+    if key in TEACHER:  # the teacher's run sits beside the student's: <out_dir>/<teacher>_<budget> or probe/<teacher>
+        parent, name = os.path.split(out)
+        teacher_out = os.path.join(parent, TEACHER[key] + name[len(key) :])
+        argv.append(f"distill.teacher.weights={os.path.join(teacher_out, 'model_final.pth')}")
+    return argv
+
+
+def _in_waves(todo, jobs: int) -> None:
+    """Run the trainings of ``todo`` (label, argv, out) ``jobs`` at a time; a student whose
+    teacher's weights are not there yet waits for every other run."""
+
+    def waits(argv):
+        weights = [a.split("=", 1)[1] for a in argv if a.startswith("distill.teacher.weights=")]
+        return bool(weights) and not os.path.isfile(weights[0])
+
+    later = [t for t in todo if waits(t[1])]
+    run_trainings([t for t in todo if t not in later], jobs)
+    run_trainings(later, jobs)
 
 
 def step_seconds(keys, out_dir: str, jobs: int) -> dict:
@@ -115,7 +137,7 @@ def step_seconds(keys, out_dir: str, jobs: int) -> dict:
         out = os.path.join(out_dir, "probe", key)
         if not os.path.isfile(os.path.join(out, "model_final.pth")):
             todo.append((f"{key} probe", _gfocal_argv(key, out, PROBE_ITERS) + ["train.log_period=5"], out))
-    run_trainings(todo, jobs)
+    _in_waves(todo, jobs)
     steps = {}
     for key in keys:
         with open(os.path.join(out_dir, "probe", key, "metrics.json")) as f:
@@ -125,10 +147,26 @@ def step_seconds(keys, out_dir: str, jobs: int) -> dict:
     return steps
 
 
-def train_all(contenders, budgets, out_dir: str, jobs: int) -> dict:
-    """Train every (contender, budget) not finished yet; returns {(key, budget): output dir}."""
+def train_all(contenders, budgets, out_dir: str, jobs: int, only_finished: bool = False) -> dict:
+    """Train every (contender, budget) not finished yet (``only_finished``: none, and leave the
+    unfinished out); returns {(key, budget): output dir}."""
     gfocal_keys = [k for k in contenders if k in GFOCAL]
-    steps = step_seconds(sorted(set(gfocal_keys) | {"quickstart"}), out_dir, jobs)
+    if only_finished:
+        outs = {(k, b): os.path.join(out_dir, f"{k}_{b:g}x") for b in budgets for k in contenders}
+        done = "result.json", "model_final.pth"
+        return {kb: out for kb, out in outs.items() if os.path.isfile(os.path.join(out, done[kb[0] in GFOCAL]))}
+    teachers = {f"{TEACHER[k]}_{b:g}x": TEACHER[k] for b in budgets for k in contenders if k in TEACHER}
+    missing = [
+        run for run, teacher in teachers.items()
+        if teacher not in contenders and not os.path.isfile(os.path.join(out_dir, run, "model_final.pth"))
+    ]  # fmt: skip
+    if missing:
+        raise ConfigError(
+            f"a distilled contender trains under its teacher's run of the same budget: add {teachers[missing[0]]} "
+            f"to --contenders (no {', '.join(missing)} in {out_dir})"
+        )
+    needed = set(gfocal_keys) | {"quickstart"} | {TEACHER[k] for k in gfocal_keys if k in TEACHER}
+    steps = step_seconds(sorted(needed), out_dir, jobs)
     base = BASE_ITERS * steps["quickstart"]
     print(
         f"1x budget: {BASE_ITERS} quick-start steps of {steps['quickstart']:.3f} s = {base / 60:.1f} min; steps {steps}"
@@ -148,7 +186,7 @@ def train_all(contenders, budgets, out_dir: str, jobs: int) -> dict:
                 argv = [python, os.path.join(REPO, "tools", "yolo_side.py"), "--model", key, "--data", data]
                 argv += ["--hours", f"{budget * base / 3600:.5f}", "--val-list", val_list, "--out", out]
                 todo.append((f"{key} {budget:g}x", _with_peak_rss(argv, out), out))
-    run_trainings(todo, jobs)
+    _in_waves(todo, jobs)
     return outs
 
 
@@ -253,7 +291,9 @@ def run_frontier(args) -> dict:
     if any(c in YOLO for c in args.contenders):
         yolo_python()  # before anything trains or is written
     out_dir = os.path.abspath(args.output_dir)
-    outs = train_all(args.contenders, args.budgets, out_dir, args.jobs)
+    outs = train_all(args.contenders, args.budgets, out_dir, args.jobs, args.only_finished)
+    if not outs:
+        raise ConfigError(f"--only-finished: no finished run of {' '.join(args.contenders)} in {out_dir}")
     results, commands = {}, {}
     files = [r["file_name"] for r in DatasetCatalog.get("gfocal_shapes_val")[: args.latency_images]]
     for (key, budget), out in outs.items():

@@ -10,7 +10,7 @@ copy (:mod:`.optimize`).
 
 from .atss import ATSSMatcher
 from .backbone import DeformBottleneckBlock, DeformConv, make_resnet_stages
-from .distill import LocalizationDistiller, localization_distillation_loss
+from .distill import LocalizationDistiller, fold_distribution, localization_distillation_loss
 from .fpn import LastLevelP6P7NoReLU
 from .gfl import GFL, aligned_iou, bbox2distance, distance2bbox
 from .head import FusedTowers, GFLHead, GFLHeadOutputs, Scale, distribution_statistics, distribution_std
@@ -52,6 +52,7 @@ __all__ = [
     "distribution_statistics",
     "distribution_std",
     "fold_batch_norms",
+    "fold_distribution",
     "fuse_head_towers",
     "generalized_focal_loss",
     "localization_distillation_loss",
