@@ -44,6 +44,23 @@ dataloader.test = L(build_detection_test_loader)(
 )
 # Box AP by faster-coco-eval (pycocotools' numbers at compiled speed; see gfocal.engine.evaluation).
 dataloader.evaluator = L(FastCOCOEvaluator)(dataset_name="${..test.dataset.names}")
+# Milder augmentations for the last part of training (gfocal.engine.stages), off: a recipe with
+# strong_augmentations() sets a fraction and these take over for the last of it.
+dataloader.train_last = dict(fraction=0.0, augmentations=dataloader.train.mapper.augmentations)
+
+
+def strong_augmentations():
+    """Scale jitter over short sides 96-192 (the same mean cost as 128-160) and colour jitter,
+    for ``dataloader.train.mapper.augmentations`` with ``dataloader.train_last.fraction`` > 0."""
+    return [
+        L(T.ResizeShortestEdge)(short_edge_length=(96, 192), max_size=4000, sample_style="range"),
+        L(T.RandomFlip)(horizontal=True),
+        L(T.RandomBrightness)(intensity_min=0.75, intensity_max=1.25),
+        L(T.RandomContrast)(intensity_min=0.75, intensity_max=1.25),
+        L(T.RandomSaturation)(intensity_min=0.7, intensity_max=1.3),
+    ]
+
+
 # Test-time augmentation for --eval-only (gfocal.modeling.tta.GFLWithTTA; Detectron2's TEST.AUG names).
 dataloader.tta = dict(enabled=False, min_sizes=[192, 256], max_size=4000, flip=True)
 # Sliced evaluation (gfocal.modeling.slicing), off: tiles of `size` original pixels sharing `overlap` of it

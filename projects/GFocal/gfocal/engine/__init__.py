@@ -4,6 +4,7 @@
   several trainings side by side and "train unless finished" over it;
 - :mod:`.precision`: the trainer for mixed precision (CPU bfloat16, CUDA float16);
 - :mod:`.ema`: a moving average of the weights, as a hook;
+- :mod:`.stages`: milder augmentations for the last part of training, as a hook;
 - :mod:`.evaluation`: COCO box AP with faster-coco-eval, Pascal VOC AP50 from a dataset's records;
 - :mod:`.predictor`: a single-image predictor for lazy configs and the test-time input that
   evaluation, the demo and the exporter share.
@@ -21,6 +22,7 @@ from .precision import (
     uses_channels_last,
 )
 from .predictor import LazyPredictor, evaluation_input, evaluation_metadata, instances_from_runtime
+from .stages import LastStageAugmentations, last_stage_hook
 from .train_loop import (
     TrainingRun,
     check_device,
@@ -36,6 +38,7 @@ __all__ = [
     "CPUAutocastTrainer",
     "EMAHook",
     "FastCOCOEvaluator",
+    "LastStageAugmentations",
     "LazyPredictor",
     "ModelEMA",
     "TrainingRun",
@@ -55,6 +58,7 @@ __all__ = [
     "faster_cocoeval",
     "instances_from_runtime",
     "interleaved_medians",
+    "last_stage_hook",
     "run_trainings",
     "train_unless_finished",
     "uses_channels_last",

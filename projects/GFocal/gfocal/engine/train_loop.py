@@ -31,6 +31,7 @@ from ..modeling.tta import GFLWithTTA, check_tta_settings
 from .ema import EMAHook, ModelEMA, ema_settings
 from .precision import build_trainer, cpu_has_bf16, describe_precision, uses_channels_last
 from .predictor import evaluation_input
+from .stages import last_stage_hook
 
 __all__ = [
     "TrainingRun",
@@ -105,6 +106,7 @@ def do_train(cfg, resume: bool = False):
             hooks.IterationTimer(),
             EMAHook(ema) if ema else None,  # before the checkpointer and evaluation, which read it
             hooks.LRScheduler(scheduler=instantiate(cfg.lr_multiplier)),
+            last_stage_hook(cfg),
             hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer) if main else None,
             hooks.EvalHook(cfg.train.eval_period, lambda: do_test(cfg, evaluated)),
             hooks.PeriodicWriter(default_writers(cfg.train.output_dir, cfg.train.max_iter), cfg.train.log_period)
@@ -202,7 +204,8 @@ def _check_timm_backbones(node) -> None:
 def check_inputs(cfg, eval_only: bool = False, processes: int = 1) -> None:
     """What a run reads from outside, checked before anything is built or written: the device
     (for ``processes`` workers in all), the sliced evaluation's settings, and for ``--eval-only``
-    the weights and the test-time augmentation, else a distillation config's teacher weights."""
+    the weights and the test-time augmentation, else the last stage's augmentation settings and a
+    distillation config's teacher weights."""
     check_device(cfg)
     _test_slicing(cfg)
     _check_timm_backbones(cfg.model)
@@ -219,6 +222,7 @@ def check_inputs(cfg, eval_only: bool = False, processes: int = 1) -> None:
         if tta.get("enabled", False):
             check_tta_settings(list(tta.min_sizes), tta.max_size)
         return
+    last_stage_hook(cfg)  # dataloader.train_last's settings
     weights = cfg.get("distill", {}).get("teacher", {}).get("weights", None)
     if weights is not None and "://" not in weights and not os.path.isfile(weights):
         raise CheckpointError(
