@@ -21,6 +21,8 @@ dataloader.train.mapper.augmentations = [
     L(T.RandomFlip)(horizontal=True),
 ]
 dataloader.train.total_batch_size = 16
+# Milder augmentations for the last share of training (gfocal.engine.stages), off (fraction 0).
+dataloader.train_last = dict(fraction=0.0, augmentations=dataloader.train.mapper.augmentations)
 # Box AP by faster-coco-eval: pycocotools' numbers at compiled speed, without Detectron2's
 # compiled ops (see gfocal.engine.evaluation).
 dataloader.evaluator = L(FastCOCOEvaluator)(dataset_name="${..test.dataset.names}")

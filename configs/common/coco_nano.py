@@ -22,6 +22,11 @@ def nano_input_size(dataloader, size: int) -> None:
         L(T.RandomFlip)(horizontal=True),
     ]
     dataloader.test.mapper.augmentations = [L(T.ResizeShortestEdge)(short_edge_length=size, max_size=size)]
+    # For dataloader.train_last.fraction > 0: the last share trains without the scale jitter.
+    dataloader.train_last.augmentations = [
+        L(T.ResizeShortestEdge)(short_edge_length=size, max_size=size),
+        L(T.RandomFlip)(horizontal=True),
+    ]
 
 
 dataloader.train.total_batch_size = 96

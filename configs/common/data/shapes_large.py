@@ -26,6 +26,7 @@ dataloader.train.mapper = L(SliceTrainingMapper)(
     use_instance_mask=False,
 )
 dataloader.train.total_batch_size = 8
+dataloader.train_last.augmentations = dataloader.train.mapper.augmentations
 dataloader.test.dataset.names = "gfocal_shapes_large_val"
 # The network's input: a 256 px short side, for the whole image and for each tile alike.
 dataloader.test.mapper.augmentations = [L(T.ResizeShortestEdge)(short_edge_length=256, max_size=4000)]
