@@ -202,6 +202,42 @@ def test_config_with_a_spec_trains_evaluates_and_reloads(tmp_path):
         load_config(config, overrides)
 
 
+def test_a_spec_without_split_gives_training_its_train_split_and_testing_its_val_or_test(tmp_path):
+    """`yolo:data.yaml` with train/val/test: training reads train, testing val; with train/test
+    only, testing reads test; a VOC folder whose splits are none of these is one line naming them."""
+    root = tmp_path / "data"
+    for split in ("train", "val", "test"):
+        (root / "images" / split).mkdir(parents=True)
+        (root / "labels" / split).mkdir(parents=True)
+        Image.new("RGB", (32, 32)).save(root / "images" / split / "0.png")
+        (root / "labels" / split / "0.txt").write_text("0 0.5 0.5 0.4 0.3\n")
+    spec = f"yolo:{root / 'data.yaml'}"
+    overrides = [f"dataloader.train.dataset.names='{spec}'", f"dataloader.test.dataset.names='{spec}'"]
+    config = os.path.join(REPO, "configs/Quickstart/gfl_shapes.py")
+    (root / "data.yaml").write_text("train: images/train\nval: images/val\ntest: images/test\nnames: [cat]\n")
+    cfg = load_config(config, overrides)
+    assert cfg.dataloader.train.dataset.names.startswith("yolo_data-data_train_")
+    assert cfg.dataloader.test.dataset.names.startswith("yolo_data-data_val_")
+    (root / "data.yaml").write_text("train: images/train\ntest: images/test\nnames: [cat]\n")
+    assert load_config(config, overrides).dataloader.test.dataset.names.startswith("yolo_data-data_test_")
+    voc = tmp_path / "VOC"  # splits named by ImageSets/Main/*.txt: here neither train nor val/test
+    (voc / "JPEGImages").mkdir(parents=True)
+    Image.new("RGB", (32, 32)).save(voc / "JPEGImages" / "a.jpg")
+    (voc / "Annotations").mkdir()
+    (voc / "Annotations" / "a.xml").write_text(
+        "<annotation><filename>a.jpg</filename><size><width>32</width><height>32</height></size><object>"
+        "<name>cat</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>9</xmax><ymax>9</ymax></bndbox></object></annotation>"
+    )
+    (voc / "ImageSets" / "Main").mkdir(parents=True)
+    for split in ("first", "second"):
+        (voc / "ImageSets" / "Main" / f"{split}.txt").write_text("a\n")
+    with pytest.raises(
+        DatasetError,
+        match=r"names=voc:.*: its labels have the splits first, second; name one, e.g. voc:.*#first",
+    ):
+        load_config(config, [f"dataloader.train.dataset.names='voc:{voc}'"])
+
+
 def _yolo_set(root, labels):
     for i, text in enumerate(labels):
         (root / "images").mkdir(parents=True, exist_ok=True)

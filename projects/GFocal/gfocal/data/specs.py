@@ -78,13 +78,28 @@ def register_dataset(spec: str) -> Dict[str, str]:
     return names
 
 
-def _resolve(value, classes: list):
-    """A dataset name, spec or list of them -> registered names; ``classes`` collects each spec's."""
+# The split a spec without #SPLIT gives each key, in order of preference, when it has several.
+PREFERRED_SPLITS = {"dataloader.train.dataset.names": ("train", "trainval")}
+TEST_SPLITS = ("val", "test")
+
+
+def _resolve(value, classes: list, key: str):
+    """A dataset name, spec or list of them -> registered names; ``classes`` collects each spec's.
+    A spec without #SPLIT whose source has several splits gives ``key`` its preferred one."""
     if isinstance(value, (list, tuple)):
-        return [n for v in value for n in _as_list(_resolve(v, classes))]
+        return [n for v in value for n in _as_list(_resolve(v, classes, key))]
     if not looks_like_spec(value):
         return value
     names = register_dataset(value)
+    if len(names) > 1:
+        preferred = [s for s in PREFERRED_SPLITS.get(key, TEST_SPLITS) if s in names]
+        if not preferred:
+            raise DatasetError(
+                f"{key}={value}: its labels have the splits {', '.join(names)}; name one, "
+                f"e.g. {value}#{next(iter(names))}"
+            )
+        logger.info(f"{key}: the {preferred[0]!r} split of {value} (another: add #SPLIT)")
+        names = {preferred[0]: names[preferred[0]]}
     resolved = list(names.values())
     classes.append((value, resolved, MetadataCatalog.get(resolved[0]).thing_classes))
     return resolved[0] if len(resolved) == 1 else resolved
@@ -119,7 +134,7 @@ def resolve_dataset_specs(cfg, overrides: Sequence[str] = ()):
         value = parent[leaf]
         if isinstance(value, str) and value.startswith("${"):  # an interpolation of another key
             continue
-        resolved = _resolve(list(value) if not isinstance(value, str) else value, classes)
+        resolved = _resolve(list(value) if not isinstance(value, str) else value, classes, key)
         if resolved != value:
             parent[leaf] = resolved
     if not classes:
