@@ -204,7 +204,7 @@ def test_config_with_a_spec_trains_evaluates_and_reloads(tmp_path):
 
 def test_a_spec_without_split_gives_training_its_train_split_and_testing_its_val_or_test(tmp_path):
     """`yolo:data.yaml` with train/val/test: training reads train, testing val; with train/test
-    only, testing reads test; a VOC folder whose splits are none of these is one line naming them."""
+    only, testing reads test."""
     root = tmp_path / "data"
     for split in ("train", "val", "test"):
         (root / "images" / split).mkdir(parents=True)
@@ -220,22 +220,50 @@ def test_a_spec_without_split_gives_training_its_train_split_and_testing_its_val
     assert cfg.dataloader.test.dataset.names.startswith("yolo_data-data_val_")
     (root / "data.yaml").write_text("train: images/train\ntest: images/test\nnames: [cat]\n")
     assert load_config(config, overrides).dataloader.test.dataset.names.startswith("yolo_data-data_test_")
-    voc = tmp_path / "VOC"  # splits named by ImageSets/Main/*.txt: here neither train nor val/test
-    (voc / "JPEGImages").mkdir(parents=True)
-    Image.new("RGB", (32, 32)).save(voc / "JPEGImages" / "a.jpg")
-    (voc / "Annotations").mkdir()
-    (voc / "Annotations" / "a.xml").write_text(
+
+
+def _voc_with_splits(root, splits):
+    """One image and box under ``root``, listed in ImageSets/Main/<split>.txt for each split."""
+    (root / "JPEGImages").mkdir(parents=True)
+    Image.new("RGB", (32, 32)).save(root / "JPEGImages" / "a.jpg")
+    (root / "Annotations").mkdir()
+    (root / "Annotations" / "a.xml").write_text(
         "<annotation><filename>a.jpg</filename><size><width>32</width><height>32</height></size><object>"
         "<name>cat</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>9</xmax><ymax>9</ymax></bndbox></object></annotation>"
     )
-    (voc / "ImageSets" / "Main").mkdir(parents=True)
-    for split in ("first", "second"):
-        (voc / "ImageSets" / "Main" / f"{split}.txt").write_text("a\n")
-    with pytest.raises(
-        DatasetError,
-        match=r"names=voc:.*: its labels have the splits first, second; name one, e.g. voc:.*#first",
-    ):
-        load_config(config, [f"dataloader.train.dataset.names='voc:{voc}'"])
+    (root / "ImageSets" / "Main").mkdir(parents=True)
+    for split in splits:
+        (root / "ImageSets" / "Main" / f"{split}.txt").write_text("a\n")
+    spec = f"voc:{root}"
+    return [f"dataloader.train.dataset.names='{spec}'", f"dataloader.test.dataset.names='{spec}'"]
+
+
+@pytest.mark.parametrize(
+    "splits, chosen",
+    [
+        (["test", "train", "trainval", "val"], ("train", "val")),  # VOC2007's four: by preference, not by order
+        (["test", "trainval"], ("trainval", "test")),
+        (["test", "trainval", "val"], ("trainval", "test")),  # val is inside trainval: never tested on
+    ],
+)
+def test_voc_splits_without_split_never_test_on_training_images(tmp_path, splits, chosen):
+    overrides = _voc_with_splits(tmp_path / "VOC", splits)
+    cfg = load_config(os.path.join(REPO, "configs/Quickstart/gfl_shapes.py"), overrides)
+    names = cfg.dataloader.train.dataset.names, cfg.dataloader.test.dataset.names
+    assert tuple(n.rsplit("_", 2)[1] for n in names) == chosen
+
+
+@pytest.mark.parametrize(
+    "splits, message",
+    [
+        (["first", "second"], r"train.dataset.names=voc:.*: its labels have the splits first, second; name one, e.g."),
+        (["trainval", "val"], r"test.dataset.names=voc:.*: its labels have the splits trainval, val \(val is inside"),
+    ],
+)
+def test_splits_that_fit_no_role_are_one_line(tmp_path, splits, message):
+    overrides = _voc_with_splits(tmp_path / "VOC", splits)
+    with pytest.raises(DatasetError, match=message):
+        load_config(os.path.join(REPO, "configs/Quickstart/gfl_shapes.py"), overrides)
 
 
 def _yolo_set(root, labels):

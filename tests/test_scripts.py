@@ -374,3 +374,46 @@ def test_frontier_student_trains_under_its_teacher_of_the_same_budget_and_after_
         ("quickstart", 1.0): os.path.join(out, "quickstart_1x")
     }
     assert waves == []
+
+
+def test_frontier_probes_the_student_beside_its_reference_and_trains_it_after_its_teacher(tmp_path, monkeypatch):
+    """Probes: quick-start and nano first, then the LD student beside a second nano probe, its
+    step scaled by nano's first probe over the second; trainings: the teacher before the
+    student, whose iterations follow the scaled step. A killed teacher run (a checkpoint, no
+    model_final.pth) still holds the student back."""
+    monkeypatch.syspath_prepend(os.path.join(REPO, "tools"))
+    import frontier
+
+    out = str(tmp_path / "fr")
+    step = {"quickstart probe": 0.4, "nano probe": 0.6, "nano_ld probe": 0.8, "nano_ld reference probe": 0.5}
+    waves, argvs = [], {}
+
+    def fake_run(todo, jobs):  # a probe leaves its metrics and weights, as train_net would
+        waves.append(sorted(t[0] for t in todo))
+        for label, argv, run in todo:
+            argvs[label] = argv
+            os.makedirs(run, exist_ok=True)
+            with open(os.path.join(run, "metrics.json"), "w") as f:
+                f.writelines(json.dumps({"iteration": i, "time": step.get(label, 1.0)}) + "\n" for i in range(60))
+            open(os.path.join(run, "model_final.pth"), "w").close()
+
+    monkeypatch.setattr(frontier, "run_trainings", fake_run)
+    frontier.train_all(["nano_ld", "quickstart"], [1.0], out, 2)
+    assert waves == [
+        ["nano probe", "quickstart probe"],
+        ["nano_ld probe", "nano_ld reference probe"],
+        ["quickstart 1x"],
+        ["nano_ld 1x"],
+    ]
+    assert "train.max_iter=625" in argvs["nano_ld 1x"]  # 1,500 x 0.4 s / (0.8 x 0.6 / 0.5 s)
+    assert "train.max_iter=1500" in argvs["quickstart 1x"]
+
+    waves.clear()
+    os.makedirs(os.path.join(out, "quickstart_2x"))
+    open(os.path.join(out, "quickstart_2x", "model_0000499.pth"), "w").close()
+    todo = [
+        (f"{k} 2x", frontier._gfocal_argv(k, os.path.join(out, f"{k}_2x"), 10), "") for k in ("nano_ld", "quickstart")
+    ]
+    monkeypatch.setattr(frontier, "run_trainings", lambda todo, jobs: waves.append([t[0] for t in todo]))
+    frontier._in_waves(todo, 2)
+    assert waves == [["quickstart 2x"], ["nano_ld 2x"]]

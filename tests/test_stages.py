@@ -54,25 +54,61 @@ def test_the_config_key_follows_max_iter_and_replaces_only_the_augmentations(mon
     cfg = load_config(f"{REPO}/configs/Quickstart/gfl_nano_shapes.py")
     assert last_stage_hook(cfg) is None  # fraction 0: off
     cfg.dataloader.train_last = dict(fraction=0.15, augmentations=cfg.dataloader.train.mapper.augmentations[1:])
-    for max_iter, start in ((1000, 850), (2000, 1700), (7, 6)):
+    for max_iter, start in ((1000, 850), (2000, 1700), (7, 6), (10, 8)):
         cfg.train.max_iter = max_iter
         assert last_stage_hook(cfg).start_iter == start
-    built = []
+    hook, built = last_stage_hook(cfg), []
     monkeypatch.setattr(stages_module, "instantiate", lambda node: built.append(node) or "loader")
-    assert last_stage_hook(cfg)._build() == "loader"
+    assert hook._build() == "loader"
     (loader_cfg,) = built
     assert len(loader_cfg.mapper.augmentations) == 1 and len(cfg.dataloader.train.mapper.augmentations) == 2
     assert loader_cfg.total_batch_size == cfg.dataloader.train.total_batch_size
     assert loader_cfg.dataset.names == cfg.dataloader.train.dataset.names
 
 
-@pytest.mark.parametrize("value", [dict(fraction=1.0, augmentations=[]), dict(fraction=-0.1, augmentations=[]),
-                                   dict(fraction=0.2)])  # fmt: skip
-def test_bad_settings_are_one_clear_error(value):
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        (dict(fraction=1.0, augmentations=[]), r"expected fraction in \[0, 1\) .*got fraction=1.0"),
+        (dict(fraction=-0.1, augmentations=[]), r"expected fraction in \[0, 1\) .*got fraction=-0.1"),
+        (dict(fraction="abc", augmentations=[]), r"expected fraction in \[0, 1\) .*got fraction=abc"),
+        (dict(fraction=0.2), r"expected .*got fraction=0.2 and no augmentations"),
+    ],
+)
+def test_bad_settings_are_one_clear_error(value, message):
     cfg = load_config(f"{REPO}/configs/Quickstart/gfl_nano_shapes.py")
     cfg.dataloader.train_last = value
-    with pytest.raises(ConfigError, match=r"dataloader.train_last: expected fraction in \[0, 1\)"):
+    with pytest.raises(ConfigError, match=r"dataloader.train_last: " + message):
         last_stage_hook(cfg)
+
+
+def test_an_augmentation_that_does_not_build_fails_before_training_and_no_stage_is_none():
+    from detectron2.config import LazyCall as L
+    from detectron2.data import transforms as T
+
+    cfg = load_config(f"{REPO}/configs/Quickstart/gfl_nano_shapes.py")
+    cfg.dataloader.train_last = dict(fraction=0.2, augmentations=[L(T.RandomFlip)(sideways=True)])
+    with pytest.raises(ConfigError, match=r"dataloader.train_last.augmentations: TypeError: .*sideways"):
+        last_stage_hook(cfg)
+    cfg.dataloader.train_last.augmentations = [L(T.RandomFlip)(horizontal=True)]
+    cfg.train.max_iter = 2  # 0.2 x 2 rounds to no iteration
+    assert last_stage_hook(cfg) is None
+
+
+def test_a_bad_fraction_through_train_net_is_one_line_and_writes_nothing(tmp_path, capsys):
+    import importlib.util
+    import os
+
+    spec = importlib.util.spec_from_file_location("train_net_stage_error", os.path.join(REPO, "train_net.py"))
+    train_net = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train_net)
+    out = tmp_path / "out"
+    config = f"{REPO}/configs/Quickstart/gfl_nano_shapes.py"
+    argv = ["--config-file", config, f"train.output_dir={out}", "dataloader.train_last.fraction=1.0"]
+    assert train_net.invoke_main(argv) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "dataloader.train_last" in errors[0], errors
+    assert not out.exists()
 
 
 def test_train_net_switches_at_its_share_of_max_iter(tmp_path):

@@ -44,6 +44,7 @@ GFOCAL = {
 # A student trains after its teacher, the quick-start model of the same budget (its probe: the
 # quick-start probe's); the teacher's training time is not in the student's budget.
 TEACHER = {"nano_ld": "quickstart"}
+EXTENDS = {"nano_ld": "nano"}  # the config a student is, less the teacher
 YOLO = {"yolo11n": "YOLO11n", "yolo26n": "YOLO26n"}
 CONTENDERS = list(GFOCAL) + list(YOLO)
 BASE_ITERS = 1500  # the quick-start schedule: its training time is the 1x budget
@@ -130,20 +131,36 @@ def _in_waves(todo, jobs: int) -> None:
     run_trainings(later, jobs)
 
 
+def _median_step(out: str) -> float:
+    with open(os.path.join(out, "metrics.json")) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    return float(np.median([r["time"] for r in rows if "time" in r and r.get("iteration", 0) >= PROBE_ITERS // 3]))
+
+
 def step_seconds(keys, out_dir: str, jobs: int) -> dict:
-    """Median training step time of each GFocal config, probed side by side as the real runs train."""
-    todo = []
+    """Median training step time of each GFocal config, probed side by side as the real runs train.
+
+    A student's probe waits for its teacher's; beside it runs a second probe of the config the
+    student extends (``<student>_reference``), and the student's step is scaled by that config's
+    first probe over the second, so that every step is measured in the first probes' conditions.
+    """
+    first, second = [], []
     for key in keys:
         out = os.path.join(out_dir, "probe", key)
         if not os.path.isfile(os.path.join(out, "model_final.pth")):
-            todo.append((f"{key} probe", _gfocal_argv(key, out, PROBE_ITERS) + ["train.log_period=5"], out))
-    _in_waves(todo, jobs)
-    steps = {}
+            (second if key in TEACHER else first).append(
+                (f"{key} probe", _gfocal_argv(key, out, PROBE_ITERS) + ["train.log_period=5"], out)
+            )
+        reference = os.path.join(out_dir, "probe", f"{key}_reference")
+        if key in TEACHER and not os.path.isfile(os.path.join(reference, "model_final.pth")):
+            argv = _gfocal_argv(EXTENDS[key], reference, PROBE_ITERS) + ["train.log_period=5"]
+            second.append((f"{key} reference probe", argv, reference))
+    run_trainings(first, jobs)
+    run_trainings(second, jobs)
+    steps = {key: _median_step(os.path.join(out_dir, "probe", key)) for key in keys}
     for key in keys:
-        with open(os.path.join(out_dir, "probe", key, "metrics.json")) as f:
-            rows = [json.loads(line) for line in f if line.strip()]
-        times = [r["time"] for r in rows if "time" in r and r.get("iteration", 0) >= PROBE_ITERS // 3]
-        steps[key] = float(np.median(times))
+        if key in TEACHER:
+            steps[key] *= steps[EXTENDS[key]] / _median_step(os.path.join(out_dir, "probe", f"{key}_reference"))
     return steps
 
 
@@ -165,7 +182,8 @@ def train_all(contenders, budgets, out_dir: str, jobs: int, only_finished: bool 
             f"a distilled contender trains under its teacher's run of the same budget: add {teachers[missing[0]]} "
             f"to --contenders (no {', '.join(missing)} in {out_dir})"
         )
-    needed = set(gfocal_keys) | {"quickstart"} | {TEACHER[k] for k in gfocal_keys if k in TEACHER}
+    students = [k for k in gfocal_keys if k in TEACHER]
+    needed = set(gfocal_keys) | {"quickstart"} | {TEACHER[k] for k in students} | {EXTENDS[k] for k in students}
     steps = step_seconds(sorted(needed), out_dir, jobs)
     base = BASE_ITERS * steps["quickstart"]
     print(

@@ -79,8 +79,17 @@ def register_dataset(spec: str) -> Dict[str, str]:
 
 
 # The split a spec without #SPLIT gives each key, in order of preference, when it has several.
-PREFERRED_SPLITS = {"dataloader.train.dataset.names": ("train", "trainval")}
-TEST_SPLITS = ("val", "test")
+# Testing never reads a split the training split holds: without "train", training reads
+# "trainval" and testing "test" (VOC's "val" is inside "trainval").
+TRAIN_KEY = "dataloader.train.dataset.names"
+
+
+def _preferred_split(key: str, splits) -> str:
+    if key == TRAIN_KEY:
+        order = ("train", "trainval")
+    else:
+        order = ("val", "test") if "train" in splits or "trainval" not in splits else ("test",)
+    return next((s for s in order if s in splits), None)
 
 
 def _resolve(value, classes: list, key: str):
@@ -92,14 +101,15 @@ def _resolve(value, classes: list, key: str):
         return value
     names = register_dataset(value)
     if len(names) > 1:
-        preferred = [s for s in PREFERRED_SPLITS.get(key, TEST_SPLITS) if s in names]
-        if not preferred:
+        split = _preferred_split(key, names)
+        if split is None:
+            inside = " (val is inside trainval, which training reads)" if "trainval" in names else ""
             raise DatasetError(
-                f"{key}={value}: its labels have the splits {', '.join(names)}; name one, "
+                f"{key}={value}: its labels have the splits {', '.join(names)}{inside}; name one, "
                 f"e.g. {value}#{next(iter(names))}"
             )
-        logger.info(f"{key}: the {preferred[0]!r} split of {value} (another: add #SPLIT)")
-        names = {preferred[0]: names[preferred[0]]}
+        logger.info(f"{key}: the {split!r} split of {value} (another: add #SPLIT)")
+        names = {split: names[split]}
     resolved = list(names.values())
     classes.append((value, resolved, MetadataCatalog.get(resolved[0]).thing_classes))
     return resolved[0] if len(resolved) == 1 else resolved

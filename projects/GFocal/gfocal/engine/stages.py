@@ -50,17 +50,28 @@ def _name(node) -> str:
 
 def last_stage_hook(cfg) -> Optional[LastStageAugmentations]:
     """The :class:`LastStageAugmentations` of ``cfg.dataloader.train_last``, or None when the
-    config has none or its fraction is 0. Raises ConfigError for a fraction outside [0, 1)."""
+    config has none or its fraction leaves no iteration. Raises ConfigError for a fraction outside
+    [0, 1), augmentations that do not build, or a training mapper without augmentations."""
     last = cfg.dataloader.get("train_last")
     if last is None or not last.get("fraction"):
         return None
     fraction = last.fraction
-    if not 0 <= fraction < 1 or "augmentations" not in last:
+    if not isinstance(fraction, (int, float)) or not 0 <= fraction < 1 or "augmentations" not in last:
         raise ConfigError(
             f"dataloader.train_last: expected fraction in [0, 1) and a list of augmentations, got fraction={fraction}"
             f"{'' if 'augmentations' in last else ' and no augmentations'}"
         )
-    start = cfg.train.max_iter - round(fraction * cfg.train.max_iter)
+    if "augmentations" not in cfg.dataloader.train.get("mapper", {}):
+        raise ConfigError("dataloader.train_last: dataloader.train.mapper takes no augmentations to replace")
+    try:  # a wrong augmentation fails now, not at the switch hours later
+        instantiate(last.augmentations)
+    except Exception as e:
+        raise ConfigError(f"dataloader.train_last.augmentations: {type(e).__name__}: {e}") from None
+    length = round(fraction * cfg.train.max_iter)
+    if length == 0:
+        logger.warning(f"dataloader.train_last.fraction={fraction} of {cfg.train.max_iter} iterations: no last stage")
+        return None
+    start = cfg.train.max_iter - length
     loader_cfg = copy.deepcopy(cfg.dataloader.train)
     loader_cfg.mapper.augmentations = last.augmentations
     names = ", ".join(_name(a) for a in last.augmentations)
