@@ -225,10 +225,8 @@ def test_fold_distribution_by_hand():
         fold_distribution(logits, 4, 5)
 
 
-def test_a_larger_teacher_teaches_through_its_levels_at_the_students_strides():
-    """A student with the levels p4-p7 and reg_max 7 under a p3-p7, reg_max 16 teacher: the LD
-    term reads the teacher's p4-p7 locations (not its first rows) with each side's mass beyond
-    7 put on bin 7, against an independent sum."""
+def p4_p7_student():
+    """A student with the levels p4-p7 and reg_max 7 (the small GFL has p3-p7 and 16)."""
     from gfl_testing import small_gfl_cfg
 
     cfg = small_gfl_cfg()
@@ -238,8 +236,14 @@ def test_a_larger_teacher_teaches_through_its_levels_at_the_students_strides():
     cfg.head.input_shape = cfg.head.input_shape[:4]
     cfg.head.reg_max = 7
     torch.manual_seed(0)
-    student = instantiate(cfg)
-    teacher = small_gfl(seed=1).eval()
+    return instantiate(cfg)
+
+
+def test_a_larger_teacher_teaches_through_its_levels_at_the_students_strides():
+    """A student with the levels p4-p7 and reg_max 7 under a p3-p7, reg_max 16 teacher: the LD
+    term reads the teacher's p4-p7 locations (not its first rows) with each side's mass beyond
+    7 put on bin 7, against an independent sum."""
+    student, teacher = p4_p7_student(), small_gfl(seed=1).eval()
     student.set_distiller(LocalizationDistiller(teacher))
     inputs = batch()
     with EventStorage():
@@ -261,6 +265,41 @@ def test_a_larger_teacher_teaches_through_its_levels_at_the_students_strides():
     side_ld = (100 * (p_t * (p_t.log() - p_s)).mean(-1)).mean(-1)
     assert int(pos.sum()) > 3
     assert losses["loss_ld"].item() == pytest.approx(0.25 * (side_ld * quality)[pos].sum().item(), rel=1e-4)
+
+
+def test_class_kd_under_a_larger_teacher_reads_its_levels_at_the_students_strides():
+    student, teacher = p4_p7_student(), small_gfl(seed=1).eval()
+    student.set_distiller(LocalizationDistiller(teacher, kd_weight=10.0, kd_temperature=2.0))
+    inputs = batch()
+    with EventStorage():
+        losses = student(inputs)
+    with torch.no_grad():
+        images = student.preprocess_image(inputs)
+        feats, outputs = student.dense_outputs(images.tensor)
+        logits = student.transposed_outputs(outputs)[0].double()
+        t_cls = teacher.dense_outputs(images.tensor)[1].cls_logits[1:]  # p4-p7
+        t_logits = torch.cat([x.permute(0, 2, 3, 1).flatten(1, 2) for x in t_cls], 1).double()
+        labels, _ = student.label_anchors(student.anchor_generator(feats), [x["instances"] for x in inputs])
+    pos = torch.stack(labels) != student.num_classes
+    p_s, p_t = (logits / 2).log_softmax(-1), (t_logits / 2).log_softmax(-1)
+    kd = 4 * (p_t.exp() * (p_t - p_s)).mean(-1)
+    assert losses["loss_kd"].item() == pytest.approx(10.0 * (kd[pos].sum() / pos.sum()).item(), rel=1e-4)
+
+
+def test_a_teacher_with_other_feature_sizes_is_one_clear_error(monkeypatch):
+    """The teacher's p5 one column narrower than the student's: an error, not rows misread."""
+    student, teacher = p4_p7_student(), small_gfl(seed=1).eval()
+    student.set_distiller(LocalizationDistiller(teacher))
+    dense = teacher.dense_outputs
+
+    def cropped(x):
+        feats, out = dense(x)
+        narrower = [None if v is None else [t[..., :-1] if i == 2 else t for i, t in enumerate(v)] for v in out]
+        return feats, type(out)(*narrower)
+
+    monkeypatch.setattr(teacher, "dense_outputs", cropped)
+    with EventStorage(), pytest.raises(ConfigError, match="locations at the student's strides .* differ in size"):
+        student(batch())
 
 
 # ---------------------------------------------------------------------- end to end, train_net
