@@ -38,6 +38,7 @@ MEASURE = os.path.join(REPO, "tools", "measure.py")
 GFOCAL = {
     "quickstart": ("quick-start GFL", "configs/Quickstart/gfl_shapes.py"),
     "nano": ("GFocal-Nano", "configs/Quickstart/gfl_nano_shapes.py"),
+    "nano_strong": ("GFocal-Nano, strong aug", "configs/Quickstart/gfl_nano_shapes_strong.py"),
     "nano_v2": ("GFocal-Nano v2", "configs/Quickstart/gflv2_nano_shapes.py"),
     "nano_ld": ("GFocal-Nano + LD", "configs/Quickstart/ld_nano_shapes.py"),
 }
