@@ -240,34 +240,9 @@ def p4_p7_student():
 
 
 def test_a_larger_teacher_teaches_through_its_levels_at_the_students_strides():
-    """A student with the levels p4-p7 and reg_max 7 under a p3-p7, reg_max 16 teacher: the LD
-    term reads the teacher's p4-p7 locations (not its first rows) with each side's mass beyond
-    7 put on bin 7, against an independent sum."""
-    student, teacher = p4_p7_student(), small_gfl(seed=1).eval()
-    student.set_distiller(LocalizationDistiller(teacher))
-    inputs = batch()
-    with EventStorage():
-        losses = student(inputs)
-    with torch.no_grad():
-        images = student.preprocess_image(inputs)
-        feats, outputs = student.dense_outputs(images.tensor)
-        dists = student.transposed_outputs(outputs)[1].double()
-        quality = student.transposed_outputs(outputs)[0].double().sigmoid().amax(-1)
-        t_out = teacher.dense_outputs(images.tensor)[1].dist_logits[1:]  # p4-p7
-        t_probs = torch.cat([x.permute(0, 2, 3, 1).flatten(1, 2) for x in t_out], 1).double()
-        t_probs = t_probs.unflatten(-1, (4, 17)).softmax(-1)
-        t_probs = torch.cat([t_probs[..., :7], t_probs[..., 7:].sum(-1, keepdim=True)], -1)
-        labels, _ = student.label_anchors(student.anchor_generator(feats), [x["instances"] for x in inputs])
-    pos = torch.stack(labels) != student.num_classes
-    p_s = (dists.unflatten(-1, (4, 8)) / 10).log_softmax(-1)
-    p_t = t_probs ** (1 / 10)
-    p_t = p_t / p_t.sum(-1, keepdim=True)
-    side_ld = (100 * (p_t * (p_t.log() - p_s)).mean(-1)).mean(-1)
-    assert int(pos.sum()) > 3
-    assert losses["loss_ld"].item() == pytest.approx(0.25 * (side_ld * quality)[pos].sum().item(), rel=1e-4)
-
-
-def test_class_kd_under_a_larger_teacher_reads_its_levels_at_the_students_strides():
+    """A student with the levels p4-p7 and reg_max 7 under a p3-p7, reg_max 16 teacher: LD and
+    class KD read the teacher's p4-p7 locations (not its first rows), LD with each side's mass
+    beyond 7 put on bin 7, against independent sums."""
     student, teacher = p4_p7_student(), small_gfl(seed=1).eval()
     student.set_distiller(LocalizationDistiller(teacher, kd_weight=10.0, kd_temperature=2.0))
     inputs = batch()
@@ -276,13 +251,25 @@ def test_class_kd_under_a_larger_teacher_reads_its_levels_at_the_students_stride
     with torch.no_grad():
         images = student.preprocess_image(inputs)
         feats, outputs = student.dense_outputs(images.tensor)
-        logits = student.transposed_outputs(outputs)[0].double()
-        t_cls = teacher.dense_outputs(images.tensor)[1].cls_logits[1:]  # p4-p7
-        t_logits = torch.cat([x.permute(0, 2, 3, 1).flatten(1, 2) for x in t_cls], 1).double()
+        logits, dists = (x.double() for x in student.transposed_outputs(outputs)[:2])
+        t_out = teacher.dense_outputs(images.tensor)[1]
+        t_logits, t_dists = (
+            torch.cat([x.permute(0, 2, 3, 1).flatten(1, 2) for x in per_level[1:]], 1).double()  # p4-p7
+            for per_level in (t_out.cls_logits, t_out.dist_logits)
+        )
         labels, _ = student.label_anchors(student.anchor_generator(feats), [x["instances"] for x in inputs])
     pos = torch.stack(labels) != student.num_classes
-    p_s, p_t = (logits / 2).log_softmax(-1), (t_logits / 2).log_softmax(-1)
-    kd = 4 * (p_t.exp() * (p_t - p_s)).mean(-1)
+    assert int(pos.sum()) > 3
+    t_probs = t_dists.unflatten(-1, (4, 17)).softmax(-1)
+    t_probs = torch.cat([t_probs[..., :7], t_probs[..., 7:].sum(-1, keepdim=True)], -1)
+    p_s = (dists.unflatten(-1, (4, 8)) / 10).log_softmax(-1)
+    p_t = t_probs ** (1 / 10)
+    p_t = p_t / p_t.sum(-1, keepdim=True)
+    side_ld = (100 * (p_t * (p_t.log() - p_s)).mean(-1)).mean(-1)
+    quality = logits.sigmoid().amax(-1)
+    assert losses["loss_ld"].item() == pytest.approx(0.25 * (side_ld * quality)[pos].sum().item(), rel=1e-4)
+    k_s, k_t = (logits / 2).log_softmax(-1), (t_logits / 2).log_softmax(-1)
+    kd = 4 * (k_t.exp() * (k_t - k_s)).mean(-1)
     assert losses["loss_kd"].item() == pytest.approx(10.0 * (kd[pos].sum() / pos.sum()).item(), rel=1e-4)
 
 
