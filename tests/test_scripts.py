@@ -408,6 +408,16 @@ def test_frontier_probes_the_student_beside_its_reference_and_trains_it_after_it
     assert "train.max_iter=625" in argvs["nano_ld 1x"]  # 1,500 x 0.4 s / (0.8 x 0.6 / 0.5 s)
     assert "train.max_iter=1500" in argvs["quickstart 1x"]
 
+    # A variant without a teacher: probed after the first probes beside its own reference, and scaled.
+    step.update({"quickstart_strong probe": 0.9, "quickstart_strong reference probe": 0.6})
+    waves.clear()
+    frontier.train_all(["quickstart_strong"], [2.0], out, 2)
+    assert [w for w in waves if w] == [
+        ["quickstart_strong probe", "quickstart_strong reference probe"],
+        ["quickstart_strong 2x"],
+    ]
+    assert "train.max_iter=2000" in argvs["quickstart_strong 2x"]  # 2 x 1,500 x 0.4 s / (0.9 x 0.4 / 0.6 s)
+
     waves.clear()
     os.makedirs(os.path.join(out, "quickstart_2x"))
     open(os.path.join(out, "quickstart_2x", "model_0000499.pth"), "w").close()

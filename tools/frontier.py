@@ -37,6 +37,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MEASURE = os.path.join(REPO, "tools", "measure.py")
 GFOCAL = {
     "quickstart": ("quick-start GFL", "configs/Quickstart/gfl_shapes.py"),
+    "quickstart_strong": ("quick-start GFL, strong aug", "configs/Quickstart/gfl_shapes_strong.py"),
     "nano": ("GFocal-Nano", "configs/Quickstart/gfl_nano_shapes.py"),
     "nano_strong": ("GFocal-Nano, strong aug", "configs/Quickstart/gfl_nano_shapes_strong.py"),
     "nano_v2": ("GFocal-Nano v2", "configs/Quickstart/gflv2_nano_shapes.py"),
@@ -45,7 +46,9 @@ GFOCAL = {
 # A student trains after its teacher, the quick-start model of the same budget (its probe: the
 # quick-start probe's); the teacher's training time is not in the student's budget.
 TEACHER = {"nano_ld": "quickstart"}
-EXTENDS = {"nano_ld": "nano"}  # the config a student is, less the teacher
+# A variant of another contender's config (a student: less its teacher); probed after the first
+# probes, beside a second probe of the config it extends, and scaled to the first probes' conditions.
+EXTENDS = {"nano_ld": "nano", "nano_strong": "nano", "quickstart_strong": "quickstart"}
 YOLO = {"yolo11n": "YOLO11n", "yolo26n": "YOLO26n"}
 CONTENDERS = list(GFOCAL) + list(YOLO)
 BASE_ITERS = 1500  # the quick-start schedule: its training time is the 1x budget
@@ -141,26 +144,29 @@ def _median_step(out: str) -> float:
 def step_seconds(keys, out_dir: str, jobs: int) -> dict:
     """Median training step time of each GFocal config, probed side by side as the real runs train.
 
-    A student's probe waits for its teacher's; beside it runs a second probe of the config the
-    student extends (``<student>_reference``), and the student's step is scaled by that config's
-    first probe over the second, so that every step is measured in the first probes' conditions.
+    The probe of a variant (``EXTENDS``; a student, whose probe waits for its teacher's) runs after
+    the others, beside a second probe of the config it extends (``<variant>_reference``), and its
+    step is scaled by that config's first probe over the second, so that every step is measured in
+    the first probes' conditions.
     """
-    first, second = [], []
+    first, pairs = [], {key: [] for key in keys if key in EXTENDS}
     for key in keys:
         out = os.path.join(out_dir, "probe", key)
         if not os.path.isfile(os.path.join(out, "model_final.pth")):
-            (second if key in TEACHER else first).append(
+            (pairs[key] if key in EXTENDS else first).append(
                 (f"{key} probe", _gfocal_argv(key, out, PROBE_ITERS) + ["train.log_period=5"], out)
             )
         reference = os.path.join(out_dir, "probe", f"{key}_reference")
-        if key in TEACHER and not os.path.isfile(os.path.join(reference, "model_final.pth")):
+        if key in EXTENDS and not os.path.isfile(os.path.join(reference, "model_final.pth")):
             argv = _gfocal_argv(EXTENDS[key], reference, PROBE_ITERS) + ["train.log_period=5"]
-            second.append((f"{key} reference probe", argv, reference))
+            pairs[key].append((f"{key} reference probe", argv, reference))
     run_trainings(first, jobs)
-    run_trainings(second, jobs)
+    for pair in pairs.values():  # a variant and its reference side by side, a pair at a time
+        if pair:
+            run_trainings(pair, jobs)
     steps = {key: _median_step(os.path.join(out_dir, "probe", key)) for key in keys}
     for key in keys:
-        if key in TEACHER:
+        if key in EXTENDS:
             steps[key] *= steps[EXTENDS[key]] / _median_step(os.path.join(out_dir, "probe", f"{key}_reference"))
     return steps
 
@@ -184,7 +190,8 @@ def train_all(contenders, budgets, out_dir: str, jobs: int, only_finished: bool 
             f"to --contenders (no {', '.join(missing)} in {out_dir})"
         )
     students = [k for k in gfocal_keys if k in TEACHER]
-    needed = set(gfocal_keys) | {"quickstart"} | {TEACHER[k] for k in students} | {EXTENDS[k] for k in students}
+    needed = set(gfocal_keys) | {"quickstart"} | {TEACHER[k] for k in students}
+    needed |= {EXTENDS[k] for k in gfocal_keys if k in EXTENDS}
     steps = step_seconds(sorted(needed), out_dir, jobs)
     base = BASE_ITERS * steps["quickstart"]
     print(
