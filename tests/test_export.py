@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from gfl_testing import REPO
+from omegaconf import OmegaConf
 
 from detectron2.config import instantiate
 from detectron2.structures import Boxes, pairwise_iou
@@ -18,6 +19,7 @@ from detectron2.utils.analysis import FlopCountAnalysis
 from gfocal.config import load_config
 from gfocal.data import ShapesSpec, register_shapes
 from gfocal.engine import LazyPredictor
+from gfocal.errors import ConfigError
 from gfocal.export import GFLExportModule, export_model
 from gfocal_runtime import Detector, ExportSpec
 from gfocal_runtime.spec import ResizeSpec
@@ -268,9 +270,14 @@ def test_int8_export_runs_and_mostly_agrees(data_dir, tmp_path):
     """A coarse check (accuracy is the benchmark's job): the int8 model runs on both back-ends
     and most fp32 detections have an int8 detection of the same class at IoU > 0.7."""
     cfg, model = small_model(1)
+    cfg.export = dict(int8=dict(float_stem=True, percentile=99.0))  # a config's int8 settings reach the quantiser
+    with pytest.raises(ConfigError, match="export.int8: unknown stem"):  # checked before anything is written
+        export_model(OmegaConf.merge(cfg, {"export": {"int8": {"stem": True}}}), model, str(tmp_path), int8=True)
+    assert not os.listdir(tmp_path)
     spec = export_model(cfg, model, str(tmp_path), "onnx", int8=True, calib_images="8")
     assert spec.precision == "int8" and spec.source["int8"]["calibration_images"] == 8
-    assert spec.source["int8"]["quantized_convs"] > 20
+    assert spec.source["int8"]["quantized_convs"] > 20 and spec.source["int8"]["float_convs"] == 1  # the stem
+    assert spec.source["int8"]["settings"]["percentile"] == 99.0
     predictor = LazyPredictor(cfg, model=model, optimize=False)
     for backend in ("onnxruntime", "openvino"):
         detector = Detector(str(tmp_path), backend=backend)

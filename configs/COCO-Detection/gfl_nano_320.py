@@ -3,7 +3,7 @@
 backbone by default (model.backbone.bottom_up.pretrained=True fetches timm's)."""
 
 from ..common.coco_nano import dataloader, lr_multiplier, nano_input_size, optimizer, train
-from ..common.models.gfl_nano import model
+from ..common.models.gfl_nano import export, model
 
 nano_input_size(dataloader, 320)
 train.output_dir = "./output/gfl_nano_320"

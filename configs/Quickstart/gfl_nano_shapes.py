@@ -11,7 +11,7 @@ from detectron2.solver.build import get_default_optimizer_params
 
 from ..common.data.shapes import dataloader
 from ..common.gfl_schedule import cosine_schedule
-from ..common.models.gfl_nano import model
+from ..common.models.gfl_nano import export, model
 from .gfl_shapes import train
 
 model.num_classes = 4

@@ -6,7 +6,7 @@ At the nano's 1x and 4x budgets (1,205 and 4,818 iterations): 50.9 and 72.7 val 
 time")."""
 
 from ..common.data.shapes import strong_augmentations
-from .gfl_nano_shapes import dataloader, lr_multiplier, model, optimizer, train
+from .gfl_nano_shapes import dataloader, export, lr_multiplier, model, optimizer, train
 
 dataloader.train.mapper.augmentations = strong_augmentations()
 dataloader.train_last.fraction = 0.15

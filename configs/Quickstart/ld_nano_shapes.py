@@ -5,7 +5,7 @@ The teacher's forward pass makes each step slower; tools/benchmark.py --mode fro
 student the same wall time as the nano model alone (contender nano_ld)."""
 
 from ..common.ld import ld
-from .gfl_nano_shapes import dataloader, lr_multiplier, model, optimizer, train
+from .gfl_nano_shapes import dataloader, export, lr_multiplier, model, optimizer, train
 
 # The LD weight scaled to 16 images per worker (0.25 / 8): at the published 0.25 the LD sum over
 # 16 images outweighed the class loss in the nano's shared tower (25.9 val AP against 47.0 alone

@@ -241,7 +241,7 @@ def check_export(cfg, fmt: str, output_dir: str, int8: bool = False, calib_image
         the int8 calibration image files (:func:`gfocal.export.quantize.calibration_files`), or None
         without ``int8``. ``calib_images``: N, a folder, or a list of files already checked.
     """
-    from .quantize import calibration_files
+    from .quantize import calibration_files, int8_settings
 
     if fmt not in FORMATS:
         raise ConfigError(f"--format must be one of {list(FORMATS)}, got {fmt!r}")
@@ -251,6 +251,7 @@ def check_export(cfg, fmt: str, output_dir: str, int8: bool = False, calib_image
         raise ConfigError(f"--output {output_dir} is a file; give a folder")
     if not int8:
         return None
+    int8_settings(cfg)  # export.int8, checked before the calibration images are read
     return list(calib_images) if isinstance(calib_images, (list, tuple)) else calibration_files(cfg, calib_images)
 
 
@@ -305,7 +306,9 @@ def export_model(
             if int8:
                 fp32_path = os.path.join(work, "model_fp32.onnx")
                 os.replace(path, fp32_path)
-                summary = quantize.quantize_int8(fp32_path, path, quantize.calibration_inputs(calibration, spec))
+                summary = quantize.quantize_int8(
+                    fp32_path, path, quantize.calibration_inputs(calibration, spec), quantize.int8_settings(cfg)
+                )
                 os.remove(fp32_path)
                 # int8 is calibrated for real images: compare on some (random pixels saturate it).
                 inputs = [torch.as_tensor(x) for x in quantize.calibration_inputs(calibration[:4], spec)]

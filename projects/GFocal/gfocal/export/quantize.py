@@ -1,9 +1,10 @@
 """Static int8 quantisation of an exported GFL (ONNX, QDQ) and its calibration images."""
 
 import contextlib
+import io
 import logging
 import os
-from typing import Dict, Iterable, Iterator, List, Sequence
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -16,7 +17,14 @@ from gfocal_runtime.spec import ExportSpec
 from ..data import first_dataset_name
 from ..errors import ConfigError
 
-__all__ = ["calibration_files", "calibration_inputs", "quantize_int8"]
+__all__ = [
+    "INT8_DEFAULTS",
+    "calibration_files",
+    "calibration_inputs",
+    "float_convolutions",
+    "int8_settings",
+    "quantize_int8",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -84,20 +92,83 @@ def _quiet_root_logger(prefix: str):
         root.removeHandler(guard)
 
 
+# ``export.int8`` of a config (all keys optional): how :func:`quantize_int8` quantises its model.
+INT8_DEFAULTS = dict(
+    keep_float=["reg_conf"],  # convolutions whose weight names contain one of these stay float
+    float_stem=False,  # the convolution(s) reading the network input stay float
+    float_depthwise=False,  # depthwise convolutions (groups = input channels > 1) stay float
+    calibration="minmax",  # or "percentile": each activation's range clipped to `percentile`
+    percentile=99.999,
+)
+
+
+def int8_settings(cfg) -> Dict[str, object]:
+    """The config's ``export.int8`` over :data:`INT8_DEFAULTS`; an unknown key or value is a ConfigError."""
+    given = dict(cfg.get("export", {}).get("int8", {}) or {}) if "export" in cfg else {}
+    unknown = sorted(set(given) - set(INT8_DEFAULTS))
+    if unknown:
+        raise ConfigError(f"export.int8: unknown {', '.join(unknown)}; expected some of {', '.join(INT8_DEFAULTS)}")
+    settings = dict(INT8_DEFAULTS, **given)
+    if settings["calibration"] not in ("minmax", "percentile"):
+        raise ConfigError(f"export.int8.calibration must be 'minmax' or 'percentile', got {settings['calibration']!r}")
+    if not 90.0 <= float(settings["percentile"]) <= 100.0:
+        raise ConfigError(f"export.int8.percentile must be in [90, 100], got {settings['percentile']}")
+    settings["keep_float"] = [str(k) for k in settings["keep_float"]]
+    return settings
+
+
+def float_convolutions(graph, settings: Dict[str, object]) -> List[str]:
+    """Names of the Conv nodes of an ONNX ``graph`` that ``settings`` (:func:`int8_settings`) keep float."""
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    weights = {i.name: i for i in graph.initializer}
+    # The stem: the convolutions the input reaches through no other convolution (normalisation,
+    # padding and casts are not convolutions).
+    readers = {}
+    for node in graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    stem, seen, frontier = set(), set(), [i.name for i in graph.input]
+    while frontier:
+        for node in readers.get(frontier.pop(), []):
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+            if node.op_type == "Conv":
+                stem.add(node.name)
+            else:
+                frontier.extend(node.output)
+
+    def depthwise(node) -> bool:
+        group = next((a.i for a in node.attribute if a.name == "group"), 1)
+        weight = weights.get(node.input[1])
+        return group > 1 and weight is not None and weight.dims[1] == 1  # one input channel per filter
+
+    keep = []
+    for node in convs:
+        if (
+            any(k in name for name in node.input for k in settings["keep_float"])
+            or (settings["float_stem"] and node.name in stem)
+            or (settings["float_depthwise"] and depthwise(node))
+        ):
+            keep.append(node.name)
+    return keep
+
+
 def quantize_int8(
     fp32_path: str,
     int8_path: str,
     calibration: Iterable[np.ndarray],
-    keep_float: Sequence[str] = ("reg_conf",),
+    settings: Optional[Dict[str, object]] = None,
 ) -> Dict[str, object]:
     """Static int8 quantisation of an exported ONNX model as QDQ (runs on ONNX Runtime and
     OpenVINO), calibrated on ``calibration`` inputs ((1, 3, H, W) float32 as the runtime
     prepares them).
 
-    Only convolutions are quantised (weights per channel, int8; activations uint8, min-max
-    calibrated). Everything after the last convolutions (sigmoid, the DFL softmax and integral,
-    box decoding) stays float32, as do the convolutions whose weight names contain one of
-    ``keep_float`` (GFL v2's DGQP by default).
+    Only convolutions are quantised (weights per channel, int8; activations uint8). Everything
+    after the last convolutions (sigmoid, the DFL softmax and integral, box decoding) stays
+    float32, as do the convolutions ``settings`` keep float (:data:`INT8_DEFAULTS`: GFL v2's
+    DGQP; a config's ``export.int8`` may add the stem, the depthwise convolutions and name
+    patterns such as the head's output convolutions, and calibrate by percentile).
 
     Returns:
         a summary for model.json: method, counts of quantised and float convolutions.
@@ -118,10 +189,13 @@ def quantize_int8(
         def get_next(self):
             return next(self._feeds, None)
 
+    settings = dict(INT8_DEFAULTS, **(settings or {}))
     graph = onnx.load(fp32_path, load_external_data=False).graph
     convs = [n for n in graph.node if n.op_type == "Conv"]
-    excluded = [n.name for n in convs if any(k in name for name in n.input for k in keep_float)]
-    with _quiet_root_logger("Please consider"):
+    excluded = float_convolutions(graph, settings)
+    percentile = settings["calibration"] == "percentile"
+    # (the percentile calibrator prints its progress to stdout)
+    with _quiet_root_logger("Please consider"), contextlib.redirect_stdout(io.StringIO()):
         quantize_static(
             fp32_path,
             int8_path,
@@ -132,10 +206,13 @@ def quantize_int8(
             per_channel=True,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
-            calibrate_method=CalibrationMethod.MinMax,
+            calibrate_method=CalibrationMethod.Percentile if percentile else CalibrationMethod.MinMax,
+            extra_options={"CalibPercentile": float(settings["percentile"])} if percentile else {},
         )
+    method = f"percentile {settings['percentile']}" if percentile else "min-max"
     return {
-        "method": "onnxruntime quantize_static, QDQ, per-channel int8 weights, uint8 activations, min-max",
+        "method": f"onnxruntime quantize_static, QDQ, per-channel int8 weights, uint8 activations, {method}",
         "quantized_convs": len(convs) - len(excluded),
         "float_convs": len(excluded),
+        "settings": settings,
     }
