@@ -51,7 +51,7 @@ def test_switches_once_at_its_iteration_and_before_a_resumed_run_starts():
 
 
 def test_the_config_key_follows_max_iter_and_replaces_only_the_augmentations(monkeypatch):
-    cfg = load_config(f"{REPO}/configs/Quickstart/gfl_nano_shapes.py")
+    cfg = load_config(f"{REPO}/configs/Quickstart/gfl_nano_shapes_mild.py")
     assert last_stage_hook(cfg) is None  # fraction 0: off
     cfg.dataloader.train_last = dict(fraction=0.15, augmentations=cfg.dataloader.train.mapper.augmentations[1:])
     for max_iter, start in ((1000, 850), (2000, 1700), (7, 6), (10, 8)):

@@ -8,7 +8,7 @@ steps, and each GFocal model trains ``round(budget / its step)`` iterations (its
 ``train.max_iter``); each YOLO model (``.venv-yolo``, :mod:`yolo_side`) trains for the same
 seconds with ``time=``. Every model is evaluated on the same val json by the same COCO evaluator
 (faster-coco-eval) and timed at batch 1 on val images through its ONNX export (GFocal:
-``gfocal_runtime.Detector`` on ONNX Runtime fp32 and int8 and OpenVINO fp32; YOLO: its own export
+``gfocal_runtime.Detector`` on ONNX Runtime and OpenVINO, fp32 and int8; YOLO: its own export
 and ``predict``), 2 threads, NMS included on both sides. Runs are kept under ``--output-dir``: a
 rerun reuses finished ones and resumes killed ones (YOLO runs restart).
 """
@@ -53,7 +53,7 @@ YOLO = {"yolo11n": "YOLO11n", "yolo26n": "YOLO26n"}
 CONTENDERS = list(GFOCAL) + list(YOLO)
 BASE_ITERS = 1500  # the quick-start schedule: its training time is the 1x budget
 PROBE_ITERS = 60
-GFOCAL_PATHS = ("onnxruntime-fp32", "onnxruntime-int8", "openvino-fp32")
+GFOCAL_PATHS = ("onnxruntime-fp32", "onnxruntime-int8", "openvino-fp32", "openvino-int8")
 
 
 def yolo_python() -> str:
@@ -334,7 +334,7 @@ def run_frontier(args) -> dict:
     from tabulate import tabulate
 
     columns = ["AP", "AP50", "train_min", "onnxruntime-fp32 ms", "onnxruntime-int8 ms", "onnxruntime-int8 AP",
-               "openvino-fp32 ms", "parameters_M", "train_rss_mb", "runtime_rss_mb"]  # fmt: skip
+               "openvino-fp32 ms", "openvino-int8 ms", "parameters_M", "train_rss_mb", "runtime_rss_mb"]  # fmt: skip
     table = [[name] + [_fmt(r.get(c)) for c in columns] for name, r in results.items()]
     print(f"\nfrontier on the built-in data, {cpu_name()}, {args.jobs} job(s) side by side")
     print(tabulate(table, headers=["run"] + columns, tablefmt="pipe"))
