@@ -39,7 +39,7 @@ GFOCAL = {
     "quickstart": ("quick-start GFL", "configs/Quickstart/gfl_shapes.py"),
     "quickstart_strong": ("quick-start GFL, strong aug", "configs/Quickstart/gfl_shapes_strong.py"),
     "nano": ("GFocal-Nano", "configs/Quickstart/gfl_nano_shapes.py"),
-    "nano_strong": ("GFocal-Nano, strong aug", "configs/Quickstart/gfl_nano_shapes_strong.py"),
+    "nano_mild": ("GFocal-Nano, mild aug", "configs/Quickstart/gfl_nano_shapes_mild.py"),
     "nano_v2": ("GFocal-Nano v2", "configs/Quickstart/gflv2_nano_shapes.py"),
     "nano_ld": ("GFocal-Nano + LD", "configs/Quickstart/ld_nano_shapes.py"),
 }
@@ -48,7 +48,7 @@ GFOCAL = {
 TEACHER = {"nano_ld": "quickstart"}
 # A variant of another contender's config (a student: less its teacher); probed after the first
 # probes, beside a second probe of the config it extends, and scaled to the first probes' conditions.
-EXTENDS = {"nano_ld": "nano", "nano_strong": "nano", "quickstart_strong": "quickstart"}
+EXTENDS = {"nano_ld": "nano", "nano_mild": "nano", "quickstart_strong": "quickstart"}
 YOLO = {"yolo11n": "YOLO11n", "yolo26n": "YOLO26n"}
 CONTENDERS = list(GFOCAL) + list(YOLO)
 BASE_ITERS = 1500  # the quick-start schedule: its training time is the 1x budget
