@@ -4,7 +4,8 @@ cosine schedule, and strong augmentation (scale jitter over short sides 96-192, 
 switched to the quick start's mild one (128-160, flip) for the last 15% of training. Every length
 follows train.max_iter alone: `train.max_iter=2400` is twice the budget and nothing else.
 Its 1,200 iterations take about the quick start's training time on a CPU (a nano step costs
-~1.25x a quick-start one). The mild recipe throughout: configs/Quickstart/gfl_nano_shapes_mild.py.
+~1.25x a quick-start one). The mild recipe throughout: configs/Quickstart/gfl_nano_shapes_mild.py;
+both against YOLO: projects/GFocal/README.md, "Against YOLO at equal training time".
 `tools/quickstart.py --config-file configs/Quickstart/gfl_nano_shapes.py`."""
 
 import torch

@@ -8,7 +8,7 @@ from ..common.ld import ld
 from .gfl_nano_shapes import dataloader, export, lr_multiplier, model, optimizer, train
 
 # The LD weight scaled to 16 images per worker (0.25 / 8): at the published 0.25 the LD sum over
-# 16 images outweighed the class loss in the nano's shared tower (25.9 val AP against 47.0 alone
-# at the 1x budget; projects/GFocal/README.md). This scaled setting is not measured yet.
+# 16 images outweighed the class loss in the nano's shared tower. Neither pays at equal wall time
+# (projects/GFocal/README.md, "Against YOLO at equal training time").
 distill = ld("Quickstart/gfl_shapes.py", "./output/quickstart/gfl/model_final.pth", images_per_worker=16)
 train.output_dir = "./output/quickstart/gfl_nano_ld"
