@@ -104,7 +104,8 @@ def test_percentile_clips_a_rare_outlier_that_min_max_keeps(drawn_onnx, tmp_path
     [
         (dict(keep_floats=["x"]), r"export.int8: unknown keep_floats; expected some of keep_float, float_stem"),
         (dict(calibration="entropy"), r"export.int8.calibration must be 'minmax' or 'percentile', got 'entropy'"),
-        (dict(percentile=9999), r"export.int8.percentile must be in \[90, 100\], got 9999"),
+        (dict(percentile=9999), r"export.int8.percentile must be a number in \[90, 100\], got 9999"),
+        (dict(percentile="high"), r"export.int8.percentile must be a number in \[90, 100\], got high"),
     ],
 )
 def test_bad_int8_settings_are_one_clear_error(value, message):

@@ -95,7 +95,7 @@ def _quiet_root_logger(prefix: str):
 # ``export.int8`` of a config (all keys optional): how :func:`quantize_int8` quantises its model.
 INT8_DEFAULTS = dict(
     keep_float=["reg_conf"],  # convolutions whose weight names contain one of these stay float
-    float_stem=False,  # the convolution(s) reading the network input stay float
+    float_stem=False,  # the convolutions the input reaches through no other convolution stay float
     float_depthwise=False,  # depthwise convolutions (groups = input channels > 1) stay float
     calibration="minmax",  # or "percentile": each activation's range clipped to `percentile`
     percentile=99.999,
@@ -111,8 +111,12 @@ def int8_settings(cfg) -> Dict[str, object]:
     settings = dict(INT8_DEFAULTS, **given)
     if settings["calibration"] not in ("minmax", "percentile"):
         raise ConfigError(f"export.int8.calibration must be 'minmax' or 'percentile', got {settings['calibration']!r}")
-    if not 90.0 <= float(settings["percentile"]) <= 100.0:
-        raise ConfigError(f"export.int8.percentile must be in [90, 100], got {settings['percentile']}")
+    try:
+        in_range = 90.0 <= float(settings["percentile"]) <= 100.0
+    except (TypeError, ValueError):
+        in_range = False
+    if not in_range:
+        raise ConfigError(f"export.int8.percentile must be a number in [90, 100], got {settings['percentile']}")
     settings["keep_float"] = [str(k) for k in settings["keep_float"]]
     return settings
 
